@@ -1,0 +1,406 @@
+/* Kafka through librdkafka, on the GLib main loop. */
+#include "bus.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib-unix.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "message.h"
+
+struct CtlBus {
+  rd_kafka_t       *producer;
+  rd_kafka_t       *consumer;
+  rd_kafka_queue_t *pq, *cq;
+  int               ppipe[2], cpipe[2];
+  guint             psrc, csrc;
+  GHashTable       *watched;      /* topic -> gint64* next offset */
+  GHashTable       *topics;       /* producer topic handles, made ahead of use */
+  gboolean          link_up;
+  CtlBusCallbacks   cb;
+  gpointer          user_data;
+};
+
+G_DEFINE_QUARK(ctl-bus-error-quark, ctl_bus_error)
+#define CTL_BUS_ERROR (ctl_bus_error_quark())
+
+static void
+set_link(CtlBus *bus, gboolean up)
+{
+  if (bus->link_up == up)
+    return;
+  bus->link_up = up;
+  g_info("broker link %s", up ? "up" : "down");
+  if (bus->cb.link)
+    bus->cb.link(up, bus->user_data);
+}
+
+/* ---- callbacks librdkafka calls from rd_kafka_poll (main thread) ---- */
+
+static void
+on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+  CtlBus *bus = opaque;
+  gboolean ok = msg->err == RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (ok)
+    set_link(bus, TRUE);
+  gboolean timed_out = msg->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT
+                       || msg->err == RD_KAFKA_RESP_ERR__TIMED_OUT
+                       || msg->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE;
+  gboolean maybe = !ok && rd_kafka_message_status(msg) != RD_KAFKA_MSG_STATUS_NOT_PERSISTED;
+  bus->cb.delivered(msg->_private, ok, msg->offset, ok ? NULL : rd_kafka_err2str(msg->err),
+                    timed_out, maybe, bus->user_data);
+}
+
+static void
+on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+  CtlBus *bus = opaque;
+  g_info("kafka: %s: %s", rd_kafka_err2name(err), reason);
+  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+    set_link(bus, FALSE);
+}
+
+/* The link is up when some real broker (nodeid >= 0) is in state UP. Statistics
+ * arrive every second, so a broker coming back shows within a second. */
+static int
+on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+  CtlBus *bus = opaque;
+  json_t *root = json_loadb(json, len, 0, NULL);
+  json_t *brokers = json_object_get(root, "brokers");
+  const char *name;
+  json_t *b;
+  gboolean up = FALSE;
+  json_object_foreach(brokers, name, b) {
+    if (json_integer_value(json_object_get(b, "nodeid")) >= 0
+        && g_strcmp0(json_string_value(json_object_get(b, "state")), "UP") == 0)
+      up = TRUE;
+  }
+  if (root)
+    set_link(bus, up);
+  json_decref(root);
+  return 0;
+}
+
+static void
+on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+  /* librdkafka's own chatter is debugging detail; its errors reach on_error. */
+  g_debug("rdkafka %s: %s", fac, buf);
+}
+
+/* ---- queue pipes as GSources ---- */
+
+static void
+drain_pipe(int fd)
+{
+  char buf[256];
+  while (read(fd, buf, sizeof buf) > 0)
+    ;
+}
+
+static gboolean
+on_producer_ready(gint fd, GIOCondition cond, gpointer data)
+{
+  CtlBus *bus = data;
+  drain_pipe(fd);
+  while (rd_kafka_poll(bus->producer, 0) > 0)
+    ;
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+handle_message(CtlBus *bus, rd_kafka_message_t *m)
+{
+  const char *topic = rd_kafka_topic_name(m->rkt);
+  if (m->err) {
+    /* Unknown topics before their first message, end of partition: not data. */
+    g_debug("kafka consumer: %s: %s", topic ? topic : "-", rd_kafka_message_errstr(m));
+    return;
+  }
+  gint64 *next = g_hash_table_lookup(bus->watched, topic);
+  if (!next)
+    return;    /* unwatched while the message was queued */
+  *next = m->offset + 1;
+  bus->cb.message(topic, m->offset, m->key, m->key_len, m->payload, m->len, bus->user_data);
+}
+
+/* At most this many messages per wakeup, so FUSE requests keep flowing while a
+ * backlog is consumed. */
+#define BATCH_MAX 512
+
+static gboolean
+on_consumer_ready(gint fd, GIOCondition cond, gpointer data)
+{
+  CtlBus *bus = data;
+  drain_pipe(fd);
+  rd_kafka_message_t *m = rd_kafka_consumer_poll(bus->consumer, 0);
+  if (!m)
+    return G_SOURCE_CONTINUE;
+  bus->cb.batch_begin(bus->user_data);
+  int n = 0;
+  do {
+    set_link(bus, TRUE);
+    handle_message(bus, m);
+    rd_kafka_message_destroy(m);
+  } while (++n < BATCH_MAX && (m = rd_kafka_consumer_poll(bus->consumer, 0)) != NULL);
+  bus->cb.batch_end(bus->user_data);
+  if (n == BATCH_MAX)   /* more may wait: come back after other sources ran */
+    if (write(bus->cpipe[1], "1", 1) < 0)
+      g_debug("consumer wakeup pipe full: a wakeup is pending anyway");
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+make_pipe(int p[2], GError **error)
+{
+  if (g_unix_open_pipe(p, FD_CLOEXEC, error) && g_unix_set_fd_nonblocking(p[0], TRUE, error)
+      && g_unix_set_fd_nonblocking(p[1], TRUE, error))
+    return TRUE;
+  return FALSE;
+}
+
+static gboolean
+conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, GError **error)
+{
+  char err[256];
+  if (rd_kafka_conf_set(conf, key, value, err, sizeof err) == RD_KAFKA_CONF_OK)
+    return TRUE;
+  g_set_error(error, CTL_BUS_ERROR, 0, "kafka option %s=%s: %s", key, value, err);
+  return FALSE;
+}
+
+static rd_kafka_t *
+client_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, GError **error)
+{
+  char err[256];
+  rd_kafka_t *rk = rd_kafka_new(type, conf, err, sizeof err);
+  if (!rk) {
+    rd_kafka_conf_destroy(conf);
+    g_set_error(error, CTL_BUS_ERROR, 0, "kafka client: %s", err);
+  }
+  return rk;
+}
+
+static rd_kafka_conf_t *
+base_conf(CtlBus *bus, const char *brokers, GError **error)
+{
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_set_opaque(conf, bus);
+  rd_kafka_conf_set_error_cb(conf, on_error);
+  rd_kafka_conf_set_log_cb(conf, on_log);
+  if (conf_set(conf, "bootstrap.servers", brokers, error)
+      && conf_set(conf, "client.id", "ctlfs", error)
+      && conf_set(conf, "socket.nagle.disable", "true", error)
+      && conf_set(conf, "reconnect.backoff.ms", "20", error)
+      && conf_set(conf, "reconnect.backoff.max.ms", "500", error))
+    return conf;
+  rd_kafka_conf_destroy(conf);
+  return NULL;
+}
+
+static gboolean
+producer_new(CtlBus *bus, const char *brokers, int timeout_ms, GError **error)
+{
+  rd_kafka_conf_t *conf = base_conf(bus, brokers, error);
+  if (!conf)
+    return FALSE;
+  char timeout[32];
+  g_snprintf(timeout, sizeof timeout, "%d", timeout_ms);
+  rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+  rd_kafka_conf_set_stats_cb(conf, on_stats);
+  if (!conf_set(conf, "enable.idempotence", "true", error)
+      || !conf_set(conf, "acks", "all", error)
+      || !conf_set(conf, "linger.ms", "0", error)
+      || !conf_set(conf, "message.timeout.ms", timeout, error)
+      || !conf_set(conf, "statistics.interval.ms", "1000", error)) {
+    rd_kafka_conf_destroy(conf);
+    return FALSE;
+  }
+  bus->producer = client_new(RD_KAFKA_PRODUCER, conf, error);
+  if (!bus->producer)
+    return FALSE;
+  bus->pq = rd_kafka_queue_get_main(bus->producer);
+  rd_kafka_queue_io_event_enable(bus->pq, bus->ppipe[1], "1", 1);
+  bus->psrc = g_unix_fd_add(bus->ppipe[0], G_IO_IN, on_producer_ready, bus);
+  return TRUE;
+}
+
+static gboolean
+consumer_new(CtlBus *bus, const char *brokers, GError **error)
+{
+  rd_kafka_conf_t *conf = base_conf(bus, brokers, error);
+  if (!conf)
+    return FALSE;
+  /* Offsets live in SQLite with the state they produced (seed 003); the group id
+   * exists only because librdkafka's consumer wants one. */
+  if (!conf_set(conf, "group.id", "ctlfs", error)
+      || !conf_set(conf, "enable.auto.commit", "false", error)
+      || !conf_set(conf, "enable.auto.offset.store", "false", error)
+      || !conf_set(conf, "allow.auto.create.topics", "true", error)
+      || !conf_set(conf, "auto.offset.reset", "earliest", error)
+      || !conf_set(conf, "fetch.wait.max.ms", "10", error)
+      || !conf_set(conf, "fetch.error.backoff.ms", "50", error)
+      || !conf_set(conf, "topic.metadata.refresh.interval.ms", "2000", error)) {
+    rd_kafka_conf_destroy(conf);
+    return FALSE;
+  }
+  bus->consumer = client_new(RD_KAFKA_CONSUMER, conf, error);
+  if (!bus->consumer)
+    return FALSE;
+  rd_kafka_poll_set_consumer(bus->consumer);
+  bus->cq = rd_kafka_queue_get_consumer(bus->consumer);
+  rd_kafka_queue_io_event_enable(bus->cq, bus->cpipe[1], "1", 1);
+  bus->csrc = g_unix_fd_add(bus->cpipe[0], G_IO_IN, on_consumer_ready, bus);
+  return TRUE;
+}
+
+CtlBus *
+ctl_bus_new(const char *brokers, int message_timeout_ms, const CtlBusCallbacks *cb,
+            gpointer user_data, GError **error)
+{
+  CtlBus *bus = g_new0(CtlBus, 1);
+  bus->cb = *cb;
+  bus->user_data = user_data;
+  bus->ppipe[0] = bus->ppipe[1] = bus->cpipe[0] = bus->cpipe[1] = -1;
+  bus->watched = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  bus->topics = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                      (GDestroyNotify) rd_kafka_topic_destroy);
+  if (!make_pipe(bus->ppipe, error) || !make_pipe(bus->cpipe, error)
+      || !producer_new(bus, brokers, message_timeout_ms, error)
+      || !consumer_new(bus, brokers, error)) {
+    ctl_bus_free(bus, 0);
+    return NULL;
+  }
+  return bus;
+}
+
+void
+ctl_bus_free(CtlBus *bus, int flush_ms)
+{
+  if (!bus)
+    return;
+  if (bus->psrc)
+    g_source_remove(bus->psrc);
+  if (bus->csrc)
+    g_source_remove(bus->csrc);
+  if (bus->consumer) {
+    rd_kafka_queue_io_event_enable(bus->cq, -1, NULL, 0);
+    rd_kafka_queue_destroy(bus->cq);
+    rd_kafka_consumer_close(bus->consumer);
+    rd_kafka_destroy(bus->consumer);
+  }
+  if (bus->producer) {
+    rd_kafka_queue_io_event_enable(bus->pq, -1, NULL, 0);
+    rd_kafka_flush(bus->producer, flush_ms);
+    /* Whatever is left is reported as failed, so no caller waits forever. */
+    rd_kafka_purge(bus->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(bus->producer, 0);
+    g_hash_table_remove_all(bus->topics);
+    rd_kafka_queue_destroy(bus->pq);
+    rd_kafka_destroy(bus->producer);
+  }
+  for (int i = 0; i < 2; i++) {
+    if (bus->ppipe[i] >= 0)
+      close(bus->ppipe[i]);
+    if (bus->cpipe[i] >= 0)
+      close(bus->cpipe[i]);
+  }
+  g_hash_table_unref(bus->watched);
+  g_hash_table_unref(bus->topics);
+  g_free(bus);
+}
+
+void
+ctl_bus_prepare_topic(CtlBus *bus, const char *topic)
+{
+  if (g_hash_table_contains(bus->topics, topic))
+    return;
+  rd_kafka_topic_t *rkt = rd_kafka_topic_new(bus->producer, topic, NULL);
+  if (rkt)
+    g_hash_table_insert(bus->topics, g_strdup(topic), rkt);
+}
+
+gboolean
+ctl_bus_produce(CtlBus *bus, const char *topic, const char *key, const char *value,
+                gpointer opaque, GError **error)
+{
+  ctl_bus_prepare_topic(bus, topic);
+  rd_kafka_headers_t *hdrs = rd_kafka_headers_new(1);
+  rd_kafka_header_add(hdrs, CTL_MSG_HEADER_NAME, -1, CTL_MSG_HEADER_VALUE, -1);
+  rd_kafka_resp_err_t err = rd_kafka_producev(bus->producer,
+      RD_KAFKA_V_TOPIC(topic),
+      RD_KAFKA_V_PARTITION(0),
+      RD_KAFKA_V_KEY(key, strlen(key)),
+      RD_KAFKA_V_VALUE((void *) value, strlen(value)),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+      RD_KAFKA_V_HEADERS(hdrs),
+      RD_KAFKA_V_OPAQUE(opaque),
+      RD_KAFKA_V_END);
+  if (err) {
+    rd_kafka_headers_destroy(hdrs);   /* ownership passes only on success */
+    g_set_error(error, CTL_BUS_ERROR, err, "kafka produce: %s", rd_kafka_err2str(err));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+void
+ctl_bus_purge_queued(CtlBus *bus)
+{
+  rd_kafka_purge(bus->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_NON_BLOCKING);
+  /* The purged messages' reports are queued now: serve them on the next wakeup. */
+}
+
+/* librdkafka replaces the whole assignment at once, so every watched topic is
+ * assigned again at its current position. */
+static void
+reassign(CtlBus *bus)
+{
+  rd_kafka_topic_partition_list_t *list =
+    rd_kafka_topic_partition_list_new(g_hash_table_size(bus->watched));
+  GHashTableIter it;
+  gpointer key, value;
+  g_hash_table_iter_init(&it, bus->watched);
+  while (g_hash_table_iter_next(&it, &key, &value)) {
+    gint64 next = *(gint64 *) value;
+    rd_kafka_topic_partition_list_add(list, key, 0)->offset =
+      next >= 0 ? next : RD_KAFKA_OFFSET_BEGINNING;
+  }
+  rd_kafka_resp_err_t err = rd_kafka_assign(bus->consumer, list);
+  if (err)
+    g_warning("kafka assign: %s", rd_kafka_err2str(err));
+  rd_kafka_topic_partition_list_destroy(list);
+}
+
+void
+ctl_bus_watch(CtlBus *bus, const char *topic, gint64 next_offset)
+{
+  gint64 *next = g_new(gint64, 1);
+  *next = next_offset;
+  g_hash_table_replace(bus->watched, g_strdup(topic), next);
+  reassign(bus);
+}
+
+void
+ctl_bus_unwatch(CtlBus *bus, const char *topic)
+{
+  if (g_hash_table_remove(bus->watched, topic))
+    reassign(bus);
+}
+
+gboolean
+ctl_bus_link_up(CtlBus *bus)
+{
+  return bus->link_up;
+}
+
+int
+ctl_bus_outstanding(CtlBus *bus)
+{
+  return rd_kafka_outq_len(bus->producer);
+}

@@ -1,0 +1,49 @@
+/* The bus: one idempotent Kafka producer (acks=all) for commands and one
+ * consumer for feedback, both driven by the GLib main loop. librdkafka's queues
+ * signal a pipe (rd_kafka_queue_io_event_enable) watched as a GSource, so
+ * delivery reports and messages are handled on the main thread, never blocking. */
+#pragma once
+#include <glib.h>
+
+typedef struct CtlBus CtlBus;
+
+typedef struct {
+  /* The broker acknowledged (OK) or refused/timed out (!OK) a produced message.
+   * POSSIBLY_PERSISTED: the failure came after the request was sent. */
+  void (*delivered)(gpointer opaque, gboolean ok, gint64 offset, const char *reason,
+                    gboolean timed_out, gboolean possibly_persisted, gpointer user_data);
+  /* Consumed messages come in batches, so that a batch is one transaction. */
+  void (*batch_begin)(gpointer user_data);
+  void (*message)(const char *topic, gint64 offset, const char *key, gsize key_len,
+                  const char *value, gsize value_len, gpointer user_data);
+  void (*batch_end)(gpointer user_data);
+  /* The broker link went up or down. */
+  void (*link)(gboolean up, gpointer user_data);
+} CtlBusCallbacks;
+
+/* MESSAGE_TIMEOUT_MS: how long the producer may try to deliver one message
+ * before failing it (0: forever, for the queued outbox). */
+CtlBus  *ctl_bus_new(const char *brokers, int message_timeout_ms, const CtlBusCallbacks *cb,
+                     gpointer user_data, GError **error);
+/* Waits up to FLUSH_MS for outstanding deliveries, then destroys the clients. */
+void     ctl_bus_free(CtlBus *bus, int flush_ms);
+
+/* Produces VALUE to TOPIC partition 0 with KEY and the ctlfs-version header.
+ * OPAQUE comes back in delivered(). FALSE + ERROR when librdkafka refuses it at
+ * once (queue full, bad topic). */
+gboolean ctl_bus_produce(CtlBus *bus, const char *topic, const char *key, const char *value,
+                         gpointer opaque, GError **error);
+/* Makes the producer look TOPIC up now, so that the first command to it does
+ * not wait for metadata (and creates it where the broker auto-creates). */
+void     ctl_bus_prepare_topic(CtlBus *bus, const char *topic);
+/* Drops messages still waiting in the producer's queue (not yet sent): each
+ * comes back through delivered() as failed. */
+void     ctl_bus_purge_queued(CtlBus *bus);
+
+/* Consume TOPIC partition 0 from NEXT_OFFSET (-1: from the beginning). */
+void     ctl_bus_watch(CtlBus *bus, const char *topic, gint64 next_offset);
+void     ctl_bus_unwatch(CtlBus *bus, const char *topic);
+
+gboolean ctl_bus_link_up(CtlBus *bus);
+/* Messages handed to the producer and not yet reported on. */
+int      ctl_bus_outstanding(CtlBus *bus);

@@ -1,0 +1,76 @@
+#include "caller.h"
+
+#include <pwd.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "model.h"
+
+static char *
+user_name(uid_t uid)
+{
+  struct passwd pw, *res = NULL;
+  char buf[1024];
+  if (getpwuid_r(uid, &pw, buf, sizeof buf, &res) == 0 && res)
+    return g_strdup(res->pw_name);
+  return g_strdup_printf("%u", (unsigned) uid);
+}
+
+/* /proc/PID/comm; the process may already be gone, which is not an error. */
+static char *
+comm_of(pid_t pid)
+{
+  char path[64], *text = NULL;
+  g_snprintf(path, sizeof path, "/proc/%d/comm", (int) pid);
+  if (pid > 0 && g_file_get_contents(path, &text, NULL, NULL)) {
+    g_strchomp(text);
+    return text;
+  }
+  return g_strdup("?");
+}
+
+void
+ctl_caller_resolve(CtlCaller *who)
+{
+  if (!who->user)
+    who->user = user_name(who->uid);
+  if (!who->comm)
+    who->comm = comm_of(who->pid);
+  who->host = g_get_host_name();
+}
+
+void
+ctl_caller_clear(CtlCaller *who)
+{
+  g_clear_pointer(&who->user, g_free);
+  g_clear_pointer(&who->comm, g_free);
+  g_clear_pointer(&who->groups, g_free);
+}
+
+char *
+ctl_caller_describe(const CtlCaller *who)
+{
+  GString *out = g_string_new(NULL);
+  char *by = g_strdup_printf("uid:%u(%s)", (unsigned) who->uid, who->user ? who->user : "?");
+  ctl_kv_append(out, "by", by);
+  g_free(by);
+  g_string_append_printf(out, " pid=%d", (int) who->pid);
+  ctl_kv_append(out, "comm", who->comm);
+  ctl_kv_append(out, "host", who->host);
+  return g_string_free(out, FALSE);
+}
+
+gboolean
+ctl_caller_may_command(const CtlCaller *who, uid_t owner, gid_t admin_gid)
+{
+  if (who->uid == 0 || who->uid == owner)
+    return TRUE;
+  if (admin_gid == (gid_t) -1)
+    return FALSE;
+  if (who->gid == admin_gid)
+    return TRUE;
+  for (int i = 0; i < who->ngroups; i++)
+    if (who->groups[i] == admin_gid)
+      return TRUE;
+  return FALSE;
+}

@@ -1,0 +1,25 @@
+/* Who issued a request: the FUSE request's credentials, resolved into the audit
+ * fields every command and refusal carries (uid, user, pid, comm, host). */
+#pragma once
+#include <glib.h>
+#include <sys/types.h>
+
+typedef struct {
+  uid_t  uid;
+  gid_t  gid;
+  pid_t  pid;
+  gid_t *groups;        /* supplementary groups, may be NULL */
+  int    ngroups;
+  char  *user;          /* resolved by ctl_caller_resolve() */
+  char  *comm;
+  const char *host;     /* this host's name (static) */
+} CtlCaller;
+
+/* Fills user, comm and host from uid and pid. */
+void     ctl_caller_resolve(CtlCaller *who);
+void     ctl_caller_clear(CtlCaller *who);
+/* "by=uid:1000(alice) pid=4242 comm=bash host=adm1" (g_free). */
+char    *ctl_caller_describe(const CtlCaller *who);
+/* May WHO issue commands? Root, the mount's owner, and members of ADMIN_GID
+ * ((gid_t) -1: none configured) may. */
+gboolean ctl_caller_may_command(const CtlCaller *who, uid_t owner, gid_t admin_gid);

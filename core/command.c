@@ -1,0 +1,537 @@
+/* The command path: a `state` write becomes a stored command, a Kafka message,
+ * and an answer to the writer. Lifecycle: queued -> sent -> applied | failed. */
+#include "command.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine-private.h"
+#include "message.h"
+#include "timefmt.h"
+
+static const struct { const char *verb, *target; } verbs[] = {
+  { "pause",  "paused"  },
+  { "resume", "running" },
+  { "start",  "running" },
+  { "stop",   "stopped" },
+};
+
+const char *
+ctl_verb_target(const char *verb)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS(verbs); i++)
+    if (g_strcmp0(verb, verbs[i].verb) == 0)
+      return verbs[i].target;
+  return NULL;
+}
+
+const char *
+ctl_verb_parse(const char *buf, gsize len, char **reason)
+{
+  if (len > 0 && buf[len - 1] == '\n')
+    len--;
+  if (len == 0) {
+    *reason = g_strdup("empty command");
+    return NULL;
+  }
+  for (gsize i = 0; i < G_N_ELEMENTS(verbs); i++)
+    if (strlen(verbs[i].verb) == len && memcmp(buf, verbs[i].verb, len) == 0)
+      return verbs[i].verb;
+  *reason = g_strdup("unknown verb (expected pause or resume)");
+  return NULL;
+}
+
+/* The Kafka backend drives runtimes that pause and resume; lifecycle verbs
+ * belong to lifecycle backends. */
+static gboolean
+backend_takes(CtlObject *obj, const char *verb)
+{
+  return g_strcmp0(verb, "pause") == 0 || g_strcmp0(verb, "resume") == 0;
+}
+
+void
+ctl_engine_count_command(CtlEngine *e, const char *verb, const char *result)
+{
+  char *key = g_strdup_printf("%s\037%s", verb, result);
+  guint64 *n = g_hash_table_lookup(e->commands, key);
+  if (!n) {
+    n = g_new0(guint64, 1);
+    g_hash_table_insert(e->commands, key, n);
+  } else {
+    g_free(key);
+  }
+  (*n)++;
+}
+
+/* Logs a refused or rejected write with who tried and the input, escaped. */
+static void
+log_refusal(CtlEngine *e, CtlObject *obj, const char *event, const CtlCaller *who,
+            const char *input, gsize len, const char *reason)
+{
+  GString *d = g_string_new(NULL);
+  char *text = g_strndup(input, len);
+  /* Invalid UTF-8 or control bytes must not break the one-line log format. */
+  char *valid = g_utf8_make_valid(text, -1);
+  ctl_kv_append(d, "input", valid);
+  ctl_kv_append(d, "reason", reason);
+  char *by = ctl_caller_describe(who);
+  g_string_append_printf(d, " %s", by);
+  GError *error = NULL;
+  ctl_set_str(&obj->last_error, reason);
+  if (!ctl_store_begin(e->store, &error) || !ctl_model_log(e->model, obj, event, d->str, &error)
+      || !ctl_model_save(e->model, obj, &error) || !ctl_store_commit(e->store, &error)) {
+    ctl_model_rollback(e->model);
+    g_warning("%s: cannot log %s: %s", obj->name, event, error->message);
+    g_error_free(error);
+  }
+  ctl_model_changed(e->model, obj, CTL_CHANGE_STATE);
+  g_free(by);
+  g_free(valid);
+  g_free(text);
+  g_string_free(d, TRUE);
+}
+
+static void
+command_details(GString *d, const char *id, const char *verb, const char *by, const char *result)
+{
+  ctl_kv_append(d, "id", id);
+  ctl_kv_append(d, "verb", verb);
+  if (by)
+    g_string_append_printf(d, " %s", by);
+  ctl_kv_append(d, "result", result);
+}
+
+/* Records RESULT of command ID on OBJ: the command row, the object's status and
+ * one log line, in one transaction. EXTRA is appended to the line. */
+static gboolean
+record(CtlEngine *e, CtlObject *obj, const char *id, const char *verb, const char *by,
+       const char *result, gint64 offset, const char *error_text, const char *extra,
+       GError **error)
+{
+  GString *d = g_string_new(NULL);
+  command_details(d, id, verb, by, result);
+  if (offset >= 0)
+    g_string_append_printf(d, " offset=%" G_GINT64_FORMAT, offset);
+  if (error_text)
+    ctl_kv_append(d, "error", error_text);
+  if (extra)
+    g_string_append_printf(d, " %s", extra);
+  if (g_strcmp0(obj->last_cmd_id, id) == 0)
+    ctl_set_str(&obj->last_cmd_result, result);
+  gboolean ok = ctl_store_begin(e->store, error);
+  ok = ok && ctl_store_command_update(e->store, id, result, offset, error_text, error);
+  ok = ok && ctl_model_save(e->model, obj, error);
+  ok = ok && ctl_model_log(e->model, obj, "command", d->str, error);
+  ok = ok && ctl_store_commit(e->store, error);
+  if (!ok)
+    ctl_model_rollback(e->model);
+  g_string_free(d, TRUE);
+  ctl_engine_count_command(e, verb, result);
+  ctl_model_changed(e->model, obj, CTL_CHANGE_STATE);
+  return ok;
+}
+
+static void
+inflight_free(CtlInflight *inf)
+{
+  if (inf->timer)
+    g_source_remove(inf->timer);
+  inf->obj->inflight--;
+  g_free(inf->id);
+  g_free(inf->verb);
+  g_free(inf->by);
+  g_free(inf);
+}
+
+static void
+answer(CtlInflight *inf, int err)
+{
+  CtlCommandDone done = inf->done;
+  inf->done = NULL;
+  if (done)
+    done(err, inf->user_data);
+}
+
+/* A failure the writer must hear about: the command is failed for good and
+ * the object no longer waits for it. */
+static void
+fail_command(CtlEngine *e, CtlInflight *inf, const char *why, const char *extra, int err)
+{
+  CtlObject *obj = inf->obj;
+  if (g_strcmp0(obj->pending, inf->id) == 0)
+    ctl_set_str(&obj->pending, NULL);
+  ctl_set_str(&obj->last_error, why);
+  GError *error = NULL;
+  if (!record(e, obj, inf->id, inf->verb, inf->by, "failed", -1, why, extra, &error)) {
+    g_warning("%s: cannot record failed command %s: %s", obj->name, inf->id, error->message);
+    g_error_free(error);
+  }
+  answer(inf, err);
+}
+
+/* The --ack-timeout-ms backstop. librdkafka times messages out by itself too,
+ * but only on a one-second scan; the writer is answered on time here, and
+ * whatever still waits in the producer's queue is withdrawn so that it is
+ * never delivered after the writer saw ETIMEDOUT. */
+static gboolean
+on_ack_timeout(gpointer data)
+{
+  CtlInflight *inf = data;
+  CtlEngine *e = inf->engine;
+  inf->timer = 0;
+  inf->timed_out = TRUE;
+  char *why = g_strdup_printf("broker did not acknowledge within %d ms", e->cfg.ack_timeout_ms);
+  fail_command(e, inf, why, NULL, ETIMEDOUT);
+  g_free(why);
+  ctl_bus_purge_queued(e->bus);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+delivered_ok(CtlEngine *e, CtlInflight *inf, gint64 offset)
+{
+  CtlObject *obj = inf->obj;
+  GError *error = NULL;
+  const char *result = inf->applied ? "applied" : "sent";
+  const char *extra = NULL;
+  if (inf->timed_out) {
+    /* Only a request already on the wire when the timeout hit can get here:
+     * say so plainly rather than hide it. */
+    result = "sent";
+    extra = "warning=\"acknowledged after the write had failed with ETIMEDOUT\"";
+    ctl_set_str(&obj->pending, inf->id);
+    ctl_set_str(&obj->last_error, "command acknowledged after its write timed out");
+  } else {
+    if (e->cfg.write_mode == CTL_WRITE_DURABLE)
+      ctl_set_str(&obj->desired, ctl_verb_target(inf->verb));
+    if (g_strcmp0(obj->last_cmd_id, inf->id) == 0)
+      ctl_set_str(&obj->last_error, NULL);
+  }
+  if (!record(e, obj, inf->id, inf->verb, inf->by, result, offset, NULL, extra, &error)) {
+    g_warning("%s: cannot record sent command %s: %s", obj->name, inf->id, error->message);
+    g_error_free(error);
+    answer(inf, EIO);
+    return;
+  }
+  answer(inf, 0);
+}
+
+void
+ctl_engine_command_delivered(gpointer opaque, gboolean ok, gint64 offset, const char *reason,
+                             gboolean timed_out, gboolean possibly_persisted, gpointer user_data)
+{
+  CtlInflight *inf = opaque;
+  CtlEngine *e = inf->engine;
+  gboolean queued = e->cfg.write_mode == CTL_WRITE_QUEUED;
+  if (ok) {
+    delivered_ok(e, inf, offset);
+  } else if (queued && !e->stopping) {
+    /* The outbox never gives up: a fatal producer error is logged and the
+     * command stays queued for the next start. */
+    g_warning("%s: command %s not delivered: %s", inf->obj->name, inf->id, reason);
+  } else if (queued) {
+    /* Daemon stopping: the command stays queued in the store and goes out
+     * on the next start. */
+  } else if (!inf->timed_out) {
+    char *why = g_strdup_printf("%s%s", timed_out ? "broker did not acknowledge: " : "",
+                                e->stopping ? "daemon stopping" : reason);
+    fail_command(e, inf, why, possibly_persisted ? "possibly_persisted=yes" : NULL,
+                 timed_out ? ETIMEDOUT : EIO);
+    g_free(why);
+  }
+  if (queued && (ok || e->stopping))
+    e->outbox--;
+  g_hash_table_remove(e->inflight, inf->id);   /* frees inf */
+}
+
+static CtlInflight *
+inflight_new(CtlEngine *e, CtlObject *obj, const char *id, const char *verb,
+             const CtlCaller *who)
+{
+  CtlInflight *inf = g_new0(CtlInflight, 1);
+  inf->engine = e;
+  inf->obj = obj;
+  inf->id = g_strdup(id);
+  inf->verb = g_strdup(verb);
+  inf->by = ctl_caller_describe(who);
+  obj->inflight++;
+  g_hash_table_insert(e->inflight, inf->id, inf);
+  return inf;
+}
+
+/* Hands a stored command to the producer. FALSE when librdkafka refuses it at
+ * once (the command is then failed, or stays queued in queued mode). */
+static gboolean
+publish(CtlEngine *e, CtlInflight *inf, const char *topic, const char *key, const char *value)
+{
+  GError *error = NULL;
+  if (ctl_bus_produce(e->bus, topic, key, value, inf, &error)) {
+    if (e->cfg.write_mode == CTL_WRITE_QUEUED)
+      e->outbox++;
+    return TRUE;
+  }
+  if (e->cfg.write_mode == CTL_WRITE_DURABLE)
+    fail_command(e, inf, error->message, NULL, EIO);
+  else
+    g_warning("%s: command %s stays queued: %s", inf->obj->name, inf->id, error->message);
+  g_error_free(error);
+  g_hash_table_remove(e->inflight, inf->id);
+  return FALSE;
+}
+
+static char *
+encode(CtlEngine *e, const char *id, CtlObject *obj, const char *verb, gint64 issued_at,
+       const CtlCaller *who)
+{
+  CtlCommandMsg msg = {
+    .id = (char *) id,
+    .runtime = obj->parent->name,
+    .resource = obj->name,
+    .verb = (char *) verb,
+    .issued_at_ms = issued_at,
+    .uid = who->uid,
+    .user = who->user,
+    .pid = who->pid,
+    .comm = who->comm,
+    .host = (char *) who->host,
+  };
+  return ctl_command_msg_encode(&msg);
+}
+
+/* Stores the command, and in queued mode the new desired state with it: once
+ * this commits, a queued write has succeeded. */
+static gboolean
+store_command(CtlEngine *e, CtlObject *obj, const char *id, const char *verb, gint64 now,
+              const CtlCaller *who, GError **error)
+{
+  gboolean queued = e->cfg.write_mode == CTL_WRITE_QUEUED;
+  CtlCommandRow row = {
+    .id = id, .object_id = obj->id, .runtime = obj->parent->name, .resource = obj->name,
+    .verb = verb, .mode = queued ? "queued" : "durable",
+    .uid = who->uid, .user = who->user, .pid = who->pid, .comm = who->comm,
+    .host = who->host, .issued_at = now, .result = "queued", .offset = -1,
+  };
+  ctl_set_str(&obj->pending, id);
+  ctl_set_str(&obj->last_cmd_id, id);
+  ctl_set_str(&obj->last_cmd_verb, verb);
+  ctl_set_str(&obj->last_cmd_result, "queued");
+  if (queued) {
+    ctl_set_str(&obj->desired, ctl_verb_target(verb));
+    ctl_set_str(&obj->last_error, NULL);
+  }
+  GString *d = g_string_new(NULL);
+  char *by = ctl_caller_describe(who);
+  command_details(d, id, verb, by, "queued");
+  gboolean ok = ctl_store_begin(e->store, error);
+  ok = ok && ctl_store_command_insert(e->store, &row, error);
+  ok = ok && ctl_model_save(e->model, obj, error);
+  /* The queued line is the writer's receipt in queued mode; in durable mode
+   * the writer's answer is the sent/failed line that follows. */
+  ok = ok && (!queued || ctl_model_log(e->model, obj, "command", d->str, error));
+  ok = ok && ctl_store_commit(e->store, error);
+  if (!ok)
+    ctl_model_rollback(e->model);
+  g_free(by);
+  g_string_free(d, TRUE);
+  return ok;
+}
+
+void
+ctl_engine_command(CtlEngine *e, CtlObject *obj, const char *input, gsize len, gint64 offset,
+                   const CtlCaller *who, CtlCommandDone done, gpointer user_data)
+{
+  char *reason = NULL;
+  const char *verb = NULL;
+  if (offset != 0)
+    reason = g_strdup("the value must be written whole at offset 0");
+  else if (len > CTL_WRITE_MAX)
+    reason = g_strdup_printf("longer than %d bytes", CTL_WRITE_MAX);
+  else
+    verb = ctl_verb_parse(input, len, &reason);
+  if (!verb) {
+    len = MIN(len, CTL_WRITE_MAX);   /* the log keeps what identifies the input */
+    e->rejected_writes++;
+    log_refusal(e, obj, "rejected", who, input, len, reason);
+    g_free(reason);
+    done(EINVAL, user_data);
+    return;
+  }
+  if (!ctl_caller_may_command(who, e->cfg.owner_uid, e->cfg.admin_gid)) {
+    e->refused_writes++;
+    log_refusal(e, obj, "refused", who, input, len, "caller may not issue commands");
+    done(EACCES, user_data);
+    return;
+  }
+  if (!backend_takes(obj, verb)) {
+    e->rejected_writes++;
+    log_refusal(e, obj, "rejected", who, input, len, "verb not supported by the kafka backend");
+    done(EOPNOTSUPP, user_data);
+    return;
+  }
+  char id[37];
+  ctl_uuid7(id);
+  gint64 now = ctl_now_ms();
+  GError *error = NULL;
+  if (!store_command(e, obj, id, verb, now, who, &error)) {
+    ctl_set_str(&obj->last_error, error->message);
+    g_warning("%s: cannot store command: %s", obj->name, error->message);
+    g_error_free(error);
+    done(EIO, user_data);
+    return;
+  }
+  ctl_model_changed(e->model, obj, CTL_CHANGE_STATE);
+  CtlInflight *inf = inflight_new(e, obj, id, verb, who);
+  char *value = encode(e, id, obj, verb, now, who);
+  if (e->cfg.write_mode == CTL_WRITE_DURABLE) {
+    inf->done = done;
+    inf->user_data = user_data;
+    inf->timer = g_timeout_add(e->cfg.ack_timeout_ms, on_ack_timeout, inf);
+  }
+  publish(e, inf, obj->parent->command_topic, obj->name, value);
+  g_free(value);
+  if (e->cfg.write_mode == CTL_WRITE_QUEUED)
+    done(0, user_data);   /* committed: the outbox takes it from here */
+}
+
+/* Called from the feedback path when a runtime reports on command ID. */
+void
+ctl_engine_command_applied(CtlEngine *e, CtlObject *res, const char *id, gboolean ok,
+                           const char *why)
+{
+  CtlInflight *inf = g_hash_table_lookup(e->inflight, id);
+  if (inf)
+    inf->applied = ok;
+  if (g_strcmp0(res->pending, id) == 0)
+    ctl_set_str(&res->pending, NULL);
+  if (!ok)
+    ctl_set_str(&res->last_error, why);
+  const char *verb = g_strcmp0(res->last_cmd_id, id) == 0 ? res->last_cmd_verb : "-";
+  GError *error = NULL;
+  if (!record(e, res, id, verb, NULL, ok ? "applied" : "failed", -1, ok ? NULL : why, NULL,
+              &error)) {
+    g_warning("%s: cannot record applied command %s: %s", res->name, id, error->message);
+    g_error_free(error);
+  }
+}
+
+/* ---- restart ---- */
+
+typedef struct {
+  char  *id, *verb, *user, *comm, *host;
+  gint64 object_id, uid, pid, issued_at;
+} SavedCommand;
+
+static void
+saved_free(SavedCommand *s)
+{
+  g_free(s->id);
+  g_free(s->verb);
+  g_free(s->user);
+  g_free(s->comm);
+  g_free(s->host);
+  g_free(s);
+}
+
+static void
+collect(const CtlCommandRow *row, gpointer data)
+{
+  GPtrArray *rows = data;
+  SavedCommand *s = g_new0(SavedCommand, 1);
+  s->id = g_strdup(row->id);
+  s->verb = g_strdup(row->verb);
+  s->user = g_strdup(row->user);
+  s->comm = g_strdup(row->comm);
+  s->host = g_strdup(row->host);
+  s->object_id = row->object_id;
+  s->uid = row->uid;
+  s->pid = row->pid;
+  s->issued_at = row->issued_at;
+  g_ptr_array_add(rows, s);
+}
+
+static CtlObject *
+object_of(CtlEngine *e, const SavedCommand *s)
+{
+  return ctl_model_by_key(e->model, s->object_id + CTL_KEY_FIRST_STORED - 1);
+}
+
+/* Durable commands that never got an answer died with the previous daemon:
+ * their writers saw an error (or nothing), so they must never go out now. */
+static void
+fail_unacknowledged(CtlEngine *e, GPtrArray *rows)
+{
+  for (guint i = 0; i < rows->len; i++) {
+    SavedCommand *s = rows->pdata[i];
+    CtlObject *obj = object_of(e, s);
+    GError *error = NULL;
+    const char *why = "daemon stopped before the broker acknowledged";
+    if (!obj) {
+      ctl_store_command_update(e->store, s->id, "failed", -1, why, NULL);
+      continue;
+    }
+    if (g_strcmp0(obj->pending, s->id) == 0)
+      ctl_set_str(&obj->pending, NULL);
+    ctl_set_str(&obj->last_error, why);
+    if (!record(e, obj, s->id, s->verb, NULL, "failed", -1, why, NULL, &error)) {
+      g_warning("cannot fail command %s: %s", s->id, error->message);
+      g_error_free(error);
+    }
+  }
+}
+
+/* Queued commands go out again in the order they were issued; agents dedup by
+ * id, so one that reached the broker before the restart is applied once. */
+static void
+resend_queued(CtlEngine *e, GPtrArray *rows)
+{
+  for (guint i = 0; i < rows->len; i++) {
+    SavedCommand *s = rows->pdata[i];
+    CtlObject *obj = object_of(e, s);
+    if (!obj)
+      continue;
+    CtlCaller who = { .uid = s->uid, .pid = s->pid, .user = s->user, .comm = s->comm,
+                      .host = s->host };
+    char *value = encode(e, s->id, obj, s->verb, s->issued_at, &who);
+    CtlInflight *inf = inflight_new(e, obj, s->id, s->verb, &who);
+    publish(e, inf, obj->parent->command_topic, obj->name, value);
+    g_free(value);
+  }
+}
+
+void
+ctl_engine_outbox_restart(CtlEngine *e)
+{
+  GError *error = NULL;
+  GPtrArray *rows = g_ptr_array_new_with_free_func((GDestroyNotify) saved_free);
+  if (ctl_store_commands_by_result(e->store, "durable", "queued", collect, rows, &error))
+    fail_unacknowledged(e, rows);
+  else
+    g_clear_error(&error);
+  g_ptr_array_set_size(rows, 0);
+  if (ctl_store_commands_by_result(e->store, "queued", "queued", collect, rows, &error))
+    resend_queued(e, rows);
+  if (error) {
+    g_warning("outbox: %s", error->message);
+    g_error_free(error);
+  }
+  g_ptr_array_free(rows, TRUE);
+}
+
+void
+ctl_engine_inflight_fail_all(CtlEngine *e, const char *reason)
+{
+  GList *all = g_hash_table_get_values(e->inflight);
+  for (GList *l = all; l; l = l->next) {
+    CtlInflight *inf = l->data;
+    if (inf->done)
+      fail_command(e, inf, reason, NULL, EIO);
+  }
+  g_list_free(all);
+}
+
+void
+ctl_inflight_free(gpointer p)
+{
+  inflight_free(p);
+}

@@ -1,0 +1,53 @@
+/* Shared between engine.c, command.c and feedback.c only. */
+#pragma once
+#include "bus.h"
+#include "engine.h"
+#include "store.h"
+
+/* A command handed to the producer and not yet reported on. */
+typedef struct {
+  CtlEngine     *engine;
+  char          *id;
+  char          *verb;
+  char          *by;         /* the issuer, as log lines show it */
+  CtlObject     *obj;        /* rmdir is refused while obj->inflight > 0 */
+  CtlCommandDone done;       /* NULL once answered (or in queued mode) */
+  gpointer       user_data;
+  guint          timer;      /* durable: the --ack-timeout-ms backstop */
+  gboolean       applied;    /* feedback confirmed it before the broker's report */
+  gboolean       timed_out;  /* the writer was told ETIMEDOUT */
+} CtlInflight;
+
+struct CtlEngine {
+  CtlConfig   cfg;
+  CtlStore   *store;
+  CtlModel   *model;
+  CtlBus     *bus;
+  GHashTable *by_topic;      /* feedback topic -> runtime CtlObject* */
+  GHashTable *inflight;      /* command id -> CtlInflight* */
+  gint64      started_us;
+  gint64      outbox;        /* queued-mode commands not yet acknowledged */
+  gboolean    stopping;
+  /* counters for `metrics` */
+  GHashTable *commands;      /* "verb\037result" -> guint64* */
+  guint64     rejected_writes, refused_writes;
+  guint64     feedback_total, feedback_rejected, feedback_discovered;
+};
+
+/* command.c */
+void ctl_engine_command_delivered(gpointer opaque, gboolean ok, gint64 offset, const char *reason,
+                                  gboolean timed_out, gboolean possibly_persisted,
+                                  gpointer user_data);
+void ctl_engine_outbox_restart(CtlEngine *e);
+void ctl_inflight_free(gpointer inflight);
+void ctl_engine_inflight_fail_all(CtlEngine *e, const char *reason);
+void ctl_engine_count_command(CtlEngine *e, const char *verb, const char *result);
+/* A runtime reported on command ID: applied (OK) or failed (WHY). */
+void ctl_engine_command_applied(CtlEngine *e, CtlObject *res, const char *id, gboolean ok,
+                                const char *why);
+
+/* feedback.c */
+void ctl_engine_feedback_begin(gpointer user_data);
+void ctl_engine_feedback_message(const char *topic, gint64 offset, const char *key, gsize key_len,
+                                 const char *value, gsize value_len, gpointer user_data);
+void ctl_engine_feedback_end(gpointer user_data);

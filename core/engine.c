@@ -1,0 +1,292 @@
+/* The engine: wiring, mkdir/rmdir, and the text of status and metrics. */
+#include "engine-private.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "timefmt.h"
+
+static const char *const observed_states[] = {
+  "running", "paused", "pausing", "resuming", "starting", "stopping", "stopped",
+  "unknown", "stale",
+};
+
+static void
+on_link(gboolean up, gpointer user_data)
+{
+  CtlEngine *e = user_data;
+  GError *error = NULL;
+  CtlObject *root = ctl_model_root(e->model);
+  if (!ctl_model_log(e->model, root, up ? "broker-up" : "broker-down", NULL, &error)) {
+    g_warning("%s", error->message);
+    g_error_free(error);
+  }
+  ctl_model_changed(e->model, root, CTL_CHANGE_STATE);
+}
+
+static const CtlBusCallbacks bus_callbacks = {
+  .delivered = ctl_engine_command_delivered,
+  .batch_begin = ctl_engine_feedback_begin,
+  .message = ctl_engine_feedback_message,
+  .batch_end = ctl_engine_feedback_end,
+  .link = on_link,
+};
+
+static void
+watch_runtime(CtlEngine *e, CtlObject *rt)
+{
+  g_hash_table_insert(e->by_topic, rt->feedback_topic, rt);
+  ctl_bus_watch(e->bus, rt->feedback_topic, rt->feedback_next);
+  ctl_bus_prepare_topic(e->bus, rt->command_topic);
+}
+
+static void
+config_copy(CtlConfig *dst, const CtlConfig *src)
+{
+  *dst = *src;
+  dst->brokers = g_strdup(src->brokers);
+  dst->db_path = g_strdup(src->db_path);
+  dst->topic_prefix = g_strdup(src->topic_prefix);
+}
+
+CtlEngine *
+ctl_engine_new(const CtlConfig *cfg, CtlStore *st, GError **error)
+{
+  CtlEngine *e = g_new0(CtlEngine, 1);
+  config_copy(&e->cfg, cfg);
+  e->store = st;
+  e->started_us = g_get_monotonic_time();
+  e->by_topic = g_hash_table_new(g_str_hash, g_str_equal);
+  e->inflight = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, ctl_inflight_free);
+  e->commands = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  e->model = ctl_model_new(st, cfg->topic_prefix, error);
+  /* Queued commands may wait forever for the broker; durable ones get the ack
+   * timeout (the engine's own timer answers the writer on time). */
+  int timeout = cfg->write_mode == CTL_WRITE_QUEUED ? 0 : cfg->ack_timeout_ms;
+  if (e->model)
+    e->bus = ctl_bus_new(cfg->brokers, timeout, &bus_callbacks, e, error);
+  if (!e->bus) {
+    ctl_engine_free(e);
+    return NULL;
+  }
+  GList *rts = ctl_model_children_sorted(ctl_model_runtimes(e->model));
+  for (GList *l = rts; l; l = l->next)
+    watch_runtime(e, l->data);
+  g_list_free(rts);
+  ctl_engine_outbox_restart(e);
+  return e;
+}
+
+void
+ctl_engine_free(CtlEngine *e)
+{
+  if (!e)
+    return;
+  e->stopping = TRUE;
+  if (e->bus) {
+    /* Durable writers still waiting are answered (EIO) by the purge inside. */
+    ctl_bus_free(e->bus, e->cfg.write_mode == CTL_WRITE_QUEUED ? 2000 : 0);
+    e->bus = NULL;
+  }
+  ctl_engine_inflight_fail_all(e, "daemon stopping");
+  g_hash_table_unref(e->inflight);
+  g_hash_table_unref(e->by_topic);
+  g_hash_table_unref(e->commands);
+  ctl_model_free(e->model);
+  ctl_store_close(e->store);
+  g_free(e->cfg.brokers);
+  g_free(e->cfg.db_path);
+  g_free(e->cfg.topic_prefix);
+  g_free(e);
+}
+
+CtlModel *
+ctl_engine_model(CtlEngine *e)
+{
+  return e->model;
+}
+
+const CtlConfig *
+ctl_engine_config(CtlEngine *e)
+{
+  return &e->cfg;
+}
+
+int
+ctl_engine_mkdir(CtlEngine *e, CtlObject *parent, const char *name, const CtlCaller *who,
+                 CtlObject **out)
+{
+  char *by = ctl_caller_describe(who);
+  int err = 0;
+  CtlObject *obj = ctl_model_create(e->model, parent, name, "created", by, &err);
+  g_free(by);
+  if (obj && obj->kind == CTL_KIND_RUNTIME)
+    watch_runtime(e, obj);
+  *out = obj;
+  return err;
+}
+
+int
+ctl_engine_rmdir(CtlEngine *e, CtlObject *obj, const CtlCaller *who)
+{
+  char *by = ctl_caller_describe(who);
+  char *topic = obj->kind == CTL_KIND_RUNTIME ? g_strdup(obj->feedback_topic) : NULL;
+  int err = ctl_model_remove(e->model, obj, by);
+  if (err == 0 && topic) {
+    g_hash_table_remove(e->by_topic, topic);
+    ctl_bus_unwatch(e->bus, topic);
+  }
+  g_free(topic);
+  g_free(by);
+  return err;
+}
+
+const char *
+ctl_engine_observed(CtlEngine *e, CtlObject *obj)
+{
+  if (!obj->observed)
+    return "unknown";
+  if (obj->feedback_at > 0 && ctl_now_ms() - obj->feedback_at > e->cfg.stale_after_ms)
+    return "stale";
+  return obj->observed;
+}
+
+/* ---- status ---- */
+
+static void
+kv(GString *out, const char *key, const char *value)
+{
+  g_string_append_printf(out, "%s: %s\n", key, value && *value ? value : "-");
+}
+
+static void
+kv_time(GString *out, const char *key, gint64 ms)
+{
+  char ts[CTL_TIME_LEN];
+  kv(out, key, ms > 0 ? ctl_time_format(ms, ts) : NULL);
+}
+
+static void
+kv_int(GString *out, const char *key, gint64 n)
+{
+  g_string_append_printf(out, "%s: %" G_GINT64_FORMAT "\n", key, n);
+}
+
+static void
+status_resource(CtlEngine *e, CtlObject *obj, GString *out)
+{
+  kv(out, "desired", obj->desired);
+  kv(out, "observed", ctl_engine_observed(e, obj));
+  kv_time(out, "observed_at", obj->observed_at);
+  kv(out, "pending", obj->pending);
+  char *last = obj->last_cmd_id ? g_strdup_printf("%s %s %s", obj->last_cmd_id,
+                                                  obj->last_cmd_verb, obj->last_cmd_result)
+                                : NULL;
+  kv(out, "last_command", last);
+  g_free(last);
+  /* One line per key: a multi-line reason is flattened. */
+  char *err = obj->last_error ? g_strdelimit(g_strdup(obj->last_error), "\n\r", ' ') : NULL;
+  kv(out, "last_error", err);
+  g_free(err);
+  if (obj->feedback_at > 0)
+    kv_int(out, "heartbeat_age_ms", MAX(0, ctl_now_ms() - obj->feedback_at));
+  else
+    kv(out, "heartbeat_age_ms", NULL);
+}
+
+static void
+status_runtime(CtlEngine *e, CtlObject *rt, GString *out)
+{
+  kv(out, "backend", "kafka");
+  kv(out, "command_topic", rt->command_topic);
+  kv(out, "feedback_topic", rt->feedback_topic);
+  if (rt->feedback_next > 0)
+    kv_int(out, "feedback_offset", rt->feedback_next - 1);
+  else
+    kv(out, "feedback_offset", NULL);
+  kv_int(out, "resources", g_hash_table_size(rt->children));
+  guint counts[G_N_ELEMENTS(observed_states)] = { 0 };
+  GHashTableIter it;
+  gpointer value;
+  g_hash_table_iter_init(&it, rt->children);
+  while (g_hash_table_iter_next(&it, NULL, &value)) {
+    const char *state = ctl_engine_observed(e, value);
+    for (gsize i = 0; i < G_N_ELEMENTS(observed_states); i++)
+      if (strcmp(state, observed_states[i]) == 0)
+        counts[i]++;
+  }
+  for (gsize i = 0; i < G_N_ELEMENTS(observed_states); i++)
+    kv_int(out, observed_states[i], counts[i]);
+  kv_time(out, "last_heartbeat", rt->feedback_at);
+}
+
+static void
+status_root(CtlEngine *e, GString *out)
+{
+  kv(out, "version", CTLFS_VERSION);
+  kv(out, "brokers", e->cfg.brokers);
+  kv(out, "broker_link", ctl_bus_link_up(e->bus) ? "up" : "down");
+  kv(out, "db", e->cfg.db_path);
+  kv(out, "write_mode", e->cfg.write_mode == CTL_WRITE_QUEUED ? "queued" : "durable");
+  kv_int(out, "pending_commands", g_hash_table_size(e->inflight));
+  kv_int(out, "uptime_s", (g_get_monotonic_time() - e->started_us) / G_USEC_PER_SEC);
+}
+
+void
+ctl_engine_show_status(CtlEngine *e, CtlObject *obj, GString *out)
+{
+  switch (obj->kind) {
+  case CTL_KIND_ROOT:     status_root(e, out); break;
+  case CTL_KIND_RUNTIME:  status_runtime(e, obj, out); break;
+  case CTL_KIND_RESOURCE: status_resource(e, obj, out); break;
+  default: break;
+  }
+}
+
+/* ---- metrics (Prometheus text exposition format 0.0.4) ---- */
+
+static void
+metric_head(GString *out, const char *name, const char *type, const char *help)
+{
+  g_string_append_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static gint
+compare_keys(gconstpointer a, gconstpointer b)
+{
+  return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+void
+ctl_engine_show_metrics(CtlEngine *e, GString *out)
+{
+  metric_head(out, "ctlfs_commands_total", "counter", "Commands by verb and result.");
+  guint n = 0;
+  char **keys = (char **) g_hash_table_get_keys_as_array(e->commands, &n);
+  qsort(keys, n, sizeof *keys, compare_keys);   /* stable output for scrapers and diffs */
+  for (guint i = 0; i < n; i++) {
+    char **vr = g_strsplit(keys[i], "\037", 2);
+    guint64 *count = g_hash_table_lookup(e->commands, keys[i]);
+    g_string_append_printf(out, "ctlfs_commands_total{verb=\"%s\",result=\"%s\"} %" G_GUINT64_FORMAT "\n",
+                           vr[0], vr[1], *count);
+    g_strfreev(vr);
+  }
+  g_free(keys);
+  metric_head(out, "ctlfs_rejected_writes_total", "counter", "Writes refused as invalid input.");
+  g_string_append_printf(out, "ctlfs_rejected_writes_total %" G_GUINT64_FORMAT "\n", e->rejected_writes);
+  metric_head(out, "ctlfs_refused_writes_total", "counter", "Writes refused to callers without permission.");
+  g_string_append_printf(out, "ctlfs_refused_writes_total %" G_GUINT64_FORMAT "\n", e->refused_writes);
+  metric_head(out, "ctlfs_feedback_messages_total", "counter", "Feedback messages consumed.");
+  g_string_append_printf(out, "ctlfs_feedback_messages_total %" G_GUINT64_FORMAT "\n", e->feedback_total);
+  metric_head(out, "ctlfs_feedback_rejected_total", "counter", "Malformed feedback messages skipped.");
+  g_string_append_printf(out, "ctlfs_feedback_rejected_total %" G_GUINT64_FORMAT "\n", e->feedback_rejected);
+  metric_head(out, "ctlfs_broker_up", "gauge", "1 when the broker link is up.");
+  g_string_append_printf(out, "ctlfs_broker_up %d\n", ctl_bus_link_up(e->bus) ? 1 : 0);
+  metric_head(out, "ctlfs_pending_commands", "gauge", "Commands awaiting the broker's acknowledgement.");
+  g_string_append_printf(out, "ctlfs_pending_commands %u\n", g_hash_table_size(e->inflight));
+  metric_head(out, "ctlfs_objects", "gauge", "Objects in the tree by kind.");
+  g_string_append_printf(out, "ctlfs_objects{kind=\"runtime\"} %u\n",
+                         ctl_model_count(e->model, CTL_KIND_RUNTIME));
+  g_string_append_printf(out, "ctlfs_objects{kind=\"resource\"} %u\n",
+                         ctl_model_count(e->model, CTL_KIND_RESOURCE));
+}

@@ -1,0 +1,55 @@
+/* The engine: configuration, the model, the bus and the command and feedback
+ * paths wired together. fs/ holds one engine and calls it; it never sees Kafka
+ * or SQLite. */
+#pragma once
+#include <glib.h>
+#include <sys/types.h>
+
+#include "caller.h"
+#include "model.h"
+
+typedef enum { CTL_WRITE_DURABLE, CTL_WRITE_QUEUED } CtlWriteMode;
+
+typedef struct {
+  char        *brokers;         /* NULL: embedded broker */
+  char        *db_path;
+  char        *topic_prefix;    /* "ctlfs" */
+  CtlWriteMode write_mode;
+  int          ack_timeout_ms;  /* 5000 */
+  int          stale_after_ms;  /* 10000 */
+  uid_t        owner_uid;       /* the mounting user */
+  gid_t        admin_gid;       /* (gid_t) -1: none */
+} CtlConfig;
+
+typedef struct CtlEngine CtlEngine;
+
+/* Takes ownership of ST. Connects to CFG->brokers (which must be set: main
+ * starts the embedded broker first). */
+CtlEngine       *ctl_engine_new(const CtlConfig *cfg, CtlStore *st, GError **error);
+/* Fails the commands still waiting (daemon stopping), flushes, frees. */
+void             ctl_engine_free(CtlEngine *e);
+CtlModel        *ctl_engine_model(CtlEngine *e);
+const CtlConfig *ctl_engine_config(CtlEngine *e);
+
+/* mkdir / rmdir on behalf of WHO; 0 or an errno. */
+int ctl_engine_mkdir(CtlEngine *e, CtlObject *parent, const char *name, const CtlCaller *who,
+                     CtlObject **out);
+int ctl_engine_rmdir(CtlEngine *e, CtlObject *obj, const CtlCaller *who);
+
+/* A write of INPUT (LEN bytes at OFFSET) to OBJ's `state`. The value must come
+ * whole, at offset 0, in at most CTL_WRITE_MAX bytes. DONE is called exactly
+ * once with 0 or an errno: at once for bad input, refusals and queued mode;
+ * when the broker answers in durable mode. */
+#define CTL_WRITE_MAX 64
+typedef void (*CtlCommandDone)(int err, gpointer user_data);
+void ctl_engine_command(CtlEngine *e, CtlObject *obj, const char *input, gsize len,
+                        gint64 offset, const CtlCaller *who, CtlCommandDone done,
+                        gpointer user_data);
+
+/* What `observed` shows: the last reported state, "stale" when feedback is
+ * older than --stale-after-ms, "unknown" before any. */
+const char *ctl_engine_observed(CtlEngine *e, CtlObject *obj);
+
+/* The text of status files and metrics. */
+void ctl_engine_show_status(CtlEngine *e, CtlObject *obj, GString *out);
+void ctl_engine_show_metrics(CtlEngine *e, GString *out);

@@ -1,0 +1,152 @@
+/* The feedback path: runtime reports update observed state. Each consumed batch
+ * is one transaction holding the state changes and the partition's next offset
+ * together (seed 003), so a restart neither loses nor re-applies feedback. */
+#include <errno.h>
+#include <string.h>
+
+#include "command.h"
+#include "engine-private.h"
+#include "message.h"
+#include "timefmt.h"
+
+void
+ctl_engine_feedback_begin(gpointer user_data)
+{
+  CtlEngine *e = user_data;
+  GError *error = NULL;
+  if (!ctl_store_begin(e->store, &error)) {
+    g_warning("feedback: %s", error->message);
+    g_error_free(error);
+  }
+}
+
+void
+ctl_engine_feedback_end(gpointer user_data)
+{
+  CtlEngine *e = user_data;
+  GError *error = NULL;
+  if (!ctl_store_commit(e->store, &error)) {
+    /* The offsets rolled back with the state: the batch is consumed again
+     * after a restart. */
+    ctl_model_rollback(e->model);
+    g_warning("feedback: cannot commit: %s", error->message);
+    g_error_free(error);
+  }
+}
+
+static void
+reject(CtlEngine *e, CtlObject *rt, gint64 offset, const char *reason)
+{
+  e->feedback_rejected++;
+  GString *d = g_string_new(NULL);
+  g_string_append_printf(d, "offset=%" G_GINT64_FORMAT, offset);
+  ctl_kv_append(d, "reason", reason);
+  GError *error = NULL;
+  if (!ctl_model_log(e->model, rt, "feedback-rejected", d->str, &error)) {
+    g_warning("feedback: %s", error->message);
+    g_error_free(error);
+  }
+  g_string_free(d, TRUE);
+}
+
+static CtlObject *
+resource_for(CtlEngine *e, CtlObject *rt, const char *name, gint64 offset)
+{
+  CtlObject *res = ctl_model_child(rt, name);
+  if (res)
+    return res;
+  char *by = g_strdup_printf("by=feedback offset=%" G_GINT64_FORMAT, offset);
+  int err = 0;
+  res = ctl_model_create(e->model, rt, name, "discovered", by, &err);
+  g_free(by);
+  if (res)
+    e->feedback_discovered++;
+  else
+    g_warning("feedback: cannot create %s/%s: %s", rt->name, name, g_strerror(err));
+  return res;
+}
+
+/* A report that names a command settles it: applied when the runtime reached
+ * the state the verb asks for, failed (with the runtime's message) otherwise. */
+static void
+settle_command(CtlEngine *e, CtlObject *res, const CtlFeedbackMsg *fb)
+{
+  if (!fb->command_id)
+    return;
+  gboolean mine = g_strcmp0(res->pending, fb->command_id) == 0;
+  if (!mine && g_strcmp0(res->last_cmd_id, fb->command_id) != 0)
+    return;   /* an old command repeated by a heartbeat */
+  if (!mine && g_strcmp0(res->last_cmd_result, "queued") != 0
+      && g_strcmp0(res->last_cmd_result, "sent") != 0)
+    return;   /* already settled */
+  const char *verb = g_strcmp0(res->last_cmd_id, fb->command_id) == 0 ? res->last_cmd_verb : NULL;
+  const char *target = ctl_verb_target(verb);
+  gboolean ok = !target || g_strcmp0(target, fb->state) == 0;
+  char *why = NULL;
+  if (!ok)
+    why = fb->message ? g_strdup(fb->message)
+                      : g_strdup_printf("runtime reports %s, not %s", fb->state, target);
+  ctl_engine_command_applied(e, res, fb->command_id, ok, why);
+  g_free(why);
+}
+
+static void
+apply(CtlEngine *e, CtlObject *rt, gint64 offset, const CtlFeedbackMsg *fb)
+{
+  CtlObject *res = resource_for(e, rt, fb->resource, offset);
+  if (!res)
+    return;
+  gint64 now = ctl_now_ms();
+  char *was = g_strdup(res->observed);
+  gboolean changed = ctl_set_str(&res->observed, fb->state);
+  res->observed_at = fb->ts_ms > 0 ? fb->ts_ms : now;
+  res->feedback_at = now;
+  rt->feedback_at = now;
+  GError *error = NULL;
+  if (changed) {
+    GString *d = g_string_new(NULL);
+    ctl_kv_append(d, "state", fb->state);
+    ctl_kv_append(d, "was", was);
+    if (fb->command_id)
+      ctl_kv_append(d, "command", fb->command_id);
+    if (fb->message)
+      ctl_kv_append(d, "message", fb->message);
+    g_string_append_printf(d, " offset=%" G_GINT64_FORMAT, offset);
+    if (!ctl_model_log(e->model, res, "observed", d->str, &error)) {
+      g_warning("feedback: %s", error->message);
+      g_clear_error(&error);
+    }
+    g_string_free(d, TRUE);
+  }
+  settle_command(e, res, fb);
+  if (!ctl_model_save(e->model, res, &error) || !ctl_model_save(e->model, rt, &error)) {
+    g_warning("feedback: %s", error->message);
+    g_clear_error(&error);
+  }
+  ctl_model_changed(e->model, res, CTL_CHANGE_STATE);
+  g_free(was);
+}
+
+void
+ctl_engine_feedback_message(const char *topic, gint64 offset, const char *key, gsize key_len,
+                            const char *value, gsize value_len, gpointer user_data)
+{
+  CtlEngine *e = user_data;
+  CtlObject *rt = g_hash_table_lookup(e->by_topic, topic);
+  if (!rt)
+    return;
+  e->feedback_total++;
+  CtlFeedbackMsg fb = { 0 };
+  GError *error = NULL;
+  if (ctl_feedback_msg_decode(value, value_len, &fb, &error))
+    apply(e, rt, offset, &fb);
+  else
+    reject(e, rt, offset, error->message);
+  g_clear_error(&error);
+  ctl_feedback_msg_clear(&fb);
+  rt->feedback_next = offset + 1;
+  if (!ctl_store_offset_set(e->store, topic, 0, rt->feedback_next, &error)) {
+    g_warning("feedback: %s", error->message);
+    g_error_free(error);
+  }
+}

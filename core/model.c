@@ -1,0 +1,487 @@
+/* The in-memory object index, written through to the store. */
+#include "model.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "message.h"
+#include "name.h"
+#include "timefmt.h"
+
+typedef struct {
+  CtlModelListener fn;
+  gpointer         user_data;
+} Listener;
+
+struct CtlModel {
+  CtlStore   *store;
+  char       *topic_prefix;
+  GHashTable *by_key;        /* gint64* key -> CtlObject* */
+  CtlObject  *root, *runtimes;
+  GArray     *listeners;
+  guint       counts[CTL_KIND_COUNT];
+};
+
+gboolean
+ctl_set_str(char **field, const char *value)
+{
+  if (g_strcmp0(*field, value) == 0)
+    return FALSE;
+  g_free(*field);
+  *field = g_strdup(value);
+  return TRUE;
+}
+
+static CtlObject *
+object_new(CtlModel *m, gint64 key, gint64 id, CtlKind kind, const char *name, CtlObject *parent)
+{
+  CtlObject *o = g_new0(CtlObject, 1);
+  o->key = key;
+  o->id = id;
+  o->kind = kind;
+  o->name = g_strdup(name);
+  o->parent = parent;
+  o->log_size = -1;
+  o->feedback_next = -1;
+  if (kind != CTL_KIND_RESOURCE)
+    o->children = g_hash_table_new(g_str_hash, g_str_equal);
+  if (kind == CTL_KIND_RUNTIME) {
+    o->command_topic = ctl_topic_commands(m->topic_prefix, name);
+    o->feedback_topic = ctl_topic_feedback(m->topic_prefix, name);
+  }
+  if (parent)
+    g_hash_table_insert(parent->children, o->name, o);
+  g_hash_table_insert(m->by_key, &o->key, o);
+  m->counts[kind]++;
+  return o;
+}
+
+static void
+object_free(CtlObject *o)
+{
+  if (o->children)
+    g_hash_table_unref(o->children);
+  g_free(o->name);
+  g_free(o->desired);
+  g_free(o->observed);
+  g_free(o->pending);
+  g_free(o->last_error);
+  g_free(o->last_cmd_id);
+  g_free(o->last_cmd_verb);
+  g_free(o->last_cmd_result);
+  g_free(o->command_topic);
+  g_free(o->feedback_topic);
+  g_free(o);
+}
+
+static void
+object_unlink(CtlModel *m, CtlObject *o)
+{
+  if (o->parent)
+    g_hash_table_remove(o->parent->children, o->name);
+  g_hash_table_remove(m->by_key, &o->key);
+  m->counts[o->kind]--;
+}
+
+static void
+load_object(const CtlObjectRow *row, gpointer user_data)
+{
+  CtlModel *m = user_data;
+  CtlObject *parent = row->kind == CTL_KIND_RUNTIME
+                      ? m->runtimes
+                      : ctl_model_by_key(m, row->parent_id + CTL_KEY_FIRST_STORED - 1);
+  if (!parent || row->kind != (parent->kind == CTL_KIND_RUNTIMES ? CTL_KIND_RUNTIME
+                                                                  : CTL_KIND_RESOURCE)) {
+    g_warning("store: object %" G_GINT64_FORMAT " (%s) has no valid parent; ignored",
+              row->id, row->name);
+    return;
+  }
+  CtlObject *o = object_new(m, row->id + CTL_KEY_FIRST_STORED - 1, row->id, row->kind,
+                            row->name, parent);
+  o->desired = g_strdup(row->desired);
+  o->observed = g_strdup(row->observed);
+  o->observed_at = row->observed_at;
+  o->feedback_at = row->feedback_at;
+  o->pending = g_strdup(row->pending);
+  o->last_error = g_strdup(row->last_error);
+}
+
+static void
+load_last_command(const CtlCommandRow *row, gpointer user_data)
+{
+  CtlModel *m = user_data;
+  CtlObject *o = ctl_model_by_key(m, row->object_id + CTL_KEY_FIRST_STORED - 1);
+  if (!o)
+    return;
+  ctl_set_str(&o->last_cmd_id, row->id);
+  ctl_set_str(&o->last_cmd_verb, row->verb);
+  ctl_set_str(&o->last_cmd_result, row->result);
+}
+
+static void
+load_offsets(CtlModel *m)
+{
+  GHashTableIter it;
+  gpointer value;
+  g_hash_table_iter_init(&it, m->runtimes->children);
+  while (g_hash_table_iter_next(&it, NULL, &value)) {
+    CtlObject *rt = value;
+    rt->feedback_next = ctl_store_offset_get(m->store, rt->feedback_topic, 0);
+  }
+}
+
+CtlModel *
+ctl_model_new(CtlStore *st, const char *topic_prefix, GError **error)
+{
+  CtlModel *m = g_new0(CtlModel, 1);
+  m->store = st;
+  m->topic_prefix = g_strdup(topic_prefix);
+  m->by_key = g_hash_table_new(g_int64_hash, g_int64_equal);
+  m->listeners = g_array_new(FALSE, FALSE, sizeof(Listener));
+  m->root = object_new(m, CTL_KEY_ROOT, 0, CTL_KIND_ROOT, "", NULL);
+  m->runtimes = object_new(m, CTL_KEY_RUNTIMES, 0, CTL_KIND_RUNTIMES, "runtimes", m->root);
+  if (!ctl_store_objects_foreach(st, load_object, m, error)
+      || !ctl_store_last_commands(st, load_last_command, m, error)) {
+    ctl_model_free(m);
+    return NULL;
+  }
+  load_offsets(m);
+  return m;
+}
+
+void
+ctl_model_free(CtlModel *m)
+{
+  if (!m)
+    return;
+  GList *all = g_hash_table_get_values(m->by_key);
+  g_list_free_full(all, (GDestroyNotify) object_free);
+  g_hash_table_unref(m->by_key);
+  g_array_unref(m->listeners);
+  g_free(m->topic_prefix);
+  g_free(m);
+}
+
+CtlStore *
+ctl_model_store(CtlModel *m)
+{
+  return m->store;
+}
+
+CtlObject *
+ctl_model_root(CtlModel *m)
+{
+  return m->root;
+}
+
+CtlObject *
+ctl_model_runtimes(CtlModel *m)
+{
+  return m->runtimes;
+}
+
+CtlObject *
+ctl_model_by_key(CtlModel *m, gint64 key)
+{
+  return g_hash_table_lookup(m->by_key, &key);
+}
+
+CtlObject *
+ctl_model_child(CtlObject *parent, const char *name)
+{
+  return parent && parent->children ? g_hash_table_lookup(parent->children, name) : NULL;
+}
+
+CtlObject *
+ctl_model_runtime_of(CtlObject *obj)
+{
+  for (; obj; obj = obj->parent)
+    if (obj->kind == CTL_KIND_RUNTIME)
+      return obj;
+  return NULL;
+}
+
+char *
+ctl_model_path(CtlObject *obj)
+{
+  GPtrArray *parts = g_ptr_array_new();
+  for (; obj && obj->kind != CTL_KIND_ROOT; obj = obj->parent)
+    g_ptr_array_insert(parts, 0, obj->name);
+  g_ptr_array_add(parts, NULL);
+  char *path = g_strjoinv("/", (char **) parts->pdata);
+  g_ptr_array_free(parts, TRUE);
+  return path;
+}
+
+static gint
+by_name(gconstpointer a, gconstpointer b)
+{
+  return strcmp(((const CtlObject *) a)->name, ((const CtlObject *) b)->name);
+}
+
+GList *
+ctl_model_children_sorted(CtlObject *parent)
+{
+  if (!parent->children)
+    return NULL;
+  return g_list_sort(g_hash_table_get_values(parent->children), by_name);
+}
+
+guint
+ctl_model_count(CtlModel *m, CtlKind kind)
+{
+  return m->counts[kind];
+}
+
+void
+ctl_model_add_listener(CtlModel *m, CtlModelListener fn, gpointer user_data)
+{
+  Listener l = { fn, user_data };
+  g_array_append_val(m->listeners, l);
+}
+
+void
+ctl_model_changed(CtlModel *m, CtlObject *obj, CtlChange what)
+{
+  for (guint i = 0; i < m->listeners->len; i++) {
+    Listener *l = &g_array_index(m->listeners, Listener, i);
+    l->fn(obj, what, l->user_data);
+  }
+}
+
+static CtlKind
+child_kind(CtlObject *parent)
+{
+  switch (parent->kind) {
+  case CTL_KIND_RUNTIMES: return CTL_KIND_RUNTIME;
+  case CTL_KIND_RUNTIME:  return CTL_KIND_RESOURCE;
+  default:                return CTL_KIND_COUNT;
+  }
+}
+
+CtlObject *
+ctl_model_create(CtlModel *m, CtlObject *parent, const char *name, const char *event,
+                 const char *by, int *errno_out)
+{
+  CtlKind kind = child_kind(parent);
+  if (kind == CTL_KIND_COUNT) {
+    *errno_out = EPERM;
+    return NULL;
+  }
+  if (!ctl_name_valid(name)) {
+    *errno_out = EINVAL;
+    return NULL;
+  }
+  if (ctl_model_child(parent, name)) {
+    *errno_out = EEXIST;
+    return NULL;
+  }
+  GError *error = NULL;
+  if (!ctl_store_begin(m->store, &error)) {
+    g_warning("store: cannot create %s: %s", name, error->message);
+    g_error_free(error);
+    *errno_out = EIO;
+    return NULL;
+  }
+  gint64 parent_id = parent->kind == CTL_KIND_RUNTIMES ? 0 : parent->id;
+  gint64 id = ctl_store_object_insert(m->store, parent_id, kind, name, ctl_now_ms(), &error);
+  CtlObject *o = NULL;
+  if (id > 0) {
+    o = object_new(m, id + CTL_KEY_FIRST_STORED - 1, id, kind, name, parent);
+    o->log_size = 0;
+    if (kind == CTL_KIND_RESOURCE)
+      o->desired = g_strdup("running");
+  }
+  if (!o || !ctl_model_save(m, o, &error) || !ctl_model_log(m, o, event, by, &error)
+      || !ctl_store_commit(m->store, &error)) {
+    g_warning("store: cannot create %s: %s", name, error ? error->message : "?");
+    g_clear_error(&error);
+    ctl_model_rollback(m);
+    if (o) {
+      object_unlink(m, o);
+      object_free(o);
+    }
+    *errno_out = EIO;
+    return NULL;
+  }
+  ctl_model_changed(m, parent, CTL_CHANGE_CHILDREN);
+  *errno_out = 0;
+  return o;
+}
+
+int
+ctl_model_remove(CtlModel *m, CtlObject *obj, const char *by)
+{
+  if (obj->key < CTL_KEY_FIRST_STORED)
+    return EPERM;
+  if (obj->children && g_hash_table_size(obj->children) > 0)
+    return ENOTEMPTY;
+  if (obj->inflight > 0)
+    return EBUSY;
+  GError *error = NULL;
+  gboolean ok = ctl_store_begin(m->store, &error);
+  ok = ok && ctl_model_log(m, obj, "removed", by, &error);
+  ok = ok && ctl_store_object_delete(m->store, obj->id, &error);
+  if (ok && obj->kind == CTL_KIND_RUNTIME)
+    ok = ctl_store_offset_delete(m->store, obj->feedback_topic, &error);
+  ok = ok && ctl_store_commit(m->store, &error);
+  if (!ok) {
+    ctl_model_rollback(m);
+    g_warning("store: cannot remove %s: %s", obj->name, error ? error->message : "?");
+    g_clear_error(&error);
+    return EIO;
+  }
+  CtlObject *parent = obj->parent;
+  ctl_model_changed(m, obj, CTL_CHANGE_REMOVED);
+  object_unlink(m, obj);
+  object_free(obj);
+  ctl_model_changed(m, parent, CTL_CHANGE_CHILDREN);
+  return 0;
+}
+
+void
+ctl_model_rollback(CtlModel *m)
+{
+  ctl_store_rollback(m->store);
+  GHashTableIter it;
+  gpointer value;
+  g_hash_table_iter_init(&it, m->by_key);
+  while (g_hash_table_iter_next(&it, NULL, &value))
+    ((CtlObject *) value)->log_size = -1;
+}
+
+gboolean
+ctl_model_save(CtlModel *m, CtlObject *obj, GError **error)
+{
+  if (obj->id == 0)
+    return TRUE;
+  CtlObjectRow row = {
+    .id = obj->id,
+    .desired = obj->desired,
+    .observed = obj->observed,
+    .observed_at = obj->observed_at,
+    .feedback_at = obj->feedback_at,
+    .pending = obj->pending,
+    .last_error = obj->last_error,
+  };
+  return ctl_store_object_save(m->store, &row, error);
+}
+
+/* ---- logs ---- */
+
+static CtlStream
+stream_of(CtlObject *obj)
+{
+  switch (obj->kind) {
+  case CTL_KIND_ROOT:    return CTL_STREAM_ROOT;
+  case CTL_KIND_RUNTIME: return CTL_STREAM_RUNTIME;
+  default:               return CTL_STREAM_OBJECT;
+  }
+}
+
+gint64
+ctl_model_log_size(CtlModel *m, CtlObject *obj)
+{
+  if (obj->kind == CTL_KIND_RUNTIMES)
+    return 0;
+  if (obj->log_size < 0) {
+    GError *error = NULL;
+    obj->log_size = ctl_store_stream_size(m->store, stream_of(obj), obj->id, &error);
+    if (obj->log_size < 0) {
+      g_warning("store: log size of %s: %s", obj->name, error->message);
+      g_error_free(error);
+      return 0;
+    }
+  }
+  return obj->log_size;
+}
+
+gssize
+ctl_model_log_read(CtlModel *m, CtlObject *obj, gint64 offset, char *buf, gsize size)
+{
+  gint64 total = ctl_model_log_size(m, obj);
+  if (offset >= total)
+    return 0;
+  size = MIN(size, (gsize) (total - offset));
+  GError *error = NULL;
+  gssize n = ctl_store_stream_read(m->store, stream_of(obj), obj->id, offset, buf, size, &error);
+  if (n < 0) {
+    g_warning("store: reading log of %s: %s", obj->name, error->message);
+    g_error_free(error);
+  }
+  return n;
+}
+
+void
+ctl_kv_append(GString *out, const char *key, const char *value)
+{
+  if (out->len > 0 && out->str[out->len - 1] != ' ')
+    g_string_append_c(out, ' ');
+  g_string_append(out, key);
+  g_string_append_c(out, '=');
+  if (!value) {
+    g_string_append_c(out, '-');
+    return;
+  }
+  gboolean plain = *value != '\0';
+  for (const char *p = value; *p && plain; p++)
+    plain = g_ascii_isgraph(*p) && *p != '"' && *p != '\\';
+  if (plain) {
+    g_string_append(out, value);
+    return;
+  }
+  char *esc = g_strescape(value, NULL);
+  g_string_append_printf(out, "\"%s\"", esc);
+  g_free(esc);
+}
+
+gboolean
+ctl_model_log(CtlModel *m, CtlObject *obj, const char *event, const char *details,
+              GError **error)
+{
+  CtlObject *rt = ctl_model_runtime_of(obj);
+  char ts[CTL_TIME_LEN];
+  gint64 now = ctl_now_ms();
+  char *path = ctl_model_path(obj);
+  char *line = g_strdup_printf("%s %s %s%s%s\n", ctl_time_format(now, ts),
+                               *path ? path : "-", event, details && *details ? " " : "",
+                               details ? details : "");
+  gsize len = strlen(line);
+  CtlEventPos pos = {
+    .ts = now,
+    .object_id = obj->id,
+    .runtime_id = rt ? rt->id : 0,
+    .off_root = ctl_model_log_size(m, m->root),
+    .off_runtime = rt ? ctl_model_log_size(m, rt) : -1,
+    .off_object = obj->kind == CTL_KIND_RESOURCE ? ctl_model_log_size(m, obj) : -1,
+  };
+  gboolean ok = ctl_store_event_append(m->store, &pos, line, len, error);
+  if (ok) {
+    /* Sizes move only once the line is stored, so a reader never sees a size
+     * that runs past the stream. A rolled-back transaction forgets the line:
+     * the sizes are then re-read from the store. */
+    m->root->log_size += len;
+    if (rt)
+      rt->log_size += len;
+    if (obj->kind == CTL_KIND_RESOURCE)
+      obj->log_size += len;
+    ctl_model_changed(m, obj, CTL_CHANGE_LOG);
+  }
+  g_free(line);
+  g_free(path);
+  return ok;
+}
+
+gboolean
+ctl_model_logf(CtlModel *m, CtlObject *obj, const char *event, GError **error,
+               const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  char *details = g_strdup_vprintf(fmt, ap);
+  va_end(ap);
+  gboolean ok = ctl_model_log(m, obj, event, details, error);
+  g_free(details);
+  return ok;
+}

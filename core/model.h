@@ -1,0 +1,120 @@
+/* The model: the objects of the tree (runtimes, resources; later modules and
+ * topologies), their desired and observed state, and their event logs.
+ *
+ * The model owns the in-memory index and writes every change through to the
+ * store. Listeners (fs/ is one) hear about changes; core/ never calls fs/. */
+#pragma once
+#include <glib.h>
+#include "store.h"
+
+typedef enum {
+  CTL_KIND_ROOT = 0,       /* the mount's root: virtual */
+  CTL_KIND_RUNTIMES = 1,   /* runtimes/: virtual */
+  CTL_KIND_RUNTIME = 2,
+  CTL_KIND_RESOURCE = 3,
+  CTL_KIND_COUNT
+} CtlKind;
+
+/* Keys 0..15 are virtual objects; a stored object's key is its id + 15, so a
+ * key is stable for the life of the database (ids are never reused). fs/
+ * derives inode numbers from keys. */
+#define CTL_KEY_ROOT      0
+#define CTL_KEY_RUNTIMES  1
+#define CTL_KEY_FIRST_STORED 16
+
+typedef struct CtlObject CtlObject;
+struct CtlObject {
+  gint64      key;
+  gint64      id;            /* store id, 0 for virtual objects */
+  CtlKind     kind;
+  char       *name;
+  CtlObject  *parent;
+  GHashTable *children;      /* name -> CtlObject*, NULL for leaves */
+
+  /* runtime and resource state (see status in SPEC.md) */
+  char       *desired;       /* "running" | "paused" | NULL */
+  char       *observed;      /* last reported state, NULL never reported */
+  gint64      observed_at;   /* ms (the runtime's timestamp), 0 never */
+  gint64      feedback_at;   /* ms when ctlfs received the last feedback, 0 never */
+  char       *pending;       /* command id awaiting feedback */
+  char       *last_error;
+  char       *last_cmd_id, *last_cmd_verb, *last_cmd_result;
+  guint       inflight;      /* durable commands awaiting the broker */
+
+  /* runtimes: the feedback partition's next offset, -1 before any */
+  gint64      feedback_next;
+  char       *command_topic, *feedback_topic;
+
+  /* Bytes of the object's `log` stream (the root's: every event; a runtime's:
+   * its own and its resources'; a resource's: its own), -1 until first needed. */
+  gint64      log_size;
+};
+
+/* What changed, for listeners. */
+typedef enum {
+  CTL_CHANGE_STATE    = 1 << 0,   /* state / observed / status */
+  CTL_CHANGE_LOG      = 1 << 1,   /* a line was appended to the object's log */
+  CTL_CHANGE_CHILDREN = 1 << 2,   /* a child appeared or went */
+  CTL_CHANGE_REMOVED  = 1 << 3,   /* the object itself is gone (last call) */
+} CtlChange;
+
+typedef void (*CtlModelListener)(CtlObject *obj, CtlChange what, gpointer user_data);
+
+typedef struct CtlModel CtlModel;
+
+/* Loads every object from ST (which the model does not own). */
+CtlModel  *ctl_model_new(CtlStore *st, const char *topic_prefix, GError **error);
+void       ctl_model_free(CtlModel *m);
+CtlStore  *ctl_model_store(CtlModel *m);
+
+CtlObject *ctl_model_root(CtlModel *m);
+CtlObject *ctl_model_runtimes(CtlModel *m);
+CtlObject *ctl_model_by_key(CtlModel *m, gint64 key);
+CtlObject *ctl_model_child(CtlObject *parent, const char *name);
+/* The runtime an object belongs to (itself for a runtime), or NULL. */
+CtlObject *ctl_model_runtime_of(CtlObject *obj);
+/* "runtimes/rt1/svc" (g_free); "" for the root. */
+char      *ctl_model_path(CtlObject *obj);
+/* Children sorted by name (g_list_free the list, not the objects). */
+GList     *ctl_model_children_sorted(CtlObject *parent);
+guint      ctl_model_count(CtlModel *m, CtlKind kind);
+
+void       ctl_model_add_listener(CtlModel *m, CtlModelListener fn, gpointer user_data);
+void       ctl_model_changed(CtlModel *m, CtlObject *obj, CtlChange what);
+
+/* Creates a runtime under runtimes/ or a resource under a runtime. Checks the
+ * name (EINVAL), kind (EPERM), existence (EEXIST); store errors are EIO.
+ * BY is the actor for the log line ("uid:0(root) pid=1 comm=mkdir" or
+ * "feedback offset=17"). Returns NULL with *ERRNO_OUT set. */
+CtlObject *ctl_model_create(CtlModel *m, CtlObject *parent, const char *name,
+                            const char *event, const char *by, int *errno_out);
+/* Removes an object: ENOTEMPTY while it has children, EBUSY while commands are in
+ * flight, EIO on store errors; 0 on success. */
+int        ctl_model_remove(CtlModel *m, CtlObject *obj, const char *by);
+
+/* Rolls back the store's transaction and forgets cached log sizes, which may
+ * count lines that were never committed. */
+void       ctl_model_rollback(CtlModel *m);
+
+/* Writes OBJ's mutable state to the store (inside the caller's transaction if any). */
+gboolean   ctl_model_save(CtlModel *m, CtlObject *obj, GError **error);
+
+/* Appends one line "TS PATH EVENT DETAILS" to OBJ's log (and its runtime's and
+ * the root's), inside the caller's transaction if any, and tells listeners.
+ * OBJ may be the root for daemon-wide events. */
+gboolean   ctl_model_log(CtlModel *m, CtlObject *obj, const char *event, const char *details,
+                         GError **error);
+gboolean   ctl_model_logf(CtlModel *m, CtlObject *obj, const char *event, GError **error,
+                          const char *fmt, ...) G_GNUC_PRINTF(5, 6);
+
+/* Stream sizes and reads for the `log` files. */
+gint64     ctl_model_log_size(CtlModel *m, CtlObject *obj);
+gssize     ctl_model_log_read(CtlModel *m, CtlObject *obj, gint64 offset, char *buf, gsize size);
+
+/* Appends KEY=VALUE to OUT, quoting VALUE ("...", C escapes) when it holds
+ * anything but printable non-space ASCII, so log lines stay one per line and
+ * splittable on spaces. */
+void       ctl_kv_append(GString *out, const char *key, const char *value);
+
+/* Sets a string field (g_free the old value); TRUE when it changed. */
+gboolean   ctl_set_str(char **field, const char *value);

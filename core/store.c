@@ -1,0 +1,620 @@
+/* SQLite store. See store.h for the contract; the schema is below. */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+G_DEFINE_QUARK(ctl-store-error-quark, ctl_store_error)
+
+#define SCHEMA_VERSION 1
+
+/* Version 1. Offsets of the three log streams are stored with each line so that
+ * a read at any offset is one index seek. AUTOINCREMENT keeps ids (and so inode
+ * numbers) from ever being reused after rmdir. */
+static const char schema_v1[] =
+  "CREATE TABLE objects("
+  "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+  "  parent_id INTEGER NOT NULL,"
+  "  kind INTEGER NOT NULL,"
+  "  name TEXT NOT NULL,"
+  "  desired TEXT, observed TEXT,"
+  "  observed_at INTEGER NOT NULL DEFAULT 0,"
+  "  feedback_at INTEGER NOT NULL DEFAULT 0,"
+  "  pending TEXT, last_error TEXT,"
+  "  created_at INTEGER NOT NULL,"
+  "  UNIQUE(parent_id, kind, name));"
+  "CREATE TABLE commands("
+  "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+  "  id TEXT NOT NULL UNIQUE,"
+  "  object_id INTEGER NOT NULL,"
+  "  runtime TEXT NOT NULL, resource TEXT NOT NULL, verb TEXT NOT NULL,"
+  "  mode TEXT NOT NULL,"
+  "  uid INTEGER, user TEXT, pid INTEGER, comm TEXT, host TEXT,"
+  "  issued_at INTEGER NOT NULL,"
+  "  result TEXT NOT NULL,"
+  "  kafka_offset INTEGER NOT NULL DEFAULT -1,"
+  "  error TEXT,"
+  "  updated_at INTEGER NOT NULL);"
+  "CREATE INDEX commands_by_object ON commands(object_id, seq);"
+  "CREATE INDEX commands_by_result ON commands(result, mode, seq);"
+  "CREATE TABLE events("
+  "  seq INTEGER PRIMARY KEY,"
+  "  ts INTEGER NOT NULL,"
+  "  object_id INTEGER NOT NULL,"
+  "  runtime_id INTEGER NOT NULL,"
+  "  off_root INTEGER NOT NULL,"
+  "  off_runtime INTEGER,"
+  "  off_object INTEGER,"
+  "  line BLOB NOT NULL);"
+  "CREATE UNIQUE INDEX events_root ON events(off_root);"
+  "CREATE INDEX events_runtime ON events(runtime_id, off_runtime);"
+  "CREATE INDEX events_object ON events(object_id, off_object);"
+  "CREATE TABLE offsets("
+  "  topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,"
+  "  PRIMARY KEY(topic, partition));";
+
+enum {
+  Q_BEGIN, Q_COMMIT, Q_ROLLBACK,
+  Q_OBJ_ALL, Q_OBJ_INSERT, Q_OBJ_DELETE, Q_OBJ_SAVE,
+  Q_CMD_INSERT, Q_CMD_UPDATE, Q_CMD_BY_RESULT, Q_CMD_LAST, Q_CMD_COUNT,
+  Q_EV_INSERT,
+  Q_SIZE_ROOT, Q_SIZE_RT, Q_SIZE_OBJ,
+  Q_READ_ROOT, Q_READ_RT, Q_READ_OBJ,
+  Q_OFF_GET, Q_OFF_SET, Q_OFF_DEL,
+  Q_COUNT
+};
+
+static const char *const queries[Q_COUNT] = {
+  [Q_BEGIN]    = "BEGIN IMMEDIATE",
+  [Q_COMMIT]   = "COMMIT",
+  [Q_ROLLBACK] = "ROLLBACK",
+  [Q_OBJ_ALL]  = "SELECT id, parent_id, kind, name, desired, observed, observed_at,"
+                 " feedback_at, pending, last_error FROM objects ORDER BY id",
+  [Q_OBJ_INSERT] = "INSERT INTO objects(parent_id, kind, name, created_at) VALUES(?,?,?,?)",
+  [Q_OBJ_DELETE] = "DELETE FROM objects WHERE id = ?",
+  [Q_OBJ_SAVE] = "UPDATE objects SET desired=?2, observed=?3, observed_at=?4, feedback_at=?5,"
+                 " pending=?6, last_error=?7 WHERE id=?1",
+  [Q_CMD_INSERT] = "INSERT INTO commands(id, object_id, runtime, resource, verb, mode, uid, user,"
+                   " pid, comm, host, issued_at, result, kafka_offset, error, updated_at)"
+                   " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+  [Q_CMD_UPDATE] = "UPDATE commands SET result=?2,"
+                   " kafka_offset=CASE WHEN ?3 >= 0 THEN ?3 ELSE kafka_offset END,"
+                   " error=COALESCE(?4, error), updated_at=?5 WHERE id=?1",
+  [Q_CMD_BY_RESULT] = "SELECT id, object_id, runtime, resource, verb, mode, uid, user, pid, comm,"
+                      " host, issued_at, result, kafka_offset, error FROM commands"
+                      " WHERE result=?1 AND mode=?2 ORDER BY seq",
+  [Q_CMD_LAST] = "SELECT id, object_id, runtime, resource, verb, mode, uid, user, pid, comm,"
+                 " host, issued_at, result, kafka_offset, error FROM commands"
+                 " WHERE seq IN (SELECT MAX(seq) FROM commands GROUP BY object_id)",
+  [Q_CMD_COUNT] = "SELECT count(*) FROM commands WHERE result=?1",
+  [Q_EV_INSERT] = "INSERT INTO events(ts, object_id, runtime_id, off_root, off_runtime,"
+                  " off_object, line) VALUES(?,?,?,?,?,?,?)",
+  [Q_SIZE_ROOT] = "SELECT off_root + length(line) FROM events ORDER BY off_root DESC LIMIT 1",
+  [Q_SIZE_RT]   = "SELECT off_runtime + length(line) FROM events WHERE runtime_id=?1"
+                  " AND off_runtime IS NOT NULL ORDER BY off_runtime DESC LIMIT 1",
+  [Q_SIZE_OBJ]  = "SELECT off_object + length(line) FROM events WHERE object_id=?1"
+                  " AND off_object IS NOT NULL ORDER BY off_object DESC LIMIT 1",
+  /* The line holding OFFSET, then the lines after it. */
+  [Q_READ_ROOT] = "SELECT off_root, line FROM events WHERE off_root >= COALESCE("
+                  "(SELECT MAX(off_root) FROM events WHERE off_root <= ?2), 0)"
+                  " ORDER BY off_root",
+  [Q_READ_RT]   = "SELECT off_runtime, line FROM events WHERE runtime_id=?1 AND off_runtime >="
+                  " COALESCE((SELECT MAX(off_runtime) FROM events WHERE runtime_id=?1"
+                  " AND off_runtime <= ?2), 0) ORDER BY off_runtime",
+  [Q_READ_OBJ]  = "SELECT off_object, line FROM events WHERE object_id=?1 AND off_object >="
+                  " COALESCE((SELECT MAX(off_object) FROM events WHERE object_id=?1"
+                  " AND off_object <= ?2), 0) ORDER BY off_object",
+  [Q_OFF_GET] = "SELECT next_offset FROM offsets WHERE topic=? AND partition=?",
+  [Q_OFF_SET] = "INSERT INTO offsets(topic, partition, next_offset) VALUES(?1,?2,?3)"
+                " ON CONFLICT(topic, partition) DO UPDATE SET next_offset=?3",
+  [Q_OFF_DEL] = "DELETE FROM offsets WHERE topic=?",
+};
+
+struct CtlStore {
+  sqlite3      *db;
+  sqlite3_stmt *q[Q_COUNT];
+  char         *path;
+  int           lock_fd;     /* flock()ed: one daemon per database */
+  int           depth;       /* transaction nesting */
+  gboolean      failed;      /* an inner step failed: the outer commit rolls back */
+};
+
+static int
+code_for(int rc)
+{
+  switch (rc & 0xff) {
+  case SQLITE_NOTADB:
+  case SQLITE_CORRUPT:   return CTL_STORE_ERROR_CORRUPT;
+  case SQLITE_FULL:      return CTL_STORE_ERROR_FULL;
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED:    return CTL_STORE_ERROR_LOCKED;
+  case SQLITE_CANTOPEN:
+  case SQLITE_READONLY:
+  case SQLITE_PERM:      return CTL_STORE_ERROR_OPEN;
+  default:               return CTL_STORE_ERROR_IO;
+  }
+}
+
+static gboolean
+fail(CtlStore *st, int rc, GError **error)
+{
+  g_set_error(error, CTL_STORE_ERROR, code_for(rc), "%s",
+              st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+  return FALSE;
+}
+
+static sqlite3_stmt *
+prep(CtlStore *st, int which)
+{
+  sqlite3_stmt *s = st->q[which];
+  sqlite3_reset(s);
+  sqlite3_clear_bindings(s);
+  return s;
+}
+
+/* Runs a statement that returns no rows. */
+static gboolean
+run(CtlStore *st, sqlite3_stmt *s, GError **error)
+{
+  int rc = sqlite3_step(s);
+  sqlite3_reset(s);
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+    return fail(st, rc, error);
+  return TRUE;
+}
+
+static void
+bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+  if (v)
+    sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(s, i);
+}
+
+static const char *
+col_text(sqlite3_stmt *s, int i)
+{
+  return (const char *) sqlite3_column_text(s, i);
+}
+
+static gboolean
+exec(CtlStore *st, const char *sql, GError **error)
+{
+  int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+  return rc == SQLITE_OK ? TRUE : fail(st, rc, error);
+}
+
+static gboolean
+pragma_int(CtlStore *st, const char *sql, int *out, GError **error)
+{
+  sqlite3_stmt *s = NULL;
+  int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+  if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+    *out = sqlite3_column_int(s, 0);
+    rc = SQLITE_OK;
+  }
+  sqlite3_finalize(s);
+  return rc == SQLITE_OK ? TRUE : fail(st, rc, error);
+}
+
+static gboolean
+migrate(CtlStore *st, GError **error)
+{
+  int version = 0;
+  if (!pragma_int(st, "PRAGMA user_version", &version, error))
+    return FALSE;
+  if (version > SCHEMA_VERSION) {
+    g_set_error(error, CTL_STORE_ERROR, CTL_STORE_ERROR_VERSION,
+                "schema version %d is newer than this ctlfs understands (%d)",
+                version, SCHEMA_VERSION);
+    return FALSE;
+  }
+  if (version == SCHEMA_VERSION)
+    return TRUE;
+  /* Each step moves one version forward inside one transaction. */
+  if (!exec(st, "BEGIN IMMEDIATE", error))
+    return FALSE;
+  gboolean ok = TRUE;
+  if (version < 1)
+    ok = exec(st, schema_v1, error);
+  if (ok) {
+    char *sql = g_strdup_printf("PRAGMA user_version = %d", SCHEMA_VERSION);
+    ok = exec(st, sql, error);
+    g_free(sql);
+  }
+  if (ok)
+    ok = exec(st, "COMMIT", error);
+  if (!ok)
+    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+  return ok;
+}
+
+/* One daemon per database: a second one must refuse, never become a second
+ * writer. flock() on our own descriptor is independent of SQLite's POSIX locks. */
+static gboolean
+take_lock(CtlStore *st, GError **error)
+{
+  st->lock_fd = open(st->path, O_RDONLY | O_CLOEXEC);
+  if (st->lock_fd < 0) {
+    g_set_error(error, CTL_STORE_ERROR, CTL_STORE_ERROR_OPEN, "%s", g_strerror(errno));
+    return FALSE;
+  }
+  if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    g_set_error(error, CTL_STORE_ERROR, CTL_STORE_ERROR_LOCKED,
+                "database is in use by another ctlfs (%s)", g_strerror(errno));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+prepare_all(CtlStore *st, GError **error)
+{
+  for (int i = 0; i < Q_COUNT; i++) {
+    int rc = sqlite3_prepare_v3(st->db, queries[i], -1, SQLITE_PREPARE_PERSISTENT, &st->q[i], NULL);
+    if (rc != SQLITE_OK)
+      return fail(st, rc, error);
+  }
+  return TRUE;
+}
+
+CtlStore *
+ctl_store_open(const char *path, GError **error)
+{
+  CtlStore *st = g_new0(CtlStore, 1);
+  st->path = g_strdup(path);
+  st->lock_fd = -1;
+  int rc = sqlite3_open_v2(path, &st->db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  gboolean ok = rc == SQLITE_OK || fail(st, rc, error);
+  int readonly = 0;
+  ok = ok && take_lock(st, error);
+  if (ok && (readonly = sqlite3_db_readonly(st->db, "main")) != 0) {
+    g_set_error(error, CTL_STORE_ERROR, CTL_STORE_ERROR_OPEN, "database is read-only");
+    ok = FALSE;
+  }
+  /* The first statement that touches the file tells a database from garbage. */
+  ok = ok && exec(st, "PRAGMA journal_mode=WAL", error);
+  ok = ok && exec(st, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
+                      " PRAGMA busy_timeout=2000", error);
+  ok = ok && migrate(st, error);
+  ok = ok && exec(st, "SELECT count(*) FROM objects", error);
+  ok = ok && prepare_all(st, error);
+  if (!ok) {
+    ctl_store_close(st);
+    return NULL;
+  }
+  return st;
+}
+
+void
+ctl_store_close(CtlStore *st)
+{
+  if (!st)
+    return;
+  for (int i = 0; i < Q_COUNT; i++)
+    sqlite3_finalize(st->q[i]);
+  if (st->db)
+    sqlite3_close(st->db);
+  /* Closed after SQLite so that its POSIX locks are not dropped early. */
+  if (st->lock_fd >= 0)
+    close(st->lock_fd);
+  g_free(st->path);
+  g_free(st);
+}
+
+const char *
+ctl_store_path(CtlStore *st)
+{
+  return st->path;
+}
+
+gboolean
+ctl_store_begin(CtlStore *st, GError **error)
+{
+  if (st->depth++ > 0)
+    return TRUE;
+  st->failed = FALSE;
+  if (!run(st, prep(st, Q_BEGIN), error)) {
+    st->depth = 0;
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean
+ctl_store_commit(CtlStore *st, GError **error)
+{
+  g_return_val_if_fail(st->depth > 0, FALSE);
+  if (--st->depth > 0)
+    return TRUE;
+  if (st->failed) {
+    run(st, prep(st, Q_ROLLBACK), NULL);
+    g_set_error(error, CTL_STORE_ERROR, CTL_STORE_ERROR_IO, "transaction rolled back");
+    return FALSE;
+  }
+  if (!run(st, prep(st, Q_COMMIT), error)) {
+    run(st, prep(st, Q_ROLLBACK), NULL);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+void
+ctl_store_rollback(CtlStore *st)
+{
+  /* A failed commit has already rolled back: nothing left to undo. */
+  if (st->depth == 0)
+    return;
+  if (--st->depth > 0) {
+    st->failed = TRUE;
+    return;
+  }
+  run(st, prep(st, Q_ROLLBACK), NULL);
+}
+
+/* ---- objects ---- */
+
+gboolean
+ctl_store_objects_foreach(CtlStore *st, CtlObjectRowFn fn, gpointer user_data, GError **error)
+{
+  sqlite3_stmt *s = prep(st, Q_OBJ_ALL);
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    CtlObjectRow row = {
+      .id = sqlite3_column_int64(s, 0),
+      .parent_id = sqlite3_column_int64(s, 1),
+      .kind = sqlite3_column_int(s, 2),
+      .name = col_text(s, 3),
+      .desired = col_text(s, 4),
+      .observed = col_text(s, 5),
+      .observed_at = sqlite3_column_int64(s, 6),
+      .feedback_at = sqlite3_column_int64(s, 7),
+      .pending = col_text(s, 8),
+      .last_error = col_text(s, 9),
+    };
+    fn(&row, user_data);
+  }
+  sqlite3_reset(s);
+  return rc == SQLITE_DONE ? TRUE : fail(st, rc, error);
+}
+
+gint64
+ctl_store_object_insert(CtlStore *st, gint64 parent_id, int kind, const char *name,
+                        gint64 now_ms, GError **error)
+{
+  sqlite3_stmt *s = prep(st, Q_OBJ_INSERT);
+  sqlite3_bind_int64(s, 1, parent_id);
+  sqlite3_bind_int(s, 2, kind);
+  bind_text(s, 3, name);
+  sqlite3_bind_int64(s, 4, now_ms);
+  if (!run(st, s, error))
+    return 0;
+  return sqlite3_last_insert_rowid(st->db);
+}
+
+gboolean
+ctl_store_object_delete(CtlStore *st, gint64 id, GError **error)
+{
+  sqlite3_stmt *s = prep(st, Q_OBJ_DELETE);
+  sqlite3_bind_int64(s, 1, id);
+  return run(st, s, error);
+}
+
+gboolean
+ctl_store_object_save(CtlStore *st, const CtlObjectRow *row, GError **error)
+{
+  sqlite3_stmt *s = prep(st, Q_OBJ_SAVE);
+  sqlite3_bind_int64(s, 1, row->id);
+  bind_text(s, 2, row->desired);
+  bind_text(s, 3, row->observed);
+  sqlite3_bind_int64(s, 4, row->observed_at);
+  sqlite3_bind_int64(s, 5, row->feedback_at);
+  bind_text(s, 6, row->pending);
+  bind_text(s, 7, row->last_error);
+  return run(st, s, error);
+}
+
+/* ---- commands ---- */
+
+gboolean
+ctl_store_command_insert(CtlStore *st, const CtlCommandRow *row, GError **error)
+{
+  sqlite3_stmt *s = prep(st, Q_CMD_INSERT);
+  bind_text(s, 1, row->id);
+  sqlite3_bind_int64(s, 2, row->object_id);
+  bind_text(s, 3, row->runtime);
+  bind_text(s, 4, row->resource);
+  bind_text(s, 5, row->verb);
+  bind_text(s, 6, row->mode);
+  sqlite3_bind_int64(s, 7, row->uid);
+  bind_text(s, 8, row->user);
+  sqlite3_bind_int64(s, 9, row->pid);
+  bind_text(s, 10, row->comm);
+  bind_text(s, 11, row->host);
+  sqlite3_bind_int64(s, 12, row->issued_at);
+  bind_text(s, 13, row->result);
+  sqlite3_bind_int64(s, 14, row->offset);
+  bind_text(s, 15, row->error);
+  sqlite3_bind_int64(s, 16, g_get_real_time() / 1000);
+  return run(st, s, error);
+}
+
+gboolean
+ctl_store_command_update(CtlStore *st, const char *id, const char *result, gint64 offset,
+                         const char *error_text, GError **error)
+{
+  sqlite3_stmt *s = prep(st, Q_CMD_UPDATE);
+  bind_text(s, 1, id);
+  bind_text(s, 2, result);
+  sqlite3_bind_int64(s, 3, offset);
+  bind_text(s, 4, error_text);
+  sqlite3_bind_int64(s, 5, g_get_real_time() / 1000);
+  return run(st, s, error);
+}
+
+static gboolean
+commands_foreach(CtlStore *st, sqlite3_stmt *s, CtlCommandRowFn fn, gpointer user_data,
+                 GError **error)
+{
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    CtlCommandRow row = {
+      .id = col_text(s, 0),
+      .object_id = sqlite3_column_int64(s, 1),
+      .runtime = col_text(s, 2),
+      .resource = col_text(s, 3),
+      .verb = col_text(s, 4),
+      .mode = col_text(s, 5),
+      .uid = sqlite3_column_int64(s, 6),
+      .user = col_text(s, 7),
+      .pid = sqlite3_column_int64(s, 8),
+      .comm = col_text(s, 9),
+      .host = col_text(s, 10),
+      .issued_at = sqlite3_column_int64(s, 11),
+      .result = col_text(s, 12),
+      .offset = sqlite3_column_int64(s, 13),
+      .error = col_text(s, 14),
+    };
+    fn(&row, user_data);
+  }
+  sqlite3_reset(s);
+  return rc == SQLITE_DONE ? TRUE : fail(st, rc, error);
+}
+
+gboolean
+ctl_store_commands_by_result(CtlStore *st, const char *mode, const char *result,
+                             CtlCommandRowFn fn, gpointer user_data, GError **error)
+{
+  sqlite3_stmt *s = prep(st, Q_CMD_BY_RESULT);
+  bind_text(s, 1, result);
+  bind_text(s, 2, mode);
+  return commands_foreach(st, s, fn, user_data, error);
+}
+
+gboolean
+ctl_store_last_commands(CtlStore *st, CtlCommandRowFn fn, gpointer user_data, GError **error)
+{
+  return commands_foreach(st, prep(st, Q_CMD_LAST), fn, user_data, error);
+}
+
+gint64
+ctl_store_commands_count(CtlStore *st, const char *result)
+{
+  sqlite3_stmt *s = prep(st, Q_CMD_COUNT);
+  bind_text(s, 1, result);
+  gint64 n = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+  sqlite3_reset(s);
+  return n;
+}
+
+/* ---- events ---- */
+
+static void
+bind_offset(sqlite3_stmt *s, int i, gint64 off)
+{
+  if (off >= 0)
+    sqlite3_bind_int64(s, i, off);
+  else
+    sqlite3_bind_null(s, i);
+}
+
+gboolean
+ctl_store_event_append(CtlStore *st, const CtlEventPos *pos, const char *line, gsize len,
+                       GError **error)
+{
+  sqlite3_stmt *s = prep(st, Q_EV_INSERT);
+  sqlite3_bind_int64(s, 1, pos->ts);
+  sqlite3_bind_int64(s, 2, pos->object_id);
+  sqlite3_bind_int64(s, 3, pos->runtime_id);
+  sqlite3_bind_int64(s, 4, pos->off_root);
+  bind_offset(s, 5, pos->off_runtime);
+  bind_offset(s, 6, pos->off_object);
+  sqlite3_bind_blob(s, 7, line, (int) len, SQLITE_STATIC);
+  return run(st, s, error);
+}
+
+static const int size_query[] = { Q_SIZE_ROOT, Q_SIZE_RT, Q_SIZE_OBJ };
+static const int read_query[] = { Q_READ_ROOT, Q_READ_RT, Q_READ_OBJ };
+
+gint64
+ctl_store_stream_size(CtlStore *st, CtlStream which, gint64 id, GError **error)
+{
+  sqlite3_stmt *s = prep(st, size_query[which]);
+  if (which != CTL_STREAM_ROOT)
+    sqlite3_bind_int64(s, 1, id);
+  int rc = sqlite3_step(s);
+  gint64 size = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+  sqlite3_reset(s);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    fail(st, rc, error);
+    return -1;
+  }
+  return size;
+}
+
+gssize
+ctl_store_stream_read(CtlStore *st, CtlStream which, gint64 id, gint64 offset, char *buf,
+                      gsize size, GError **error)
+{
+  sqlite3_stmt *s = prep(st, read_query[which]);
+  if (which != CTL_STREAM_ROOT)
+    sqlite3_bind_int64(s, 1, id);
+  sqlite3_bind_int64(s, 2, offset);
+  gsize done = 0;
+  int rc = SQLITE_DONE;
+  while (done < size && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+    gint64 line_off = sqlite3_column_int64(s, 0);
+    const char *line = sqlite3_column_blob(s, 1);
+    gint64 len = sqlite3_column_bytes(s, 1);
+    gint64 skip = offset + (gint64) done - line_off;   /* > 0 only for the first line */
+    if (skip < 0 || skip >= len)
+      continue;
+    gsize n = MIN((gsize) (len - skip), size - done);
+    memcpy(buf + done, line + skip, n);
+    done += n;
+  }
+  if (done < size && rc != SQLITE_DONE) {
+    sqlite3_reset(s);
+    fail(st, rc, error);
+    return -1;
+  }
+  sqlite3_reset(s);
+  return (gssize) done;
+}
+
+/* ---- offsets ---- */
+
+gint64
+ctl_store_offset_get(CtlStore *st, const char *topic, int partition)
+{
+  sqlite3_stmt *s = prep(st, Q_OFF_GET);
+  bind_text(s, 1, topic);
+  sqlite3_bind_int(s, 2, partition);
+  gint64 off = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+  sqlite3_reset(s);
+  return off;
+}
+
+gboolean
+ctl_store_offset_set(CtlStore *st, const char *topic, int partition, gint64 next, GError **error)
+{
+  sqlite3_stmt *s = prep(st, Q_OFF_SET);
+  bind_text(s, 1, topic);
+  sqlite3_bind_int(s, 2, partition);
+  sqlite3_bind_int64(s, 3, next);
+  return run(st, s, error);
+}
+
+gboolean
+ctl_store_offset_delete(CtlStore *st, const char *topic, GError **error)
+{
+  sqlite3_stmt *s = prep(st, Q_OFF_DEL);
+  bind_text(s, 1, topic);
+  return run(st, s, error);
+}

@@ -1,0 +1,123 @@
+/* The store: one SQLite database, WAL mode, the daemon its only writer.
+ * It holds objects with their desired and observed state, commands with their
+ * audit fields, the event streams behind every `log`, and consumer offsets.
+ *
+ * Every function runs on the caller's thread (the main loop); statements are
+ * prepared once at open. Errors come back as GError in CTL_STORE_ERROR with the
+ * SQLite message, so callers can put the reason in `log` and `status`. */
+#pragma once
+#include <glib.h>
+
+#define CTL_STORE_ERROR (ctl_store_error_quark())
+GQuark ctl_store_error_quark(void);
+typedef enum {
+  CTL_STORE_ERROR_OPEN,      /* cannot open/create the file */
+  CTL_STORE_ERROR_CORRUPT,   /* not a database, or integrity check failed */
+  CTL_STORE_ERROR_VERSION,   /* schema newer than this program */
+  CTL_STORE_ERROR_LOCKED,    /* another process holds the write lock */
+  CTL_STORE_ERROR_FULL,      /* disk full */
+  CTL_STORE_ERROR_IO,        /* anything else */
+} CtlStoreError;
+
+typedef struct CtlStore CtlStore;
+
+/* Opens (creating if needed) the database at PATH, checks it, migrates the
+ * schema forward. A file that is not a database, or cannot be written, is an
+ * error here, at start, never a silent empty tree. */
+CtlStore   *ctl_store_open(const char *path, GError **error);
+void        ctl_store_close(CtlStore *st);
+const char *ctl_store_path(CtlStore *st);
+
+/* Explicit transactions; nesting is counted so a caller that already holds one
+ * can call helpers that open their own. A failed commit rolls back by itself;
+ * rollback after it is a no-op. An inner rollback dooms the outer transaction. */
+gboolean ctl_store_begin(CtlStore *st, GError **error);
+gboolean ctl_store_commit(CtlStore *st, GError **error);
+void     ctl_store_rollback(CtlStore *st);
+
+/* ---- objects ---- */
+typedef struct {
+  gint64      id;            /* rowid, never reused (AUTOINCREMENT) */
+  gint64      parent_id;     /* 0 for runtimes */
+  int         kind;          /* CtlKind of model.h */
+  const char *name;
+  const char *desired;       /* NULL when none */
+  const char *observed;      /* NULL when never reported */
+  gint64      observed_at;   /* ms, 0 when never */
+  gint64      feedback_at;   /* ms when ctlfs last received feedback, 0 never */
+  const char *pending;       /* command id awaiting feedback, or NULL */
+  const char *last_error;    /* or NULL */
+} CtlObjectRow;
+
+typedef void (*CtlObjectRowFn)(const CtlObjectRow *row, gpointer user_data);
+
+/* Calls FN for every object, parents before children (ordered by id). */
+gboolean ctl_store_objects_foreach(CtlStore *st, CtlObjectRowFn fn, gpointer user_data, GError **error);
+/* Returns the new id, or 0 with ERROR set. */
+gint64   ctl_store_object_insert(CtlStore *st, gint64 parent_id, int kind, const char *name,
+                                 gint64 now_ms, GError **error);
+gboolean ctl_store_object_delete(CtlStore *st, gint64 id, GError **error);
+/* Writes the mutable columns (desired .. last_error) of ROW->id. */
+gboolean ctl_store_object_save(CtlStore *st, const CtlObjectRow *row, GError **error);
+
+/* ---- commands ---- */
+typedef struct {
+  const char *id;            /* uuid */
+  gint64      object_id;
+  const char *runtime;
+  const char *resource;
+  const char *verb;
+  const char *mode;          /* "durable" | "queued" */
+  gint64      uid;
+  const char *user;
+  gint64      pid;
+  const char *comm;
+  const char *host;
+  gint64      issued_at;     /* ms */
+  const char *result;        /* queued | sent | applied | failed */
+  gint64      offset;        /* broker offset, -1 unknown */
+  const char *error;         /* or NULL */
+} CtlCommandRow;
+
+typedef void (*CtlCommandRowFn)(const CtlCommandRow *row, gpointer user_data);
+
+gboolean ctl_store_command_insert(CtlStore *st, const CtlCommandRow *row, GError **error);
+/* Sets result, and offset/error when OFFSET >= 0 / ERROR_TEXT != NULL. */
+gboolean ctl_store_command_update(CtlStore *st, const char *id, const char *result,
+                                  gint64 offset, const char *error_text, GError **error);
+/* Commands with RESULT in MODE, oldest first (the outbox, the unacknowledged). */
+gboolean ctl_store_commands_by_result(CtlStore *st, const char *mode, const char *result,
+                                      CtlCommandRowFn fn, gpointer user_data, GError **error);
+/* The newest command of every object. */
+gboolean ctl_store_last_commands(CtlStore *st, CtlCommandRowFn fn, gpointer user_data, GError **error);
+/* Number of commands in RESULT (any mode). */
+gint64   ctl_store_commands_count(CtlStore *st, const char *result);
+
+/* ---- event streams ----
+ * Every event is one line that belongs to three append-only byte streams: the
+ * root log, its runtime's log, and its object's log. Each stream offset is
+ * stored with the line, so reading at any offset is one index seek: `tail -n`
+ * on a long history stays fast, and bytes at an offset never change. */
+typedef enum { CTL_STREAM_ROOT, CTL_STREAM_RUNTIME, CTL_STREAM_OBJECT } CtlStream;
+
+typedef struct {
+  gint64 ts;
+  gint64 object_id;    /* 0 for daemon-wide events */
+  gint64 runtime_id;   /* 0 when none */
+  gint64 off_root, off_runtime, off_object;   /* -1 when not in that stream */
+} CtlEventPos;
+
+gboolean ctl_store_event_append(CtlStore *st, const CtlEventPos *pos, const char *line,
+                                gsize len, GError **error);
+/* The size in bytes of a stream (ID ignored for ROOT). */
+gint64   ctl_store_stream_size(CtlStore *st, CtlStream which, gint64 id, GError **error);
+/* Copies up to SIZE bytes of the stream from OFFSET into BUF; returns the count
+ * (0 at the end) or -1 with ERROR. */
+gssize   ctl_store_stream_read(CtlStore *st, CtlStream which, gint64 id, gint64 offset,
+                               char *buf, gsize size, GError **error);
+
+/* ---- consumer offsets (next offset to consume), per topic and partition ---- */
+gint64   ctl_store_offset_get(CtlStore *st, const char *topic, int partition);   /* -1 none */
+gboolean ctl_store_offset_set(CtlStore *st, const char *topic, int partition, gint64 next,
+                              GError **error);
+gboolean ctl_store_offset_delete(CtlStore *st, const char *topic, GError **error);

@@ -1,0 +1,175 @@
+/* File operations: open, read, write, truncate. Every file is direct_io, so the
+ * return value of write() is the daemon's answer and reads always come here. */
+#include "fs-private.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* An open file. Value files keep the text generated at the last read from
+ * offset 0, so one reader sees one consistent value across short reads
+ * (the sysfs convention: re-read from offset 0 for a fresh value). */
+typedef struct {
+  const CtlNode *node;
+  gint64         key;
+  GString       *text;
+} Handle;
+
+static Handle *
+handle_of(struct fuse_file_info *fi)
+{
+  return (Handle *) (uintptr_t) fi->fh;
+}
+
+static void
+op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  CtlFs *fs = fuse_req_userdata(req);
+  guint slot;
+  CtlObject *obj = ctl_ino_object(fs, ino, &slot);
+  if (!obj) {
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
+  if (slot == 0) {
+    fuse_reply_err(req, EISDIR);
+    return;
+  }
+  guint n;
+  const CtlNode *node = &ctl_nodes(obj->kind, &n)[slot - 1];
+  if ((fi->flags & O_ACCMODE) != O_RDONLY && !node->store) {
+    fuse_reply_err(req, EACCES);
+    return;
+  }
+  Handle *h = g_new0(Handle, 1);
+  h->node = node;
+  h->key = obj->key;
+  fi->fh = (uint64_t) (uintptr_t) h;
+  fi->direct_io = 1;
+  fuse_reply_open(req, fi);
+}
+
+static void
+op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  Handle *h = handle_of(fi);
+  if (h->text)
+    g_string_free(h->text, TRUE);
+  g_free(h);
+  fuse_reply_err(req, 0);
+}
+
+static void
+op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+  CtlFs *fs = fuse_req_userdata(req);
+  Handle *h = handle_of(fi);
+  CtlObject *obj = ctl_model_by_key(fs->model, h->key);
+  if (!obj) {
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
+  if (h->node->stream) {
+    char *buf = g_malloc(size);
+    gssize n = ctl_model_log_read(fs->model, obj, off, buf, size);
+    if (n < 0)
+      fuse_reply_err(req, EIO);
+    else
+      fuse_reply_buf(req, buf, n);
+    g_free(buf);
+    return;
+  }
+  if (off == 0 || !h->text) {
+    if (h->text)
+      g_string_truncate(h->text, 0);
+    else
+      h->text = g_string_new(NULL);
+    h->node->show(fs, obj, h->text);
+  }
+  if ((gsize) off >= h->text->len) {
+    fuse_reply_buf(req, NULL, 0);
+    return;
+  }
+  fuse_reply_buf(req, h->text->str + off, MIN(size, h->text->len - (gsize) off));
+}
+
+typedef struct {
+  fuse_req_t req;
+  size_t     size;
+} PendingWrite;
+
+/* The write's answer comes when the engine has one: at once, or when the
+ * broker acknowledges. The request waits in the meantime; other requests go on. */
+static void
+pending_write_done(int err, gpointer user_data)
+{
+  PendingWrite *pw = user_data;
+  if (err)
+    fuse_reply_err(pw->req, err);
+  else
+    fuse_reply_write(pw->req, pw->size);
+  g_free(pw);
+}
+
+static void
+op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+         struct fuse_file_info *fi)
+{
+  CtlFs *fs = fuse_req_userdata(req);
+  Handle *h = handle_of(fi);
+  CtlObject *obj = ctl_model_by_key(fs->model, h->key);
+  if (!obj) {
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
+  if (!h->node->store) {
+    fuse_reply_err(req, EACCES);
+    return;
+  }
+  CtlCaller who;
+  ctl_fs_caller(fs, req, &who);
+  PendingWrite *pw = g_new(PendingWrite, 1);
+  pw->req = req;
+  pw->size = size;
+  h->node->store(fs, obj, buf, size, off, &who, pending_write_done, pw);
+  ctl_caller_clear(&who);
+}
+
+/* Only a truncate of a writable file is accepted, and it does nothing: it is
+ * how a shell's `>` opens the file (O_TRUNC). */
+static void
+op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+           struct fuse_file_info *fi)
+{
+  CtlFs *fs = fuse_req_userdata(req);
+  guint slot;
+  CtlObject *obj = ctl_ino_object(fs, ino, &slot);
+  if (!obj) {
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
+  guint n;
+  const CtlNode *node = slot > 0 ? &ctl_nodes(obj->kind, &n)[slot - 1] : NULL;
+  int allowed = FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME
+                | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
+  if (to_set & ~allowed) {
+    fuse_reply_err(req, EPERM);
+    return;
+  }
+  if ((to_set & FUSE_SET_ATTR_SIZE) && (!node || !node->store)) {
+    fuse_reply_err(req, node ? EACCES : EISDIR);
+    return;
+  }
+  struct stat st;
+  ctl_fs_stat(fs, obj, slot, &st);
+  fuse_reply_attr(req, &st, 0.0);
+}
+
+void
+ctl_fs_file_ops(struct fuse_lowlevel_ops *ops)
+{
+  ops->open = op_open;
+  ops->release = op_release;
+  ops->read = op_read;
+  ops->write = op_write;
+  ops->setattr = op_setattr;
+}

@@ -1,0 +1,50 @@
+/* Shared inside fs/ only. */
+#pragma once
+#include "fs.h"
+
+/* The node-type table (nodes.c): every file of an object is an attribute with
+ * a show() and, when writable, a store(), in the manner of kernfs. */
+typedef struct CtlFs CtlFs;
+typedef struct {
+  const char *name;
+  mode_t      mode;
+  /* Value files: the whole content, generated on read from offset 0. */
+  void      (*show)(CtlFs *fs, CtlObject *obj, GString *out);
+  /* Stream files (logs): append-only, read at any offset. */
+  gboolean    stream;
+  /* Writable files: asynchronous, DONE answers the write. */
+  void      (*store)(CtlFs *fs, CtlObject *obj, const char *buf, gsize len, gint64 offset,
+                     const CtlCaller *who, CtlCommandDone done, gpointer user_data);
+} CtlNode;
+
+#define CTL_MAX_NODES 15
+
+const CtlNode *ctl_nodes(CtlKind kind, guint *count);
+const CtlNode *ctl_node_find(CtlKind kind, const char *name, guint *slot);
+
+struct CtlFs {
+  struct fuse_session *se;
+  CtlEngine           *engine;
+  CtlModel            *model;
+  GMainLoop           *loop;
+  guint                source;
+  struct fuse_buf      buf;
+  char                *mountpoint;
+  gboolean             mounted;
+  uid_t                uid;
+  gid_t                gid;
+  struct timespec      mount_time;
+};
+
+/* Inode numbers: key * 16 + slot + 1, where slot 0 is the object's directory and
+ * slot i > 0 its i-th file; the root directory comes out as 1 (FUSE_ROOT_ID). */
+fuse_ino_t  ctl_ino(CtlObject *obj, guint slot);
+CtlObject  *ctl_ino_object(CtlFs *fs, fuse_ino_t ino, guint *slot);
+
+/* tree.c: directory operations; file.c: file operations. */
+void ctl_fs_tree_ops(struct fuse_lowlevel_ops *ops);
+void ctl_fs_file_ops(struct fuse_lowlevel_ops *ops);
+/* Fills ST for inode (OBJ, SLOT). */
+void ctl_fs_stat(CtlFs *fs, CtlObject *obj, guint slot, struct stat *st);
+/* The caller of REQ, resolved for audit (ctl_caller_clear when done). */
+void ctl_fs_caller(CtlFs *fs, fuse_req_t req, CtlCaller *who);

@@ -1,0 +1,114 @@
+/* The node-type table: which files each kind of object has, and their show()
+ * and store() operations. The FUSE operations in tree.c and file.c only
+ * translate requests into calls on this table. */
+#include "fs-private.h"
+
+#include <string.h>
+
+static const char readme_text[] =
+  "ctlfs: the control plane of data runtimes as files.\n"
+  "\n"
+  "  status              the daemon: version, brokers, broker link, db, write mode\n"
+  "  log                 every event, oldest first (tail -f works)\n"
+  "  metrics             Prometheus text format\n"
+  "  runtimes/RT/        mkdir declares a runtime, rmdir forgets it\n"
+  "    status, log       topics, resource counts by observed state, events\n"
+  "    RES/              mkdir declares a resource of the runtime\n"
+  "      state           desired state; write a verb: echo pause > state\n"
+  "      observed        what the runtime last reported (or stale/unknown)\n"
+  "      status          key: value lines: desired, observed, pending, last command\n"
+  "      log             this resource's commands and reports\n"
+  "\n"
+  "Verbs: pause, resume. A write returns once the broker acknowledged the command\n"
+  "(durable mode) or once it is stored (queued mode). Errors: EINVAL bad input,\n"
+  "EACCES not allowed, ETIMEDOUT broker did not answer, EIO store or broker failed;\n"
+  "the reason is in log and in status (last_error).\n"
+  "Manual: docs/manual.md, ctlfs(8).\n";
+
+static void
+show_readme(CtlFs *fs, CtlObject *obj, GString *out)
+{
+  g_string_append(out, readme_text);
+}
+
+static void
+show_status(CtlFs *fs, CtlObject *obj, GString *out)
+{
+  ctl_engine_show_status(fs->engine, obj, out);
+}
+
+static void
+show_metrics(CtlFs *fs, CtlObject *obj, GString *out)
+{
+  ctl_engine_show_metrics(fs->engine, out);
+}
+
+static void
+show_state(CtlFs *fs, CtlObject *obj, GString *out)
+{
+  g_string_append_printf(out, "%s\n", obj->desired ? obj->desired : "running");
+}
+
+static void
+show_observed(CtlFs *fs, CtlObject *obj, GString *out)
+{
+  g_string_append_printf(out, "%s\n", ctl_engine_observed(fs->engine, obj));
+}
+
+static void
+store_state(CtlFs *fs, CtlObject *obj, const char *buf, gsize len, gint64 offset,
+            const CtlCaller *who, CtlCommandDone done, gpointer user_data)
+{
+  ctl_engine_command(fs->engine, obj, buf, len, offset, who, done, user_data);
+}
+
+#define LOG_NODE { .name = "log", .mode = S_IFREG | 0444, .stream = TRUE }
+
+static const CtlNode root_nodes[] = {
+  { .name = "README",  .mode = S_IFREG | 0444, .show = show_readme },
+  { .name = "status",  .mode = S_IFREG | 0444, .show = show_status },
+  LOG_NODE,
+  { .name = "metrics", .mode = S_IFREG | 0444, .show = show_metrics },
+};
+
+static const CtlNode runtime_nodes[] = {
+  { .name = "status", .mode = S_IFREG | 0444, .show = show_status },
+  LOG_NODE,
+};
+
+/* state is writable by its owner and the admin group; the daemon checks the
+ * caller itself too (mounts without default_permissions). */
+static const CtlNode resource_nodes[] = {
+  { .name = "state",    .mode = S_IFREG | 0664, .show = show_state, .store = store_state },
+  { .name = "observed", .mode = S_IFREG | 0444, .show = show_observed },
+  { .name = "status",   .mode = S_IFREG | 0444, .show = show_status },
+  LOG_NODE,
+};
+
+static const struct { const CtlNode *nodes; guint count; } table[CTL_KIND_COUNT] = {
+  [CTL_KIND_ROOT]     = { root_nodes, G_N_ELEMENTS(root_nodes) },
+  [CTL_KIND_RUNTIMES] = { NULL, 0 },
+  [CTL_KIND_RUNTIME]  = { runtime_nodes, G_N_ELEMENTS(runtime_nodes) },
+  [CTL_KIND_RESOURCE] = { resource_nodes, G_N_ELEMENTS(resource_nodes) },
+};
+
+const CtlNode *
+ctl_nodes(CtlKind kind, guint *count)
+{
+  *count = table[kind].count;
+  return table[kind].nodes;
+}
+
+const CtlNode *
+ctl_node_find(CtlKind kind, const char *name, guint *slot)
+{
+  guint n;
+  const CtlNode *nodes = ctl_nodes(kind, &n);
+  for (guint i = 0; i < n; i++) {
+    if (strcmp(nodes[i].name, name) == 0) {
+      *slot = i + 1;
+      return &nodes[i];
+    }
+  }
+  return NULL;
+}

@@ -1,0 +1,310 @@
+/* Inode numbers and directory operations: lookup, getattr, readdir, mkdir,
+ * rmdir. Inodes are derived from object keys, so there is no inode table to
+ * keep and forget() has nothing to do. */
+#include "fs-private.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* Directory entries and attributes are stable until a mkdir/rmdir, which the
+ * kernel sees itself; file attributes (sizes) change with every event. */
+#define DIR_TIMEOUT  1.0
+#define FILE_TIMEOUT 0.0
+
+fuse_ino_t
+ctl_ino(CtlObject *obj, guint slot)
+{
+  return (fuse_ino_t) obj->key * 16 + slot + 1;
+}
+
+CtlObject *
+ctl_ino_object(CtlFs *fs, fuse_ino_t ino, guint *slot)
+{
+  if (ino == 0)
+    return NULL;
+  *slot = (guint) ((ino - 1) % 16);
+  CtlObject *obj = ctl_model_by_key(fs->model, (gint64) ((ino - 1) / 16));
+  if (!obj)
+    return NULL;
+  guint n;
+  ctl_nodes(obj->kind, &n);
+  return *slot <= n ? obj : NULL;
+}
+
+static const CtlNode *
+node_of(CtlObject *obj, guint slot)
+{
+  guint n;
+  const CtlNode *nodes = ctl_nodes(obj->kind, &n);
+  return slot > 0 && slot <= n ? &nodes[slot - 1] : NULL;
+}
+
+void
+ctl_fs_stat(CtlFs *fs, CtlObject *obj, guint slot, struct stat *st)
+{
+  memset(st, 0, sizeof *st);
+  st->st_ino = ctl_ino(obj, slot);
+  st->st_uid = fs->uid;
+  st->st_gid = fs->gid;
+  st->st_atim = st->st_mtim = st->st_ctim = fs->mount_time;
+  const CtlNode *node = node_of(obj, slot);
+  if (!node) {
+    st->st_mode = S_IFDIR | 0755;
+    st->st_nlink = 2 + (obj->children ? g_hash_table_size(obj->children) : 0);
+    return;
+  }
+  st->st_mode = node->mode;
+  st->st_nlink = 1;
+  if (node->stream) {
+    st->st_size = ctl_model_log_size(fs->model, obj);
+  } else {
+    /* Value files are small: their size is their current text. */
+    GString *text = g_string_new(NULL);
+    node->show(fs, obj, text);
+    st->st_size = text->len;
+    g_string_free(text, TRUE);
+  }
+  st->st_blksize = 4096;
+  st->st_blocks = (st->st_size + 511) / 512;
+}
+
+static void
+reply_entry(CtlFs *fs, fuse_req_t req, CtlObject *obj, guint slot)
+{
+  struct fuse_entry_param e;
+  memset(&e, 0, sizeof e);
+  ctl_fs_stat(fs, obj, slot, &e.attr);
+  e.ino = e.attr.st_ino;
+  e.attr_timeout = slot == 0 ? DIR_TIMEOUT : FILE_TIMEOUT;
+  e.entry_timeout = DIR_TIMEOUT;
+  fuse_reply_entry(req, &e);
+}
+
+void
+ctl_fs_caller(CtlFs *fs, fuse_req_t req, CtlCaller *who)
+{
+  const struct fuse_ctx *ctx = fuse_req_ctx(req);
+  memset(who, 0, sizeof *who);
+  who->uid = ctx->uid;
+  who->gid = ctx->gid;
+  who->pid = ctx->pid;
+  /* Supplementary groups cost a read of /proc: only when a group can matter. */
+  if (ctl_engine_config(fs->engine)->admin_gid != (gid_t) -1) {
+    gid_t groups[64];
+    int n = fuse_req_getgroups(req, G_N_ELEMENTS(groups), groups);
+    if (n > 0) {
+      who->ngroups = MIN(n, (int) G_N_ELEMENTS(groups));
+      who->groups = g_memdup2(groups, who->ngroups * sizeof(gid_t));
+    }
+  }
+  ctl_caller_resolve(who);
+}
+
+static void
+op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+  CtlFs *fs = fuse_req_userdata(req);
+  guint slot;
+  CtlObject *dir = ctl_ino_object(fs, parent, &slot);
+  if (!dir || slot != 0) {
+    fuse_reply_err(req, dir ? ENOTDIR : ENOENT);
+    return;
+  }
+  if (ctl_node_find(dir->kind, name, &slot)) {
+    reply_entry(fs, req, dir, slot);
+    return;
+  }
+  CtlObject *child = ctl_model_child(dir, name);
+  if (!child) {
+    /* No negative entry is cached: objects also appear from feedback. */
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
+  reply_entry(fs, req, child, 0);
+}
+
+static void
+op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  CtlFs *fs = fuse_req_userdata(req);
+  guint slot;
+  CtlObject *obj = ctl_ino_object(fs, ino, &slot);
+  if (!obj) {
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
+  struct stat st;
+  ctl_fs_stat(fs, obj, slot, &st);
+  fuse_reply_attr(req, &st, slot == 0 ? DIR_TIMEOUT : FILE_TIMEOUT);
+}
+
+/* ---- readdir: a listing is built at opendir and served by offset ---- */
+
+typedef struct {
+  GByteArray *data;   /* entries as fuse_add_direntry() lays them out */
+  GArray     *ends;   /* gsize: where each entry ends (its "next" offset) */
+} Listing;
+
+static void
+listing_add(Listing *l, fuse_req_t req, const char *name, fuse_ino_t ino, mode_t mode)
+{
+  struct stat st = { .st_ino = ino, .st_mode = mode };
+  size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
+  gsize old = l->data->len;
+  gsize end = old + need;
+  g_byte_array_set_size(l->data, end);
+  fuse_add_direntry(req, (char *) l->data->data + old, need, name, &st, end);
+  g_array_append_val(l->ends, end);
+}
+
+static void
+op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  CtlFs *fs = fuse_req_userdata(req);
+  guint slot;
+  CtlObject *dir = ctl_ino_object(fs, ino, &slot);
+  if (!dir || slot != 0) {
+    fuse_reply_err(req, dir ? ENOTDIR : ENOENT);
+    return;
+  }
+  Listing *l = g_new0(Listing, 1);
+  l->data = g_byte_array_new();
+  l->ends = g_array_new(FALSE, FALSE, sizeof(gsize));
+  listing_add(l, req, ".", ino, S_IFDIR);
+  listing_add(l, req, "..", dir->parent ? ctl_ino(dir->parent, 0) : ino, S_IFDIR);
+  guint n;
+  const CtlNode *nodes = ctl_nodes(dir->kind, &n);
+  for (guint i = 0; i < n; i++)
+    listing_add(l, req, nodes[i].name, ctl_ino(dir, i + 1), nodes[i].mode);
+  GList *children = ctl_model_children_sorted(dir);
+  for (GList *c = children; c; c = c->next)
+    listing_add(l, req, ((CtlObject *) c->data)->name, ctl_ino(c->data, 0), S_IFDIR);
+  g_list_free(children);
+  fi->fh = (uint64_t) (uintptr_t) l;
+  fuse_reply_open(req, fi);
+}
+
+static void
+op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+  Listing *l = (Listing *) (uintptr_t) fi->fh;
+  /* Entries are never split: send the whole entries from OFF that fit. */
+  gsize end = (gsize) off;
+  for (guint i = 0; i < l->ends->len; i++) {
+    gsize e = g_array_index(l->ends, gsize, i);
+    if (e <= (gsize) off)
+      continue;
+    if (e - (gsize) off > size)
+      break;
+    end = e;
+  }
+  fuse_reply_buf(req, (char *) l->data->data + off, end - (gsize) off);
+}
+
+static void
+op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  Listing *l = (Listing *) (uintptr_t) fi->fh;
+  g_byte_array_unref(l->data);
+  g_array_unref(l->ends);
+  g_free(l);
+  fuse_reply_err(req, 0);
+}
+
+/* ---- mkdir / rmdir ---- */
+
+static void
+op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+  CtlFs *fs = fuse_req_userdata(req);
+  guint slot;
+  CtlObject *dir = ctl_ino_object(fs, parent, &slot);
+  if (!dir || slot != 0) {
+    fuse_reply_err(req, dir ? ENOTDIR : ENOENT);
+    return;
+  }
+  if (ctl_node_find(dir->kind, name, &slot)) {
+    fuse_reply_err(req, EEXIST);
+    return;
+  }
+  CtlCaller who;
+  ctl_fs_caller(fs, req, &who);
+  const CtlConfig *cfg = ctl_engine_config(fs->engine);
+  CtlObject *obj = NULL;
+  int err = ctl_caller_may_command(&who, cfg->owner_uid, cfg->admin_gid)
+            ? ctl_engine_mkdir(fs->engine, dir, name, &who, &obj) : EACCES;
+  ctl_caller_clear(&who);
+  if (err)
+    fuse_reply_err(req, err);
+  else
+    reply_entry(fs, req, obj, 0);
+}
+
+static void
+op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+  CtlFs *fs = fuse_req_userdata(req);
+  guint slot;
+  CtlObject *dir = ctl_ino_object(fs, parent, &slot);
+  CtlObject *obj = dir && slot == 0 ? ctl_model_child(dir, name) : NULL;
+  if (!obj) {
+    fuse_reply_err(req, dir && ctl_node_find(dir->kind, name, &slot) ? ENOTDIR : ENOENT);
+    return;
+  }
+  CtlCaller who;
+  ctl_fs_caller(fs, req, &who);
+  const CtlConfig *cfg = ctl_engine_config(fs->engine);
+  int err = ctl_caller_may_command(&who, cfg->owner_uid, cfg->admin_gid)
+            ? ctl_engine_rmdir(fs->engine, obj, &who) : EACCES;
+  ctl_caller_clear(&who);
+  fuse_reply_err(req, err);
+}
+
+/* Files and objects are the daemon's: nothing is created, linked or renamed. */
+static void
+op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+  fuse_reply_err(req, EPERM);
+}
+
+static void
+op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+          const char *newname, unsigned int flags)
+{
+  fuse_reply_err(req, EPERM);
+}
+
+static void
+op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+  fuse_reply_err(req, EPERM);
+}
+
+static void
+op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+  fuse_reply_err(req, EPERM);
+}
+
+static void
+op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+  fuse_reply_err(req, EPERM);
+}
+
+void
+ctl_fs_tree_ops(struct fuse_lowlevel_ops *ops)
+{
+  ops->lookup = op_lookup;
+  ops->getattr = op_getattr;
+  ops->opendir = op_opendir;
+  ops->readdir = op_readdir;
+  ops->releasedir = op_releasedir;
+  ops->mkdir = op_mkdir;
+  ops->rmdir = op_rmdir;
+  ops->unlink = op_unlink;
+  ops->rename = op_rename;
+  ops->mknod = op_mknod;
+  ops->symlink = op_symlink;
+  ops->link = op_link;
+}

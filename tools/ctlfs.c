@@ -1,0 +1,402 @@
+/* ctlfs: the filesystem daemon. A thin main: options and config, the store,
+ * the (embedded) broker, the engine, the mount, the main loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <glib-unix.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "fs.h"
+#include "mockbroker.h"
+
+#define EXIT_USAGE 2
+
+/* Settings by name, as in the config file and -o (dashes or underscores). */
+static const char *const known_keys[] = {
+  "brokers", "db", "config", "topic-prefix", "write-mode", "ack-timeout-ms",
+  "stale-after-ms", "admin-group", NULL,
+};
+
+typedef struct {
+  GHashTable *settings;     /* key -> value, command line over config */
+  GPtrArray  *fuse_opts;    /* -o options for libfuse */
+  gboolean    foreground;
+  gboolean    debug;
+  char       *mountpoint;
+} Options;
+
+static void G_GNUC_NORETURN G_GNUC_PRINTF(1, 2)
+die_usage(const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  char *msg = g_strdup_vprintf(fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "ctlfs: %s\n", msg);
+  g_free(msg);
+  exit(EXIT_USAGE);
+}
+
+static const char *
+canonical_key(const char *key)
+{
+  char *k = g_strdelimit(g_strdup(key), "_", '-');
+  const char *found = NULL;
+  for (int i = 0; known_keys[i] && !found; i++)
+    if (strcmp(k, known_keys[i]) == 0)
+      found = known_keys[i];
+  g_free(k);
+  return found;
+}
+
+/* -o a=b,c: our keys become settings, the rest goes to libfuse. */
+static void
+parse_mount_opts(Options *o, const char *opts)
+{
+  char **items = g_strsplit(opts, ",", -1);
+  for (int i = 0; items[i]; i++) {
+    if (!*items[i])
+      continue;
+    char *eq = strchr(items[i], '=');
+    char *key = g_strndup(items[i], eq ? (gsize) (eq - items[i]) : strlen(items[i]));
+    const char *known = canonical_key(key);
+    if (known && eq)
+      g_hash_table_replace(o->settings, g_strdup(known), g_strdup(eq + 1));
+    else if (known)
+      die_usage("option -o %s needs a value", key);
+    else if (strcmp(key, "foreground") == 0)
+      o->foreground = TRUE;
+    else
+      g_ptr_array_add(o->fuse_opts, g_strdup(items[i]));
+    g_free(key);
+  }
+  g_strfreev(items);
+}
+
+/* The config file (GKeyFile, group [ctlfs]) gives defaults that the command
+ * line overrides; an unreadable file or unknown key is an error, not a guess. */
+static void
+load_config(Options *o, const char *path)
+{
+  GKeyFile *kf = g_key_file_new();
+  GError *error = NULL;
+  if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, &error))
+    die_usage("cannot read config %s: %s", path, error->message);
+  gsize n = 0;
+  char **keys = g_key_file_get_keys(kf, "ctlfs", &n, NULL);
+  for (gsize i = 0; keys && i < n; i++) {
+    const char *known = canonical_key(keys[i]);
+    if (!known || strcmp(known, "config") == 0)
+      die_usage("config %s: unknown key '%s' in [ctlfs]", path, keys[i]);
+    if (!g_hash_table_contains(o->settings, known)) {
+      char *v = g_key_file_get_string(kf, "ctlfs", keys[i], NULL);
+      g_hash_table_insert(o->settings, g_strdup(known), v);
+    }
+  }
+  g_strfreev(keys);
+  g_key_file_free(kf);
+}
+
+static void
+parse_args(Options *o, int argc, char **argv)
+{
+  char *brokers = NULL, *db = NULL, *config = NULL, *prefix = NULL, *mode = NULL;
+  char *admin_group = NULL, **mount_opts = NULL, **rest = NULL;
+  int ack = -1, stale = -1;
+  gboolean version = FALSE;
+  GOptionEntry entries[] = {
+    { "brokers", 0, 0, G_OPTION_ARG_STRING, &brokers, "Kafka bootstrap servers (default: start an embedded broker)", "HOST:PORT,..." },
+    { "db", 0, 0, G_OPTION_ARG_FILENAME, &db, "SQLite database", "PATH" },
+    { "config", 0, 0, G_OPTION_ARG_FILENAME, &config, "Config file (GKeyFile, group [ctlfs])", "FILE" },
+    { "topic-prefix", 0, 0, G_OPTION_ARG_STRING, &prefix, "Topic prefix (default ctlfs)", "PREFIX" },
+    { "write-mode", 0, 0, G_OPTION_ARG_STRING, &mode, "durable (default) or queued", "MODE" },
+    { "ack-timeout-ms", 0, 0, G_OPTION_ARG_INT, &ack, "Durable writes fail with ETIMEDOUT after this (default 5000)", "MS" },
+    { "stale-after-ms", 0, 0, G_OPTION_ARG_INT, &stale, "observed reads stale after this long without feedback (default 10000)", "MS" },
+    { "admin-group", 0, 0, G_OPTION_ARG_STRING, &admin_group, "Group whose members may issue commands", "GROUP" },
+    { "foreground", 'f', 0, G_OPTION_ARG_NONE, &o->foreground, "Stay in the foreground", NULL },
+    { "debug", 'd', 0, G_OPTION_ARG_NONE, &o->debug, "Foreground, with FUSE and debug messages", NULL },
+    { "options", 'o', 0, G_OPTION_ARG_STRING_ARRAY, &mount_opts, "Mount options, ours (key=value) and libfuse's", "OPT,..." },
+    { "version", 'V', 0, G_OPTION_ARG_NONE, &version, "Print the version", NULL },
+    { G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &rest, NULL, "[SOURCE] MOUNTPOINT" },
+    { NULL },
+  };
+  GOptionContext *ctx = g_option_context_new("[SOURCE] MOUNTPOINT - the ctlfs filesystem daemon");
+  g_option_context_add_main_entries(ctx, entries, NULL);
+  GError *error = NULL;
+  if (!g_option_context_parse(ctx, &argc, &argv, &error))
+    die_usage("%s (try --help)", error->message);
+  g_option_context_free(ctx);
+  if (version) {
+    printf("ctlfs %s\n", CTLFS_VERSION);
+    exit(0);
+  }
+  for (int i = 0; mount_opts && mount_opts[i]; i++)
+    parse_mount_opts(o, mount_opts[i]);
+  g_strfreev(mount_opts);
+#define SET(key, val) if (val) g_hash_table_replace(o->settings, g_strdup(key), val)
+  SET("brokers", brokers);
+  SET("db", db);
+  SET("config", config);
+  SET("topic-prefix", prefix);
+  SET("write-mode", mode);
+  SET("admin-group", admin_group);
+#undef SET
+  if (ack != -1)
+    g_hash_table_replace(o->settings, g_strdup("ack-timeout-ms"), g_strdup_printf("%d", ack));
+  if (stale != -1)
+    g_hash_table_replace(o->settings, g_strdup("stale-after-ms"), g_strdup_printf("%d", stale));
+  /* mount.fuse passes "SOURCE MOUNTPOINT"; the source means nothing to us. */
+  guint nrest = rest ? g_strv_length(rest) : 0;
+  if (nrest == 0 || nrest > 2)
+    die_usage("expected one MOUNTPOINT (try --help)");
+  o->mountpoint = g_strdup(rest[nrest - 1]);
+  g_strfreev(rest);
+  const char *cfg = g_hash_table_lookup(o->settings, "config");
+  if (cfg)
+    load_config(o, cfg);
+  if (o->debug)
+    o->foreground = TRUE;
+}
+
+static int
+int_setting(Options *o, const char *key, int def, int min)
+{
+  const char *v = g_hash_table_lookup(o->settings, key);
+  if (!v)
+    return def;
+  gint64 n;
+  if (!g_ascii_string_to_signed(v, 10, min, G_MAXINT, &n, NULL))
+    die_usage("invalid value for %s: '%s' (expected an integer >= %d)", key, v, min);
+  return (int) n;
+}
+
+static char *
+default_db(void)
+{
+  if (geteuid() == 0)
+    return g_strdup("/var/lib/ctlfs/ctlfs.db");
+  return g_build_filename(g_get_user_state_dir(), "ctlfs", "ctlfs.db", NULL);
+}
+
+static void
+build_config(Options *o, CtlConfig *cfg)
+{
+  memset(cfg, 0, sizeof *cfg);
+  cfg->brokers = g_strdup(g_hash_table_lookup(o->settings, "brokers"));
+  const char *db = g_hash_table_lookup(o->settings, "db");
+  cfg->db_path = db ? g_strdup(db) : default_db();
+  if (!db) {
+    char *dir = g_path_get_dirname(cfg->db_path);
+    g_mkdir_with_parents(dir, 0700);
+    g_free(dir);
+  }
+  const char *prefix = g_hash_table_lookup(o->settings, "topic-prefix");
+  if (prefix && (!*prefix || strspn(prefix, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(prefix)))
+    die_usage("invalid value for topic-prefix: '%s' (letters, digits, '.', '_', '-')", prefix);
+  cfg->topic_prefix = g_strdup(prefix ? prefix : "ctlfs");
+  const char *mode = g_hash_table_lookup(o->settings, "write-mode");
+  if (!mode || strcmp(mode, "durable") == 0)
+    cfg->write_mode = CTL_WRITE_DURABLE;
+  else if (strcmp(mode, "queued") == 0)
+    cfg->write_mode = CTL_WRITE_QUEUED;
+  else
+    die_usage("invalid value for write-mode: '%s' (expected durable or queued)", mode);
+  cfg->ack_timeout_ms = int_setting(o, "ack-timeout-ms", 5000, 1);
+  cfg->stale_after_ms = int_setting(o, "stale-after-ms", 10000, 1);
+  cfg->owner_uid = geteuid();
+  cfg->admin_gid = (gid_t) -1;
+  const char *group = g_hash_table_lookup(o->settings, "admin-group");
+  if (group) {
+    struct group *gr = getgrnam(group);
+    if (!gr)
+      die_usage("invalid value for admin-group: no group '%s'", group);
+    cfg->admin_gid = gr->gr_gid;
+  }
+  if (!g_file_test(o->mountpoint, G_FILE_TEST_IS_DIR))
+    die_usage("mountpoint %s is not a directory", o->mountpoint);
+}
+
+/* ---- daemon mode ----
+ * The parent stays until the child has mounted (or failed), relays what the
+ * child prints for the user (the embedded broker's address), and exits with
+ * the child's verdict: a script that runs `ctlfs` can use the mount right after. */
+
+static int ready_fd = -1;
+#define READY_MARK "\001ready\n"
+
+static void
+daemonize(void)
+{
+  int p[2];
+  if (pipe(p) != 0) {
+    perror("ctlfs: pipe");
+    exit(1);
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    perror("ctlfs: fork");
+    exit(1);
+  }
+  if (pid == 0) {
+    close(p[0]);
+    ready_fd = p[1];
+    setsid();
+    return;
+  }
+  close(p[1]);
+  char buf[512];
+  ssize_t n;
+  gboolean ready = FALSE;
+  GString *all = g_string_new(NULL);
+  while ((n = read(p[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+    if (n > 0)
+      g_string_append_len(all, buf, n);
+  char *mark = strstr(all->str, READY_MARK);
+  if (mark) {
+    ready = TRUE;
+    *mark = '\0';
+  }
+  fputs(all->str, stdout);
+  fflush(stdout);
+  if (ready)
+    exit(0);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+}
+
+/* A line for the user: to stdout, or through the pipe to the waiting parent. */
+static void
+announce(const char *line)
+{
+  if (ready_fd >= 0) {
+    if (write(ready_fd, line, strlen(line)) < 0 || write(ready_fd, "\n", 1) < 0)
+      g_warning("cannot announce '%s'", line);
+    return;
+  }
+  printf("%s\n", line);
+  fflush(stdout);
+}
+
+static void
+announce_ready(void)
+{
+  if (ready_fd < 0)
+    return;
+  if (write(ready_fd, READY_MARK, strlen(READY_MARK)) < 0)
+    g_warning("cannot tell the parent that the mount is ready");
+  close(ready_fd);
+  ready_fd = -1;
+  int null = open("/dev/null", O_RDWR);
+  if (null >= 0) {
+    dup2(null, 0);
+    dup2(null, 1);
+    dup2(null, 2);
+    if (null > 2)
+      close(null);
+  }
+}
+
+static gboolean
+on_signal(gpointer loop)
+{
+  g_main_loop_quit(loop);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+fail(int status, const char *what, GError *error)
+{
+  fprintf(stderr, "ctlfs: %s: %s\n", what, error->message);
+  g_error_free(error);
+  exit(status);
+}
+
+int
+main(int argc, char **argv)
+{
+  Options o = { 0 };
+  o.settings = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  o.fuse_opts = g_ptr_array_new_with_free_func(g_free);
+  parse_args(&o, argc, argv);
+  CtlConfig cfg;
+  build_config(&o, &cfg);
+  if (o.debug)
+    g_setenv("G_MESSAGES_DEBUG", "all", FALSE);
+  signal(SIGPIPE, SIG_IGN);
+
+  /* Fork before anything starts a thread (librdkafka, the mock broker). */
+  if (!o.foreground)
+    daemonize();
+
+  GError *error = NULL;
+  CtlStore *store = ctl_store_open(cfg.db_path, &error);
+  if (!store) {
+    char *what = g_strdup_printf("cannot open database %s", cfg.db_path);
+    fail(EXIT_USAGE, what, error);
+  }
+
+  CtlMockBroker *embedded = NULL;
+  if (!cfg.brokers) {
+    embedded = ctl_mock_broker_new(1, &error);
+    if (!embedded)
+      fail(1, "cannot start the embedded broker", error);
+    cfg.brokers = g_strdup(ctl_mock_broker_bootstraps(embedded));
+    char *line = g_strdup_printf("bootstrap=%s", cfg.brokers);
+    announce(line);
+    g_free(line);
+  }
+
+  CtlEngine *engine = ctl_engine_new(&cfg, store, &error);
+  if (!engine)
+    fail(1, "cannot start", error);
+
+  GMainLoop *loop = g_main_loop_new(NULL, FALSE);
+  struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+  fuse_opt_add_arg(&args, "ctlfs");
+  if (o.debug)
+    fuse_opt_add_arg(&args, "-d");
+  for (guint i = 0; i < o.fuse_opts->len; i++) {
+    fuse_opt_add_arg(&args, "-o");
+    fuse_opt_add_arg(&args, o.fuse_opts->pdata[i]);
+  }
+  fuse_opt_add_arg(&args, "-o");
+  fuse_opt_add_arg(&args, "fsname=ctlfs,subtype=ctlfs");
+  CtlFs *fs = ctl_fs_new(engine, o.mountpoint, &args, loop, &error);
+  fuse_opt_free_args(&args);
+  if (!fs) {
+    ctl_engine_free(engine);
+    fail(1, "cannot mount", error);
+  }
+
+  guint sigs[] = {
+    g_unix_signal_add(SIGINT, on_signal, loop),
+    g_unix_signal_add(SIGTERM, on_signal, loop),
+    g_unix_signal_add(SIGHUP, on_signal, loop),
+  };
+  g_info("mounted %s (db %s, brokers %s)", o.mountpoint, cfg.db_path, cfg.brokers);
+  announce_ready();
+  g_main_loop_run(loop);
+
+  /* Writers still waiting are answered before the session goes away. */
+  ctl_engine_free(engine);
+  ctl_fs_free(fs);
+  ctl_mock_broker_free(embedded);
+  for (gsize i = 0; i < G_N_ELEMENTS(sigs); i++)
+    g_source_remove(sigs[i]);
+  g_main_loop_unref(loop);
+  g_free(cfg.brokers);
+  g_free(cfg.db_path);
+  g_free(cfg.topic_prefix);
+  g_free(o.mountpoint);
+  g_hash_table_unref(o.settings);
+  g_ptr_array_free(o.fuse_opts, TRUE);
+  return 0;
+}
