@@ -64,8 +64,9 @@ on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     set_link(bus, FALSE);
 }
 
-/* The link is up when some real broker (nodeid >= 0) is in state UP. Statistics
- * arrive every second, so a broker coming back shows within a second. */
+/* The link is up when a connection to some broker (bootstrap or learned) is in
+ * state UP. Statistics arrive every second, so a broker coming back shows
+ * within a second; losing every broker is reported at once by on_error(). */
 static int
 on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 {
@@ -76,8 +77,7 @@ on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
   json_t *b;
   gboolean up = FALSE;
   json_object_foreach(brokers, name, b) {
-    if (json_integer_value(json_object_get(b, "nodeid")) >= 0
-        && g_strcmp0(json_string_value(json_object_get(b, "state")), "UP") == 0)
+    if (g_strcmp0(json_string_value(json_object_get(b, "state")), "UP") == 0)
       up = TRUE;
   }
   if (root)

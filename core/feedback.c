@@ -59,10 +59,14 @@ resource_for(CtlEngine *e, CtlObject *rt, const char *name, gint64 offset)
   int err = 0;
   res = ctl_model_create(e->model, rt, name, "discovered", by, &err);
   g_free(by);
-  if (res)
+  if (res) {
     e->feedback_discovered++;
-  else
-    g_warning("feedback: cannot create %s/%s: %s", rt->name, name, g_strerror(err));
+  } else {
+    char *why = g_strdup_printf("cannot create resource %s: %s", name,
+                                err == EEXIST ? "name reserved" : g_strerror(err));
+    reject(e, rt, offset, why);
+    g_free(why);
+  }
   return res;
 }
 

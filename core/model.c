@@ -250,6 +250,14 @@ ctl_model_changed(CtlModel *m, CtlObject *obj, CtlChange what)
   }
 }
 
+/* A runtime's directory also holds its status and log files: a resource may
+ * not take their names. */
+static gboolean
+name_reserved(CtlKind kind, const char *name)
+{
+  return kind == CTL_KIND_RESOURCE && (strcmp(name, "status") == 0 || strcmp(name, "log") == 0);
+}
+
 static CtlKind
 child_kind(CtlObject *parent)
 {
@@ -273,7 +281,7 @@ ctl_model_create(CtlModel *m, CtlObject *parent, const char *name, const char *e
     *errno_out = EINVAL;
     return NULL;
   }
-  if (ctl_model_child(parent, name)) {
+  if (ctl_model_child(parent, name) || name_reserved(kind, name)) {
     *errno_out = EEXIST;
     return NULL;
   }

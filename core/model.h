@@ -83,7 +83,8 @@ void       ctl_model_add_listener(CtlModel *m, CtlModelListener fn, gpointer use
 void       ctl_model_changed(CtlModel *m, CtlObject *obj, CtlChange what);
 
 /* Creates a runtime under runtimes/ or a resource under a runtime. Checks the
- * name (EINVAL), kind (EPERM), existence (EEXIST); store errors are EIO.
+ * name (EINVAL), kind (EPERM), existence or a file of the same name (EEXIST);
+ * store errors are EIO.
  * BY is the actor for the log line ("uid:0(root) pid=1 comm=mkdir" or
  * "feedback offset=17"). Returns NULL with *ERRNO_OUT set. */
 CtlObject *ctl_model_create(CtlModel *m, CtlObject *parent, const char *name,
