@@ -203,8 +203,9 @@ delivered_ok(CtlEngine *e, CtlInflight *inf, gint64 offset)
     ctl_set_str(&obj->pending, inf->id);
     ctl_set_str(&obj->last_error, "command acknowledged after its write timed out");
   } else {
-    if (e->cfg.write_mode == CTL_WRITE_DURABLE)
-      ctl_set_str(&obj->desired, ctl_verb_target(inf->verb));
+    if (e->cfg.write_mode == CTL_WRITE_DURABLE
+        && ctl_set_str(&obj->desired, ctl_verb_target(inf->verb)))
+      ctl_model_changed(e->model, obj, CTL_CHANGE_DESIRED);
     if (g_strcmp0(obj->last_cmd_id, inf->id) == 0)
       ctl_set_str(&obj->last_error, NULL);
   }
@@ -317,7 +318,8 @@ store_command(CtlEngine *e, CtlObject *obj, const char *id, const char *verb, gi
   ctl_set_str(&obj->last_cmd_verb, verb);
   ctl_set_str(&obj->last_cmd_result, "queued");
   if (queued) {
-    ctl_set_str(&obj->desired, ctl_verb_target(verb));
+    if (ctl_set_str(&obj->desired, ctl_verb_target(verb)))
+      ctl_model_changed(e->model, obj, CTL_CHANGE_DESIRED);
     ctl_set_str(&obj->last_error, NULL);
   }
   GString *d = g_string_new(NULL);

@@ -35,7 +35,7 @@ static const CtlBusCallbacks bus_callbacks = {
 static void
 watch_runtime(CtlEngine *e, CtlObject *rt)
 {
-  g_hash_table_insert(e->by_topic, rt->feedback_topic, rt);
+  g_hash_table_insert(e->by_topic, g_strdup(rt->feedback_topic), rt);
   ctl_bus_watch(e->bus, rt->feedback_topic, rt->feedback_next);
   ctl_bus_prepare_topic(e->bus, rt->command_topic);
 }
@@ -56,7 +56,8 @@ ctl_engine_new(const CtlConfig *cfg, CtlStore *st, GError **error)
   config_copy(&e->cfg, cfg);
   e->store = st;
   e->started_us = g_get_monotonic_time();
-  e->by_topic = g_hash_table_new(g_str_hash, g_str_equal);
+  /* Keys are copies: a runtime's own strings die with it at rmdir. */
+  e->by_topic = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
   e->inflight = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, ctl_inflight_free);
   e->commands = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   e->model = ctl_model_new(st, cfg->topic_prefix, error);

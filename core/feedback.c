@@ -127,7 +127,9 @@ apply(CtlEngine *e, CtlObject *rt, gint64 offset, const CtlFeedbackMsg *fb)
     g_warning("feedback: %s", error->message);
     g_clear_error(&error);
   }
-  ctl_model_changed(e->model, res, CTL_CHANGE_STATE);
+  /* A heartbeat that changes nothing wakes nobody. */
+  if (changed)
+    ctl_model_changed(e->model, res, CTL_CHANGE_STATE | CTL_CHANGE_OBSERVED);
   g_free(was);
 }
 

@@ -52,10 +52,12 @@ struct CtlObject {
 
 /* What changed, for listeners. */
 typedef enum {
-  CTL_CHANGE_STATE    = 1 << 0,   /* state / observed / status */
+  CTL_CHANGE_STATE    = 1 << 0,   /* status (pending, last command, errors) */
   CTL_CHANGE_LOG      = 1 << 1,   /* a line was appended to the object's log */
   CTL_CHANGE_CHILDREN = 1 << 2,   /* a child appeared or went */
   CTL_CHANGE_REMOVED  = 1 << 3,   /* the object itself is gone (last call) */
+  CTL_CHANGE_DESIRED  = 1 << 4,   /* desired state (the `state` file) */
+  CTL_CHANGE_OBSERVED = 1 << 5,   /* observed state */
 } CtlChange;
 
 typedef void (*CtlModelListener)(CtlObject *obj, CtlChange what, gpointer user_data);

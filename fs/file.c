@@ -3,15 +3,19 @@
 #include "fs-private.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 
 /* An open file. Value files keep the text generated at the last read from
  * offset 0, so one reader sees one consistent value across short reads
  * (the sysfs convention: re-read from offset 0 for a fresh value). */
 typedef struct {
-  const CtlNode *node;
-  gint64         key;
-  GString       *text;
+  const CtlNode          *node;
+  gint64                  key;
+  fuse_ino_t              ino;
+  GString                *text;
+  guint64                 seen;   /* change count at open or last read */
+  struct fuse_pollhandle *ph;     /* a poll() waiting to be woken */
 } Handle;
 
 static Handle *
@@ -43,6 +47,9 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
   Handle *h = g_new0(Handle, 1);
   h->node = node;
   h->key = obj->key;
+  h->ino = ino;
+  h->seen = ctl_notify_seq(fs->notify, ino);
+  ctl_notify_track(fs->notify, ino, h);
   fi->fh = (uint64_t) (uintptr_t) h;
   fi->direct_io = 1;
   fuse_reply_open(req, fi);
@@ -51,7 +58,11 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void
 op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+  CtlFs *fs = fuse_req_userdata(req);
   Handle *h = handle_of(fi);
+  ctl_notify_untrack(fs->notify, h->ino, h);
+  if (h->ph)
+    fuse_pollhandle_destroy(h->ph);
   if (h->text)
     g_string_free(h->text, TRUE);
   g_free(h);
@@ -68,6 +79,8 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file
     fuse_reply_err(req, ENOENT);
     return;
   }
+  if (h->node->stream || off == 0)
+    h->seen = ctl_notify_seq(fs->notify, ino);
   if (h->node->stream) {
     char *buf = g_malloc(size);
     gssize n = ctl_model_log_read(fs->model, obj, off, buf, size);
@@ -134,8 +147,38 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off
   ctl_caller_clear(&who);
 }
 
+void
+ctl_fs_handle_changed(gpointer handle)
+{
+  Handle *h = handle;
+  if (h->ph) {
+    fuse_lowlevel_notify_poll(h->ph);
+    fuse_pollhandle_destroy(h->ph);
+    h->ph = NULL;
+  }
+}
+
+/* Always readable; POLLPRI|POLLERR once the file changed since it was opened
+ * or last read from the start, as sysfs does. */
+static void
+op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct fuse_pollhandle *ph)
+{
+  CtlFs *fs = fuse_req_userdata(req);
+  Handle *h = handle_of(fi);
+  if (ph) {
+    if (h->ph)
+      fuse_pollhandle_destroy(h->ph);
+    h->ph = ph;
+  }
+  unsigned revents = POLLIN | POLLRDNORM;
+  if (ctl_notify_seq(fs->notify, ino) != h->seen)
+    revents |= POLLPRI | POLLERR;
+  fuse_reply_poll(req, revents);
+}
+
 /* Only a truncate of a writable file is accepted, and it does nothing: it is
- * how a shell's `>` opens the file (O_TRUNC). */
+ * how a shell's `>` opens the file (O_TRUNC). The notify helper's truncates
+ * (inotify events, see notify.c) are answered without a look. */
 static void
 op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
            struct fuse_file_info *fi)
@@ -145,6 +188,12 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
   CtlObject *obj = ctl_ino_object(fs, ino, &slot);
   if (!obj) {
     fuse_reply_err(req, ENOENT);
+    return;
+  }
+  if (ctl_notify_is_kicker(fs->notify, fuse_req_ctx(req)->pid)) {
+    struct stat st;
+    ctl_fs_stat(fs, obj, slot, &st);
+    fuse_reply_attr(req, &st, 0.0);
     return;
   }
   guint n;
@@ -172,4 +221,5 @@ ctl_fs_file_ops(struct fuse_lowlevel_ops *ops)
   ops->read = op_read;
   ops->write = op_write;
   ops->setattr = op_setattr;
+  ops->poll = op_poll;
 }

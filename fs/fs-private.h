@@ -22,6 +22,8 @@ typedef struct {
 const CtlNode *ctl_nodes(CtlKind kind, guint *count);
 const CtlNode *ctl_node_find(CtlKind kind, const char *name, guint *slot);
 
+typedef struct CtlNotify CtlNotify;
+
 struct CtlFs {
   struct fuse_session *se;
   CtlEngine           *engine;
@@ -34,6 +36,7 @@ struct CtlFs {
   uid_t                uid;
   gid_t                gid;
   struct timespec      mount_time;
+  CtlNotify           *notify;
 };
 
 /* Inode numbers: key * 16 + slot + 1, where slot 0 is the object's directory and
@@ -48,3 +51,16 @@ void ctl_fs_file_ops(struct fuse_lowlevel_ops *ops);
 void ctl_fs_stat(CtlFs *fs, CtlObject *obj, guint slot, struct stat *st);
 /* The caller of REQ, resolved for audit (ctl_caller_clear when done). */
 void ctl_fs_caller(CtlFs *fs, fuse_req_t req, CtlCaller *who);
+
+/* notify.c: wakes poll() and inotify watchers of files that changed. */
+CtlNotify *ctl_notify_new(CtlFs *fs);
+void       ctl_notify_free(CtlNotify *n);
+/* Is PID (a request's caller) the helper thread that raises inotify events? */
+gboolean   ctl_notify_is_kicker(CtlNotify *n, pid_t pid);
+/* How many times the file INO has changed. */
+guint64    ctl_notify_seq(CtlNotify *n, fuse_ino_t ino);
+/* Open handles of INO, to be told of changes (ctl_fs_handle_changed). */
+void       ctl_notify_track(CtlNotify *n, fuse_ino_t ino, gpointer handle);
+void       ctl_notify_untrack(CtlNotify *n, fuse_ino_t ino, gpointer handle);
+/* file.c: the file behind HANDLE changed; wake its poll() waiter. */
+void       ctl_fs_handle_changed(gpointer handle);

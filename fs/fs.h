@@ -10,9 +10,11 @@
 
 typedef struct CtlFs CtlFs;
 
-/* Creates the session and mounts it at MOUNTPOINT. ARGS carries libfuse's own
- * options (-o allow_other, ...). LOOP is quit when the filesystem is unmounted. */
-CtlFs *ctl_fs_new(CtlEngine *engine, const char *mountpoint, struct fuse_args *args,
-                  GMainLoop *loop, GError **error);
+/* Creates the session from ARGS, libfuse's own options (-o allow_other, ...),
+ * so that a bad option is reported before anything starts. */
+CtlFs   *ctl_fs_new(struct fuse_args *args, GError **error);
+/* Mounts the ENGINE's tree at MOUNTPOINT; LOOP is quit when it is unmounted. */
+gboolean ctl_fs_mount(CtlFs *fs, CtlEngine *engine, const char *mountpoint, GMainLoop *loop,
+                      GError **error);
 /* Unmounts (if still mounted) and frees. */
 void   ctl_fs_free(CtlFs *fs);

@@ -4,6 +4,7 @@
 #include "fs-private.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <glib-unix.h>
 #include <string.h>
 #include <time.h>
@@ -55,9 +56,42 @@ op_init(void *userdata, struct fuse_conn_info *conn)
   conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
 }
 
+/* libfuse reports through this, sometimes a line in several pieces. While the
+ * session is made, what it says is kept to become our one-line error;
+ * otherwise whole lines go to the log. */
+static GString *fuse_said;
+static gboolean fuse_capture;
+
+static void
+on_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+  if (!fuse_said)
+    fuse_said = g_string_new(NULL);
+  g_string_append_vprintf(fuse_said, fmt, ap);
+  char *nl;
+  while (!fuse_capture && (nl = strchr(fuse_said->str, '\n')) != NULL) {
+    *nl = '\0';
+    g_info("fuse: %s", fuse_said->str);
+    g_string_erase(fuse_said, 0, nl - fuse_said->str + 1);
+  }
+}
+
+/* What libfuse said, as one line without its "fuse: " prefixes (g_free). */
+static char *
+fuse_complaint(void)
+{
+  char *text = g_strdup(fuse_said && fuse_said->len ? fuse_said->str : "rejected by libfuse");
+  if (fuse_said)
+    g_string_truncate(fuse_said, 0);
+  char **parts = g_strsplit(g_strdelimit(text, "\n", ' '), "fuse: ", -1);
+  char *joined = g_strstrip(g_strjoinv("", parts));
+  g_strfreev(parts);
+  g_free(text);
+  return joined;
+}
+
 CtlFs *
-ctl_fs_new(CtlEngine *engine, const char *mountpoint, struct fuse_args *args, GMainLoop *loop,
-           GError **error)
+ctl_fs_new(struct fuse_args *args, GError **error)
 {
   static struct fuse_lowlevel_ops ops;
   memset(&ops, 0, sizeof ops);
@@ -66,6 +100,24 @@ ctl_fs_new(CtlEngine *engine, const char *mountpoint, struct fuse_args *args, GM
   ctl_fs_file_ops(&ops);
 
   CtlFs *fs = g_new0(CtlFs, 1);
+  fuse_set_log_func(on_fuse_log);
+  fuse_capture = TRUE;
+  fs->se = fuse_session_new(args, &ops, sizeof ops, fs);
+  fuse_capture = FALSE;
+  if (!fs->se) {
+    char *why = fuse_complaint();
+    g_set_error(error, CTL_FS_ERROR, 0, "invalid mount options: %s", why);
+    g_free(why);
+    ctl_fs_free(fs);
+    return NULL;
+  }
+  return fs;
+}
+
+gboolean
+ctl_fs_mount(CtlFs *fs, CtlEngine *engine, const char *mountpoint, GMainLoop *loop,
+             GError **error)
+{
   fs->engine = engine;
   fs->model = ctl_engine_model(engine);
   fs->loop = loop;
@@ -73,26 +125,22 @@ ctl_fs_new(CtlEngine *engine, const char *mountpoint, struct fuse_args *args, GM
   fs->uid = ctl_engine_config(engine)->owner_uid;
   fs->gid = getgid();
   clock_gettime(CLOCK_REALTIME, &fs->mount_time);
-
-  fs->se = fuse_session_new(args, &ops, sizeof ops, fs);
-  if (!fs->se) {
-    g_set_error(error, CTL_FS_ERROR, 0, "invalid FUSE options");
-    ctl_fs_free(fs);
-    return NULL;
-  }
-  if (fuse_session_mount(fs->se, mountpoint) != 0) {
-    g_set_error(error, CTL_FS_ERROR, 0, "cannot mount on %s", mountpoint);
-    ctl_fs_free(fs);
-    return NULL;
+  fuse_capture = TRUE;
+  int res = fuse_session_mount(fs->se, mountpoint);
+  fuse_capture = FALSE;
+  if (res != 0) {
+    char *why = fuse_complaint();
+    g_set_error(error, CTL_FS_ERROR, 0, "cannot mount on %s: %s", mountpoint, why);
+    g_free(why);
+    return FALSE;
   }
   fs->mounted = TRUE;
+  fs->notify = ctl_notify_new(fs);
   int fd = fuse_session_fd(fs->se);
-  if (!g_unix_set_fd_nonblocking(fd, TRUE, error)) {
-    ctl_fs_free(fs);
-    return NULL;
-  }
+  if (!g_unix_set_fd_nonblocking(fd, TRUE, error))
+    return FALSE;
   fs->source = g_unix_fd_add(fd, G_IO_IN | G_IO_HUP | G_IO_ERR, on_fuse_readable, fs);
-  return fs;
+  return TRUE;
 }
 
 void
@@ -107,7 +155,12 @@ ctl_fs_free(CtlFs *fs)
       fuse_session_unmount(fs->se);
     fuse_session_destroy(fs->se);
   }
+  ctl_notify_free(fs->notify);
   free(fs->buf.mem);
   g_free(fs->mountpoint);
   g_free(fs);
+  if (fuse_said) {
+    g_string_free(fuse_said, TRUE);
+    fuse_said = NULL;
+  }
 }

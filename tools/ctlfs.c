@@ -332,11 +332,28 @@ main(int argc, char **argv)
     g_setenv("G_MESSAGES_DEBUG", "all", FALSE);
   signal(SIGPIPE, SIG_IGN);
 
+  /* libfuse's options are checked now: a bad one is a usage error (exit 2),
+   * found before anything is started or mounted. */
+  GError *error = NULL;
+  struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+  fuse_opt_add_arg(&args, "ctlfs");
+  if (o.debug)
+    fuse_opt_add_arg(&args, "-d");
+  for (guint i = 0; i < o.fuse_opts->len; i++) {
+    fuse_opt_add_arg(&args, "-o");
+    fuse_opt_add_arg(&args, o.fuse_opts->pdata[i]);
+  }
+  fuse_opt_add_arg(&args, "-o");
+  fuse_opt_add_arg(&args, "fsname=ctlfs,subtype=ctlfs");
+  CtlFs *fs = ctl_fs_new(&args, &error);
+  fuse_opt_free_args(&args);
+  if (!fs)
+    fail(EXIT_USAGE, "bad option", error);
+
   /* Fork before anything starts a thread (librdkafka, the mock broker). */
   if (!o.foreground)
     daemonize();
 
-  GError *error = NULL;
   CtlStore *store = ctl_store_open(cfg.db_path, &error);
   if (!store) {
     char *what = g_strdup_printf("cannot open database %s", cfg.db_path);
@@ -359,20 +376,10 @@ main(int argc, char **argv)
     fail(1, "cannot start", error);
 
   GMainLoop *loop = g_main_loop_new(NULL, FALSE);
-  struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-  fuse_opt_add_arg(&args, "ctlfs");
-  if (o.debug)
-    fuse_opt_add_arg(&args, "-d");
-  for (guint i = 0; i < o.fuse_opts->len; i++) {
-    fuse_opt_add_arg(&args, "-o");
-    fuse_opt_add_arg(&args, o.fuse_opts->pdata[i]);
-  }
-  fuse_opt_add_arg(&args, "-o");
-  fuse_opt_add_arg(&args, "fsname=ctlfs,subtype=ctlfs");
-  CtlFs *fs = ctl_fs_new(engine, o.mountpoint, &args, loop, &error);
-  fuse_opt_free_args(&args);
-  if (!fs) {
+  if (!ctl_fs_mount(fs, engine, o.mountpoint, loop, &error)) {
     ctl_engine_free(engine);
+    ctl_fs_free(fs);
+    ctl_mock_broker_free(embedded);
     fail(1, "cannot mount", error);
   }
 

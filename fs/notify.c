@@ -1,0 +1,211 @@
+/* Waking watchers. The model tells us what changed; after the current main
+ * loop iteration (so a burst of changes is one wakeup) every changed file:
+ *  - wakes poll()/select() waiters with POLLPRI|POLLERR (the sysfs convention),
+ *  - gets an inotify IN_MODIFY: the kernel raises none for changes the daemon
+ *    makes, so a helper thread truncates the file to its own size through the
+ *    mount; setattr() knows that thread by its tid and does nothing for it. */
+#include "fs-private.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+typedef struct {
+  char  *path;    /* NULL: stop */
+  gint64 size;
+} Kick;
+
+struct CtlNotify {
+  CtlFs        *fs;
+  GHashTable   *dirty;      /* fuse_ino_t -> TRUE, flushed at idle */
+  guint         idle;
+  GHashTable   *seq;        /* fuse_ino_t -> guint64 change count */
+  GHashTable   *handles;    /* fuse_ino_t -> GPtrArray of open CtlHandle* */
+  GAsyncQueue  *kicks;
+  GThread      *thread;
+  volatile gint tid;        /* the helper thread's tid, for setattr() */
+};
+
+static void
+kick_free(Kick *k)
+{
+  g_free(k->path);
+  g_free(k);
+}
+
+static gpointer
+kicker(gpointer data)
+{
+  CtlNotify *n = data;
+  g_atomic_int_set(&n->tid, (gint) syscall(SYS_gettid));
+  for (;;) {
+    Kick *k = g_async_queue_pop(n->kicks);
+    if (!k->path) {
+      kick_free(k);
+      break;
+    }
+    /* ENOENT (object gone) and ENOTCONN (unmounting) are expected. */
+    if (truncate(k->path, k->size) != 0 && errno != ENOENT && errno != ENOTCONN)
+      g_debug("notify: truncate %s: %s", k->path, g_strerror(errno));
+    kick_free(k);
+  }
+  return NULL;
+}
+
+static char *
+file_path(CtlFs *fs, CtlObject *obj, const CtlNode *node)
+{
+  char *rel = ctl_model_path(obj);
+  char *path = g_build_filename(fs->mountpoint, rel, node->name, NULL);
+  g_free(rel);
+  return path;
+}
+
+static void
+flush_one(CtlNotify *n, fuse_ino_t ino)
+{
+  guint64 *seq = g_hash_table_lookup(n->seq, &ino);
+  if (!seq) {
+    seq = g_new0(guint64, 1);
+    fuse_ino_t *key = g_new(fuse_ino_t, 1);
+    *key = ino;
+    g_hash_table_insert(n->seq, key, seq);
+  }
+  (*seq)++;
+  GPtrArray *open = g_hash_table_lookup(n->handles, &ino);
+  for (guint i = 0; open && i < open->len; i++)
+    ctl_fs_handle_changed(open->pdata[i]);
+  guint slot;
+  CtlObject *obj = ctl_ino_object(n->fs, ino, &slot);
+  guint count;
+  const CtlNode *nodes = obj ? ctl_nodes(obj->kind, &count) : NULL;
+  if (!nodes || slot == 0)
+    return;
+  struct stat st;
+  ctl_fs_stat(n->fs, obj, slot, &st);
+  Kick *k = g_new(Kick, 1);
+  k->path = file_path(n->fs, obj, &nodes[slot - 1]);
+  k->size = st.st_size;
+  g_async_queue_push(n->kicks, k);
+}
+
+static gboolean
+flush(gpointer data)
+{
+  CtlNotify *n = data;
+  n->idle = 0;
+  GHashTableIter it;
+  gpointer key;
+  g_hash_table_iter_init(&it, n->dirty);
+  while (g_hash_table_iter_next(&it, &key, NULL))
+    flush_one(n, *(fuse_ino_t *) key);
+  g_hash_table_remove_all(n->dirty);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+mark(CtlNotify *n, CtlObject *obj, const char *name)
+{
+  guint slot;
+  if (!obj || !ctl_node_find(obj->kind, name, &slot))
+    return;
+  fuse_ino_t *ino = g_new(fuse_ino_t, 1);
+  *ino = ctl_ino(obj, slot);
+  g_hash_table_add(n->dirty, ino);
+  if (!n->idle)
+    n->idle = g_idle_add(flush, n);
+}
+
+/* Which files a change touches. A log line lands in three streams. */
+static void
+on_change(CtlObject *obj, CtlChange what, gpointer data)
+{
+  CtlNotify *n = data;
+  CtlObject *rt = ctl_model_runtime_of(obj);
+  if (what & CTL_CHANGE_DESIRED)
+    mark(n, obj, "state");
+  if (what & CTL_CHANGE_OBSERVED) {
+    mark(n, obj, "observed");
+    if (rt != obj)
+      mark(n, rt, "status");    /* counts by observed state */
+  }
+  if (what & (CTL_CHANGE_STATE | CTL_CHANGE_DESIRED | CTL_CHANGE_OBSERVED))
+    mark(n, obj, "status");
+  if (what & CTL_CHANGE_LOG) {
+    mark(n, obj, "log");
+    if (rt != obj)
+      mark(n, rt, "log");
+    mark(n, ctl_model_root(n->fs->model), "log");
+  }
+  if (what & CTL_CHANGE_CHILDREN)
+    mark(n, obj, "status");
+}
+
+CtlNotify *
+ctl_notify_new(CtlFs *fs)
+{
+  CtlNotify *n = g_new0(CtlNotify, 1);
+  n->fs = fs;
+  n->dirty = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
+  n->seq = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
+  n->handles = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free,
+                                     (GDestroyNotify) g_ptr_array_unref);
+  n->kicks = g_async_queue_new_full((GDestroyNotify) kick_free);
+  n->tid = -1;
+  n->thread = g_thread_new("ctlfs-notify", kicker, n);
+  ctl_model_add_listener(fs->model, on_change, n);
+  return n;
+}
+
+/* Stops the helper. Call after the session is gone, so that a truncate still
+ * waiting for the main loop has been answered (ENOTCONN) and the join returns. */
+void
+ctl_notify_free(CtlNotify *n)
+{
+  if (!n)
+    return;
+  g_async_queue_push_front(n->kicks, g_new0(Kick, 1));
+  g_thread_join(n->thread);
+  if (n->idle)
+    g_source_remove(n->idle);
+  g_async_queue_unref(n->kicks);
+  g_hash_table_unref(n->dirty);
+  g_hash_table_unref(n->seq);
+  g_hash_table_unref(n->handles);
+  g_free(n);
+}
+
+gboolean
+ctl_notify_is_kicker(CtlNotify *n, pid_t pid)
+{
+  return n && pid == (pid_t) g_atomic_int_get(&n->tid);
+}
+
+guint64
+ctl_notify_seq(CtlNotify *n, fuse_ino_t ino)
+{
+  guint64 *seq = g_hash_table_lookup(n->seq, &ino);
+  return seq ? *seq : 0;
+}
+
+void
+ctl_notify_track(CtlNotify *n, fuse_ino_t ino, gpointer handle)
+{
+  GPtrArray *open = g_hash_table_lookup(n->handles, &ino);
+  if (!open) {
+    open = g_ptr_array_new();
+    fuse_ino_t *key = g_new(fuse_ino_t, 1);
+    *key = ino;
+    g_hash_table_insert(n->handles, key, open);
+  }
+  g_ptr_array_add(open, handle);
+}
+
+void
+ctl_notify_untrack(CtlNotify *n, fuse_ino_t ino, gpointer handle)
+{
+  GPtrArray *open = g_hash_table_lookup(n->handles, &ino);
+  if (open && g_ptr_array_remove_fast(open, handle) && open->len == 0)
+    g_hash_table_remove(n->handles, &ino);
+}

@@ -1,0 +1,864 @@
+/* ctlfs-agent: the reference runtime side of the contract (SPEC.md, "Messages").
+ * Consumes PREFIX.RT.commands, applies each command once, and reports the state
+ * of its resources on PREFIX.RT.feedback, on change and as a heartbeat.
+ *
+ * stdout carries one line, "ready", once the consumer is assigned and the
+ * initial feedback is delivered; everything else is logged on stderr. */
+#define G_LOG_DOMAIN "ctlfs-agent"
+#include "message.h"
+#include "name.h"
+#include "timefmt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib-unix.h>
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SHUTDOWN_TIMEOUT_MS 5000   /* also bounds the one blocking call at start */
+#define KAFKA_TOPIC_MAX     249
+
+typedef enum { APPLY_SIMULATE, APPLY_SIGNAL, APPLY_EXEC } ApplyKind;
+
+typedef struct {
+  char   *brokers;
+  char   *runtime;
+  char  **resources;       /* NULL: handle whatever commands name */
+  int     heartbeat_ms;    /* 0: no heartbeats */
+  char   *apply;
+  char   *topic_prefix;
+  char   *group;
+  char   *initial_state;
+} Options;
+
+/* A librdkafka queue made visible to the GLib loop: librdkafka writes a byte
+ * to the pipe when the queue goes from empty to non-empty. */
+typedef struct {
+  rd_kafka_queue_t *queue;
+  int               fds[2];
+  guint             source;
+} QueueWake;
+
+typedef struct {
+  Options     opt;
+  ApplyKind   apply;
+  pid_t       signal_pid;
+  char      **exec_argv;
+
+  char       *cmd_topic;
+  char       *fb_topic;
+  GHashTable *states;          /* resource -> state, both owned */
+  GHashTable *seen;            /* command ids met by this process (a set) */
+  gint64      next_offset;     /* offset after the last handled command, -1: none */
+  gint64      requested;       /* last offset sent in an async commit, -1: none */
+  gint64      committed;       /* last offset the broker confirmed, -1: none */
+
+  rd_kafka_t *consumer;
+  rd_kafka_t *producer;
+  QueueWake   cwake;
+  QueueWake   pwake;
+  gboolean    assigned;        /* the command partition is assigned */
+  guint       initial_pending; /* initial feedback not yet delivered */
+  gboolean    ready;
+
+  GMainLoop  *loop;
+  guint       heartbeat;
+  guint       sigterm;
+  guint       sigint;
+  int         exit_status;
+} Agent;
+
+/* Marks initial feedback in delivery reports (msg_opaque). */
+static char initial_marker;
+
+/* ---- options ------------------------------------------------------------ */
+
+static gboolean
+usage_error(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+
+static gboolean
+usage_error(const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "ctlfs-agent: %s\n", msg);
+  return FALSE;
+}
+
+static void
+default_string(char **field, const char *value)
+{
+  if (*field == NULL)
+    *field = g_strdup(value);
+}
+
+static gboolean
+parse_apply(Agent *a)
+{
+  const char *spec = a->opt.apply;
+  if (g_str_equal(spec, "simulate")) {
+    a->apply = APPLY_SIMULATE;
+    return TRUE;
+  }
+  if (g_str_has_prefix(spec, "signal:")) {
+    gint64 pid;
+    if (!g_ascii_string_to_signed(spec + 7, 10, 1, G_MAXINT32, &pid, NULL))
+      return usage_error("--apply=signal:PID needs a positive process id, not \"%s\"", spec + 7);
+    a->apply = APPLY_SIGNAL;
+    a->signal_pid = (pid_t) pid;
+    return TRUE;
+  }
+  if (g_str_has_prefix(spec, "exec:")) {
+    g_autoptr(GError) error = NULL;
+    if (!g_shell_parse_argv(spec + 5, NULL, &a->exec_argv, &error))
+      return usage_error("--apply=exec:CMD: %s", error->message);
+    a->apply = APPLY_EXEC;
+    return TRUE;
+  }
+  return usage_error("--apply must be simulate, signal:PID or exec:CMD, not \"%s\"", spec);
+}
+
+static gboolean
+check_options(Agent *a)
+{
+  Options *o = &a->opt;
+  if (o->brokers == NULL || *o->brokers == '\0')
+    return usage_error("--brokers is required");
+  if (o->runtime == NULL)
+    return usage_error("--runtime is required");
+  if (!ctl_name_valid(o->runtime))
+    return usage_error("--runtime: not a valid name (1-128 bytes of [A-Za-z0-9._-], not . or ..)");
+  for (char **r = o->resources; r != NULL && *r != NULL; r++)
+    if (!ctl_name_valid(*r))
+      return usage_error("--resource: not a valid name (1-128 bytes of [A-Za-z0-9._-], not . or ..)");
+  if (o->heartbeat_ms < 0)
+    return usage_error("--heartbeat-ms must not be negative");
+  if (!ctl_name_valid(o->topic_prefix))
+    return usage_error("--topic-prefix: not a valid topic prefix ([A-Za-z0-9._-])");
+  if (*o->group == '\0')
+    return usage_error("--group must not be empty");
+  if (!ctl_observed_state_valid(o->initial_state))
+    return usage_error("--initial-state: not a state a runtime may report");
+  a->cmd_topic = ctl_topic_commands(o->topic_prefix, o->runtime);
+  a->fb_topic = ctl_topic_feedback(o->topic_prefix, o->runtime);
+  if (strlen(a->cmd_topic) > KAFKA_TOPIC_MAX || strlen(a->fb_topic) > KAFKA_TOPIC_MAX)
+    return usage_error("--topic-prefix and --runtime make a topic name over %d bytes",
+                       KAFKA_TOPIC_MAX);
+  return parse_apply(a);
+}
+
+static gboolean
+parse_options(Agent *a, int *argc, char ***argv)
+{
+  Options *o = &a->opt;
+  o->heartbeat_ms = 2500;
+  GOptionEntry entries[] = {
+    { "brokers", 0, 0, G_OPTION_ARG_STRING, &o->brokers, "Kafka bootstrap servers (required)", "HOST:PORT,..." },
+    { "runtime", 0, 0, G_OPTION_ARG_STRING, &o->runtime, "Runtime name (required)", "RT" },
+    { "resource", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o->resources, "A resource to handle (repeatable; none: any named in a command)", "NAME" },
+    { "heartbeat-ms", 0, 0, G_OPTION_ARG_INT, &o->heartbeat_ms, "Feedback interval, 0 for none (default 2500)", "MS" },
+    { "apply", 0, 0, G_OPTION_ARG_STRING, &o->apply, "How to apply a verb (default simulate)", "simulate|signal:PID|exec:CMD" },
+    { "topic-prefix", 0, 0, G_OPTION_ARG_STRING, &o->topic_prefix, "Topic prefix (default ctlfs)", "PREFIX" },
+    { "group", 0, 0, G_OPTION_ARG_STRING, &o->group, "Consumer group for offset commits (default ctlfs-agent.RT)", "ID" },
+    { "initial-state", 0, 0, G_OPTION_ARG_STRING, &o->initial_state, "State reported at start (default running)", "STATE" },
+    { NULL },
+  };
+  g_autoptr(GOptionContext) ctx = g_option_context_new(NULL);
+  g_option_context_set_summary(ctx, "The reference runtime side of ctlfs: applies commands, publishes feedback.");
+  g_option_context_add_main_entries(ctx, entries, NULL);
+  g_autoptr(GError) error = NULL;
+  if (!g_option_context_parse(ctx, argc, argv, &error))
+    return usage_error("%s", error->message);
+  if (*argc > 1)
+    return usage_error("unexpected argument %s", (*argv)[1]);
+
+  default_string(&o->apply, "simulate");
+  default_string(&o->topic_prefix, "ctlfs");
+  default_string(&o->initial_state, "running");
+  if (o->group == NULL && o->runtime != NULL)
+    o->group = g_strdup_printf("ctlfs-agent.%s", o->runtime);
+  return check_options(a);
+}
+
+/* ---- feedback ----------------------------------------------------------- */
+
+static void
+maybe_ready(Agent *a)
+{
+  if (a->ready || !a->assigned || a->initial_pending > 0)
+    return;
+  a->ready = TRUE;
+  g_message("ready runtime=%s commands=%s feedback=%s", a->opt.runtime, a->cmd_topic, a->fb_topic);
+  printf("ready\n");
+  fflush(stdout);
+}
+
+static void
+publish(Agent *a, const char *resource, const char *command_id, const char *message,
+        gboolean initial)
+{
+  CtlFeedbackMsg fb = {
+    .resource = (char *) resource,
+    .state = g_hash_table_lookup(a->states, resource),
+    .command_id = (char *) command_id,
+    .ts_ms = ctl_now_ms(),
+    .message = (char *) message,
+  };
+  g_autofree char *json = ctl_feedback_msg_encode(&fb);
+  rd_kafka_resp_err_t err = rd_kafka_producev(a->producer,
+      RD_KAFKA_V_TOPIC(a->fb_topic),
+      RD_KAFKA_V_PARTITION(0),
+      RD_KAFKA_V_KEY(resource, strlen(resource)),
+      RD_KAFKA_V_VALUE(json, strlen(json)),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+      RD_KAFKA_V_HEADER(CTL_MSG_HEADER_NAME, CTL_MSG_HEADER_VALUE, -1),
+      RD_KAFKA_V_OPAQUE(initial ? &initial_marker : NULL),
+      RD_KAFKA_V_END);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    /* Only a full local queue gets here; the next heartbeat says it again. */
+    g_message("feedback resource=%s not queued: %s", resource, rd_kafka_err2str(err));
+    return;
+  }
+  if (initial)
+    a->initial_pending++;
+}
+
+static gboolean
+on_heartbeat(gpointer data)
+{
+  Agent *a = data;
+  GHashTableIter it;
+  gpointer name;
+  g_hash_table_iter_init(&it, a->states);
+  while (g_hash_table_iter_next(&it, &name, NULL))
+    publish(a, name, NULL, NULL, FALSE);
+  g_debug("heartbeat resources=%u", g_hash_table_size(a->states));
+  return G_SOURCE_CONTINUE;
+}
+
+/* ---- applying commands -------------------------------------------------- */
+
+static const char *
+verb_target(const char *verb)
+{
+  if (g_str_equal(verb, "pause"))
+    return "paused";
+  if (g_str_equal(verb, "stop"))
+    return "stopped";
+  return "running";   /* resume, start */
+}
+
+static gboolean
+apply_signal(Agent *a, const char *verb, GError **error)
+{
+  int sig = SIGCONT;
+  const char *name = "SIGCONT";
+  if (g_str_equal(verb, "pause")) {
+    sig = SIGSTOP;
+    name = "SIGSTOP";
+  } else if (g_str_equal(verb, "stop")) {
+    sig = SIGTERM;
+    name = "SIGTERM";
+  }
+  if (kill(a->signal_pid, sig) == 0)
+    return TRUE;
+  int saved = errno;
+  g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(saved), "kill(%d, %s): %s",
+              (int) a->signal_pid, name, g_strerror(saved));
+  return FALSE;
+}
+
+static char **
+exec_environ(const CtlCommandMsg *cmd)
+{
+  char **env = g_get_environ();
+  env = g_environ_setenv(env, "CTLFS_RUNTIME", cmd->runtime, TRUE);
+  env = g_environ_setenv(env, "CTLFS_RESOURCE", cmd->resource, TRUE);
+  env = g_environ_setenv(env, "CTLFS_COMMAND_ID", cmd->id, TRUE);
+  env = g_environ_setenv(env, "CTLFS_VERB", cmd->verb, TRUE);
+  return env;
+}
+
+/* Logs what the child printed, one line per line, so that its output never
+ * reaches our stdout (which carries only "ready"). */
+static void
+log_child_output(const char *stream, const char *text)
+{
+  g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+  for (char **l = lines; *l != NULL; l++)
+    if (**l != '\0') {
+      g_autofree char *esc = g_strescape(*l, NULL);
+      g_message("exec %s: %s", stream, esc);
+    }
+}
+
+/* The last non-blank line of TEXT, escaped and cut short, or NULL. */
+static char *
+last_line(const char *text)
+{
+  g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+  for (guint i = g_strv_length(lines); i-- > 0;) {
+    g_strstrip(lines[i]);
+    if (*lines[i] != '\0') {
+      char *esc = g_strescape(lines[i], NULL);
+      if (strlen(esc) > 200)
+        esc[200] = '\0';
+      return esc;
+    }
+  }
+  return NULL;
+}
+
+/* Runs CMD VERB synchronously: commands are applied strictly in order, so
+ * nothing else could be applied meanwhile anyway. */
+static gboolean
+apply_exec(Agent *a, const CtlCommandMsg *cmd, GError **error)
+{
+  g_autoptr(GStrvBuilder) b = g_strv_builder_new();
+  g_strv_builder_addv(b, (const char **) a->exec_argv);
+  g_strv_builder_add(b, cmd->verb);
+  g_auto(GStrv) argv = g_strv_builder_end(b);
+  g_auto(GStrv) env = exec_environ(cmd);
+  g_autofree char *out = NULL, *err = NULL;
+  int status;
+  if (!g_spawn_sync(NULL, argv, env, G_SPAWN_SEARCH_PATH | G_SPAWN_STDIN_FROM_DEV_NULL,
+                    NULL, NULL, &out, &err, &status, error))
+    return FALSE;
+  log_child_output("stdout", out);
+  log_child_output("stderr", err);
+  g_autoptr(GError) local = NULL;
+  if (g_spawn_check_wait_status(status, &local))
+    return TRUE;
+  /* The command's own last words are what an operator wants in last_error. */
+  g_autofree char *why = last_line(err);
+  if (why != NULL)
+    g_set_error(error, local->domain, local->code, "%s: %s", local->message, why);
+  else
+    g_propagate_error(error, g_steal_pointer(&local));
+  return FALSE;
+}
+
+static gboolean
+apply_verb(Agent *a, const CtlCommandMsg *cmd, GError **error)
+{
+  switch (a->apply) {
+  case APPLY_SIGNAL:
+    return apply_signal(a, cmd->verb, error);
+  case APPLY_EXEC:
+    return apply_exec(a, cmd, error);
+  case APPLY_SIMULATE:
+  default:
+    return TRUE;
+  }
+}
+
+/* Applies CMD to its resource (known to exist) and reports the outcome. */
+static void
+apply_command(Agent *a, const CtlCommandMsg *cmd)
+{
+  const char *state = g_hash_table_lookup(a->states, cmd->resource);
+  const char *target = verb_target(cmd->verb);
+  if (g_str_equal(state, target)) {
+    /* Already there: nothing to do, but ctlfs still needs to see the id. */
+    g_message("applied id=%s resource=%s verb=%s state=%s (no change)",
+              cmd->id, cmd->resource, cmd->verb, state);
+    publish(a, cmd->resource, cmd->id, NULL, FALSE);
+    return;
+  }
+  g_autoptr(GError) error = NULL;
+  if (!apply_verb(a, cmd, &error)) {
+    /* One line in the log and in last_error, whatever the reason says. */
+    g_autofree char *why = g_strdelimit(g_strdup(error->message), "\r\n", ' ');
+    g_autofree char *text = g_strdup_printf("apply failed: %s", why);
+    g_message("failed id=%s resource=%s verb=%s state=%s: %s",
+              cmd->id, cmd->resource, cmd->verb, state, text);
+    publish(a, cmd->resource, cmd->id, text, FALSE);
+    return;
+  }
+  g_hash_table_insert(a->states, g_strdup(cmd->resource), g_strdup(target));
+  g_message("applied id=%s resource=%s verb=%s state=%s", cmd->id, cmd->resource, cmd->verb, target);
+  publish(a, cmd->resource, cmd->id, NULL, FALSE);
+}
+
+/* Is this resource ours? With no --resource, every resource is, and is
+ * created in the initial state the first time a command names it. */
+static gboolean
+claim_resource(Agent *a, const char *resource)
+{
+  if (g_hash_table_contains(a->states, resource))
+    return TRUE;
+  if (a->opt.resources != NULL)
+    return FALSE;
+  g_hash_table_insert(a->states, g_strdup(resource), g_strdup(a->opt.initial_state));
+  g_message("resource=%s added state=%s", resource, a->opt.initial_state);
+  return TRUE;
+}
+
+static void
+handle_command(Agent *a, const CtlCommandMsg *cmd)
+{
+  if (!g_str_equal(cmd->runtime, a->opt.runtime)) {
+    g_message("skipped id=%s: runtime %s is not %s", cmd->id, cmd->runtime, a->opt.runtime);
+    return;
+  }
+  if (!claim_resource(a, cmd->resource)) {
+    g_message("skipped id=%s: resource %s is not handled here", cmd->id, cmd->resource);
+    return;
+  }
+  if (g_hash_table_contains(a->seen, cmd->id)) {
+    g_message("duplicate id=%s resource=%s verb=%s: not applied again", cmd->id, cmd->resource, cmd->verb);
+    return;
+  }
+  g_hash_table_add(a->seen, g_strdup(cmd->id));
+
+  if (cmd->expires_at_ms != 0 && ctl_now_ms() > cmd->expires_at_ms) {
+    char when[CTL_TIME_LEN];
+    g_message("expired id=%s resource=%s verb=%s expires_at=%s: not applied", cmd->id,
+              cmd->resource, cmd->verb, ctl_time_format(cmd->expires_at_ms, when));
+    publish(a, cmd->resource, cmd->id, "command expired before it was received", FALSE);
+    return;
+  }
+  apply_command(a, cmd);
+}
+
+/* A version we do not know may mean a format we do not know; no header at all
+ * is accepted so that a plain kcat can drive the agent. */
+static gboolean
+version_ok(const rd_kafka_message_t *m)
+{
+  rd_kafka_headers_t *hdrs;
+  const void *value;
+  size_t size;
+  if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR
+      || rd_kafka_header_get_last(hdrs, CTL_MSG_HEADER_NAME, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return TRUE;
+  return value != NULL && size == strlen(CTL_MSG_HEADER_VALUE)
+      && memcmp(value, CTL_MSG_HEADER_VALUE, size) == 0;
+}
+
+static void
+handle_message(Agent *a, const rd_kafka_message_t *m)
+{
+  if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+      g_message("consumer: %s", rd_kafka_message_errstr(m));
+    return;
+  }
+  /* Whatever becomes of it, this offset is done: a restart resumes after it. */
+  a->next_offset = m->offset + 1;
+  if (!version_ok(m)) {
+    g_message("skipped offset=%" G_GINT64_FORMAT ": unsupported %s header", (gint64) m->offset,
+              CTL_MSG_HEADER_NAME);
+    return;
+  }
+  CtlCommandMsg cmd;
+  g_autoptr(GError) error = NULL;
+  if (!ctl_command_msg_decode(m->payload, m->len, &cmd, &error)) {
+    g_message("malformed command offset=%" G_GINT64_FORMAT ": %s", (gint64) m->offset, error->message);
+    return;
+  }
+  handle_command(a, &cmd);
+  ctl_command_msg_clear(&cmd);
+}
+
+/* ---- Kafka plumbing ----------------------------------------------------- */
+
+static rd_kafka_topic_partition_list_t *
+command_partition(Agent *a, gint64 offset)
+{
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, a->cmd_topic, 0)->offset = offset;
+  return l;
+}
+
+static void
+commit_async(Agent *a)
+{
+  if (a->next_offset < 0 || a->next_offset == a->requested)
+    return;
+  a->requested = a->next_offset;
+  rd_kafka_topic_partition_list_t *l = command_partition(a, a->next_offset);
+  rd_kafka_resp_err_t err = rd_kafka_commit(a->consumer, l, 1);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    g_message("commit offset=%" G_GINT64_FORMAT ": %s", a->next_offset, rd_kafka_err2str(err));
+  rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* At shutdown: like a synchronous commit, but bounded, so that an unreachable
+ * coordinator cannot keep a stopping agent alive. */
+static void
+commit_final(Agent *a)
+{
+  if (a->next_offset < 0 || a->next_offset == a->committed)
+    return;
+  rd_kafka_queue_t *q = rd_kafka_queue_new(a->consumer);
+  rd_kafka_topic_partition_list_t *l = command_partition(a, a->next_offset);
+  rd_kafka_resp_err_t err = rd_kafka_commit_queue(a->consumer, l, q, NULL, NULL);
+  rd_kafka_topic_partition_list_destroy(l);
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, SHUTDOWN_TIMEOUT_MS);
+    err = ev ? rd_kafka_event_error(ev) : RD_KAFKA_RESP_ERR__TIMED_OUT;
+    if (ev)
+      rd_kafka_event_destroy(ev);
+  }
+  rd_kafka_queue_destroy(q);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    g_message("final commit offset=%" G_GINT64_FORMAT ": %s", a->next_offset, rd_kafka_err2str(err));
+  else
+    g_message("committed offset=%" G_GINT64_FORMAT, a->next_offset);
+}
+
+static void
+on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+  Agent *a = opaque;
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    /* Not retried here: the next command or the final commit carries it. */
+    g_message("commit failed: %s", rd_kafka_err2str(err));
+    return;
+  }
+  for (int i = 0; i < offsets->cnt; i++)
+    if (offsets->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR && offsets->elems[i].offset > a->committed)
+      a->committed = offsets->elems[i].offset;
+}
+
+static void
+on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+  Agent *a = opaque;
+  if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    g_message("feedback delivery failed: %s", rd_kafka_err2str(m->err));
+  if (m->_private == &initial_marker) {
+    /* Delivered or given up on: either way startup is over. */
+    a->initial_pending--;
+    maybe_ready(a);
+  }
+}
+
+static void
+on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+  Agent *a = opaque;
+  g_message("kafka %s: %s: %s", rd_kafka_name(rk), rd_kafka_err2name(err), reason);
+  if (err == RD_KAFKA_RESP_ERR__FATAL) {
+    /* An idempotent producer that hit a fatal error cannot send again; exit
+     * and let a supervisor start a fresh one. */
+    char why[512];
+    rd_kafka_fatal_error(rk, why, sizeof why);
+    g_message("fatal: %s", why);
+    a->exit_status = 1;
+    g_main_loop_quit(a->loop);
+  }
+}
+
+/* Called from librdkafka's threads; g_log is thread-safe. Connection
+ * failures ("FAIL") also reach on_kafka_error(), so they are said once. */
+static void
+on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+  if (level <= 4 && !g_str_equal(fac, "FAIL"))
+    g_message("rdkafka %s: %s", fac, buf);
+  else
+    g_debug("rdkafka %s: %s", fac, buf);
+}
+
+static gboolean
+conf_set(rd_kafka_conf_t *conf, const char *key, const char *value)
+{
+  char errstr[512];
+  if (rd_kafka_conf_set(conf, key, value, errstr, sizeof errstr) == RD_KAFKA_CONF_OK)
+    return TRUE;
+  g_message("kafka config %s=%s: %s", key, value, errstr);
+  return FALSE;
+}
+
+static rd_kafka_conf_t *
+base_conf(Agent *a)
+{
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  conf_set(conf, "bootstrap.servers", a->opt.brokers);
+  conf_set(conf, "client.id", "ctlfs-agent");
+  rd_kafka_conf_set_opaque(conf, a);
+  rd_kafka_conf_set_error_cb(conf, on_kafka_error);
+  rd_kafka_conf_set_log_cb(conf, on_kafka_log);
+  return conf;
+}
+
+static rd_kafka_t *
+new_handle(rd_kafka_type_t type, rd_kafka_conf_t *conf, gboolean conf_ok)
+{
+  char errstr[512];
+  rd_kafka_t *rk = conf_ok ? rd_kafka_new(type, conf, errstr, sizeof errstr) : NULL;
+  if (rk == NULL) {
+    if (conf_ok)
+      g_message("kafka: %s", errstr);
+    rd_kafka_conf_destroy(conf);
+  }
+  return rk;
+}
+
+static rd_kafka_t *
+new_producer(Agent *a)
+{
+  rd_kafka_conf_t *conf = base_conf(a);
+  rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+  gboolean ok = conf_set(conf, "enable.idempotence", "true")
+             && conf_set(conf, "acks", "all")
+             && conf_set(conf, "linger.ms", "0");
+  return new_handle(RD_KAFKA_PRODUCER, conf, ok);
+}
+
+static rd_kafka_t *
+new_consumer(Agent *a)
+{
+  rd_kafka_conf_t *conf = base_conf(a);
+  rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
+  gboolean ok = conf_set(conf, "group.id", a->opt.group)
+             && conf_set(conf, "enable.auto.commit", "false")
+             && conf_set(conf, "enable.auto.offset.store", "false")
+             && conf_set(conf, "auto.offset.reset", "earliest")
+             && conf_set(conf, "allow.auto.create.topics", "true")
+             && conf_set(conf, "fetch.wait.max.ms", "10");
+  rd_kafka_t *rk = new_handle(RD_KAFKA_CONSUMER, conf, ok);
+  if (rk != NULL)
+    rd_kafka_poll_set_consumer(rk);   /* one queue: messages, errors, commit results */
+  return rk;
+}
+
+static void
+drain_consumer(Agent *a)
+{
+  rd_kafka_message_t *m;
+  while ((m = rd_kafka_consumer_poll(a->consumer, 0)) != NULL) {
+    handle_message(a, m);
+    rd_kafka_message_destroy(m);
+  }
+  commit_async(a);
+}
+
+static void
+drain_producer(Agent *a)
+{
+  while (rd_kafka_poll(a->producer, 0) > 0)
+    ;
+}
+
+static gboolean
+on_queue_fd(int fd, GIOCondition cond, gpointer data)
+{
+  Agent *a = data;
+  char buf[64];
+  while (read(fd, buf, sizeof buf) > 0)
+    ;
+  /* The byte only says "no longer empty": serve until it is empty again. */
+  if (fd == a->cwake.fds[0])
+    drain_consumer(a);
+  else
+    drain_producer(a);
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+queue_wake_init(Agent *a, QueueWake *w, rd_kafka_queue_t *queue)
+{
+  g_autoptr(GError) error = NULL;
+  w->queue = queue;
+  if (!g_unix_open_pipe(w->fds, FD_CLOEXEC, &error)
+      || !g_unix_set_fd_nonblocking(w->fds[0], TRUE, &error)
+      || !g_unix_set_fd_nonblocking(w->fds[1], TRUE, &error)) {
+    g_message("pipe: %s", error->message);
+    return FALSE;
+  }
+  rd_kafka_queue_io_event_enable(queue, w->fds[1], "1", 1);
+  w->source = g_unix_fd_add(w->fds[0], G_IO_IN, on_queue_fd, a);
+  return TRUE;
+}
+
+static void
+queue_wake_clear(QueueWake *w)
+{
+  g_clear_handle_id(&w->source, g_source_remove);
+  if (w->queue != NULL) {
+    rd_kafka_queue_io_event_enable(w->queue, -1, NULL, 0);
+    rd_kafka_queue_destroy(w->queue);
+    w->queue = NULL;
+  }
+  for (int i = 0; i < 2; i++)
+    if (w->fds[i] >= 0) {
+      close(w->fds[i]);
+      w->fds[i] = -1;
+    }
+}
+
+/* Starts from the group's committed offset, or from the beginning when there
+ * is none: RD_KAFKA_OFFSET_STORED with auto.offset.reset=earliest is exactly
+ * that, and unlike rd_kafka_committed() it does not block startup on the
+ * group coordinator. */
+static gboolean
+assign_commands(Agent *a)
+{
+  rd_kafka_topic_partition_list_t *l = command_partition(a, RD_KAFKA_OFFSET_STORED);
+  rd_kafka_resp_err_t err = rd_kafka_assign(a->consumer, l);
+  rd_kafka_topic_partition_list_destroy(l);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    g_message("assign %s: %s", a->cmd_topic, rd_kafka_err2str(err));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* Asks for the feedback topic's metadata now (creating the topic if need be).
+ * Otherwise the first feedback waits for librdkafka's once-a-second scan of
+ * unknown topics, and "ready" comes a second late. Bounded: with no broker
+ * the agent still starts, and delivers when one appears. */
+static void
+prime_feedback_topic(Agent *a)
+{
+  rd_kafka_topic_t *rkt = rd_kafka_topic_new(a->producer, a->fb_topic, NULL);
+  const struct rd_kafka_metadata *md = NULL;
+  rd_kafka_resp_err_t err = rd_kafka_metadata(a->producer, 0, rkt, &md, SHUTDOWN_TIMEOUT_MS);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    g_message("metadata %s: %s", a->fb_topic, rd_kafka_err2str(err));
+  if (md != NULL)
+    rd_kafka_metadata_destroy(md);
+  rd_kafka_topic_destroy(rkt);
+}
+
+static gboolean
+start_kafka(Agent *a)
+{
+  a->producer = new_producer(a);
+  if (a->producer == NULL
+      || !queue_wake_init(a, &a->pwake, rd_kafka_queue_get_main(a->producer)))
+    return FALSE;
+  prime_feedback_topic(a);
+  a->consumer = new_consumer(a);
+  if (a->consumer == NULL
+      || !queue_wake_init(a, &a->cwake, rd_kafka_queue_get_consumer(a->consumer))
+      || !assign_commands(a))
+    return FALSE;
+  a->assigned = TRUE;
+  return TRUE;
+}
+
+/* ---- life cycle --------------------------------------------------------- */
+
+static gboolean
+on_signal(gpointer data)
+{
+  Agent *a = data;
+  g_message("signal: stopping");
+  g_main_loop_quit(a->loop);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+publish_initial(Agent *a)
+{
+  for (char **r = a->opt.resources; r != NULL && *r != NULL; r++)
+    if (!g_hash_table_contains(a->states, *r))
+      g_hash_table_insert(a->states, g_strdup(*r), g_strdup(a->opt.initial_state));
+  GHashTableIter it;
+  gpointer name, state;
+  g_hash_table_iter_init(&it, a->states);
+  while (g_hash_table_iter_next(&it, &name, &state)) {
+    g_message("resource=%s state=%s (initial)", (char *) name, (char *) state);
+    publish(a, name, NULL, NULL, TRUE);
+  }
+}
+
+static void
+agent_init(Agent *a)
+{
+  memset(a, 0, sizeof *a);
+  a->states = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  a->seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+  a->next_offset = -1;
+  a->requested = -1;
+  a->committed = -1;
+  a->cwake.fds[0] = a->cwake.fds[1] = -1;
+  a->pwake.fds[0] = a->pwake.fds[1] = -1;
+  a->loop = g_main_loop_new(NULL, FALSE);
+}
+
+static void
+stop_kafka(Agent *a)
+{
+  a->ready = TRUE;   /* a late initial delivery must not print "ready" now */
+  if (a->consumer != NULL) {
+    commit_final(a);
+    queue_wake_clear(&a->cwake);
+    rd_kafka_consumer_close(a->consumer);
+    rd_kafka_destroy(a->consumer);
+    a->consumer = NULL;
+  }
+  queue_wake_clear(&a->pwake);
+  if (a->producer != NULL) {
+    if (rd_kafka_flush(a->producer, SHUTDOWN_TIMEOUT_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
+      g_message("%d feedback messages not delivered at exit", rd_kafka_outq_len(a->producer));
+    rd_kafka_destroy(a->producer);
+    a->producer = NULL;
+  }
+}
+
+static void
+agent_clear(Agent *a)
+{
+  g_clear_handle_id(&a->heartbeat, g_source_remove);
+  /* The signal sources go last: while they exist GLib keeps its handler
+   * installed, so a second SIGTERM cannot cut the bounded shutdown short. */
+  stop_kafka(a);
+  g_clear_handle_id(&a->sigterm, g_source_remove);
+  g_clear_handle_id(&a->sigint, g_source_remove);
+  g_hash_table_unref(a->states);
+  g_hash_table_unref(a->seen);
+  g_main_loop_unref(a->loop);
+  g_strfreev(a->exec_argv);
+  g_free(a->cmd_topic);
+  g_free(a->fb_topic);
+  Options *o = &a->opt;
+  g_free(o->brokers);
+  g_free(o->runtime);
+  g_strfreev(o->resources);
+  g_free(o->apply);
+  g_free(o->topic_prefix);
+  g_free(o->group);
+  g_free(o->initial_state);
+}
+
+int
+main(int argc, char **argv)
+{
+  g_log_writer_default_set_use_stderr(TRUE);
+  Agent a;
+  agent_init(&a);
+  if (!parse_options(&a, &argc, &argv)) {
+    agent_clear(&a);
+    return 2;
+  }
+  a.sigterm = g_unix_signal_add(SIGTERM, on_signal, &a);
+  a.sigint = g_unix_signal_add(SIGINT, on_signal, &a);
+  if (!start_kafka(&a)) {
+    agent_clear(&a);
+    return 1;
+  }
+  publish_initial(&a);
+  maybe_ready(&a);   /* with no resources there is nothing to wait for */
+  if (a.opt.heartbeat_ms > 0)
+    a.heartbeat = g_timeout_add(a.opt.heartbeat_ms, on_heartbeat, &a);
+  /* Events queued before the pipes were armed raised no wakeup. */
+  drain_producer(&a);
+  drain_consumer(&a);
+
+  g_main_loop_run(a.loop);
+
+  int status = a.exit_status;
+  agent_clear(&a);
+  g_message("stopped");
+  return status;
+}
