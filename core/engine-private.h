@@ -28,6 +28,8 @@ struct CtlEngine {
   gint64      started_us;
   gint64      outbox;        /* queued-mode commands not yet acknowledged */
   gboolean    stopping;
+  GQueue      fresh;         /* resources by last feedback, oldest first (stale.c) */
+  guint       stale_timer;
   /* counters for `metrics` */
   GHashTable *commands;      /* "verb\037result" -> guint64* */
   guint64     rejected_writes, refused_writes;
@@ -45,6 +47,13 @@ void ctl_engine_count_command(CtlEngine *e, const char *verb, const char *result
 /* A runtime reported on command ID: applied (OK) or failed (WHY). */
 void ctl_engine_command_applied(CtlEngine *e, CtlObject *res, const char *id, gboolean ok,
                                 const char *why);
+
+/* stale.c: `observed` turns to stale --stale-after-ms after the last feedback;
+ * that change is logged and wakes watchers like any other. */
+void ctl_engine_stale_init(CtlEngine *e);
+void ctl_engine_stale_touch(CtlEngine *e, CtlObject *res);
+void ctl_engine_stale_forget(CtlEngine *e, CtlObject *res);
+void ctl_engine_stale_fini(CtlEngine *e);
 
 /* feedback.c */
 void ctl_engine_feedback_begin(gpointer user_data);

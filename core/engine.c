@@ -74,6 +74,7 @@ ctl_engine_new(const CtlConfig *cfg, CtlStore *st, GError **error)
   for (GList *l = rts; l; l = l->next)
     watch_runtime(e, l->data);
   g_list_free(rts);
+  ctl_engine_stale_init(e);
   ctl_engine_outbox_restart(e);
   return e;
 }
@@ -90,6 +91,7 @@ ctl_engine_free(CtlEngine *e)
     e->bus = NULL;
   }
   ctl_engine_inflight_fail_all(e, "daemon stopping");
+  ctl_engine_stale_fini(e);
   g_hash_table_unref(e->inflight);
   g_hash_table_unref(e->by_topic);
   g_hash_table_unref(e->commands);

@@ -101,16 +101,17 @@ apply(CtlEngine *e, CtlObject *rt, gint64 offset, const CtlFeedbackMsg *fb)
   if (!res)
     return;
   gint64 now = ctl_now_ms();
-  char *was = g_strdup(res->observed);
-  gboolean changed = ctl_set_str(&res->observed, fb->state);
+  char *was = g_strdup(ctl_engine_observed(e, res));
+  gboolean changed = ctl_set_str(&res->observed, fb->state) || g_strcmp0(was, "stale") == 0;
   res->observed_at = fb->ts_ms > 0 ? fb->ts_ms : now;
   res->feedback_at = now;
   rt->feedback_at = now;
+  ctl_engine_stale_touch(e, res);
   GError *error = NULL;
   if (changed) {
     GString *d = g_string_new(NULL);
     ctl_kv_append(d, "state", fb->state);
-    ctl_kv_append(d, "was", was);
+    ctl_kv_append(d, "was", g_strcmp0(was, "unknown") == 0 ? NULL : was);
     if (fb->command_id)
       ctl_kv_append(d, "command", fb->command_id);
     if (fb->message)

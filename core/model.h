@@ -40,6 +40,7 @@ struct CtlObject {
   char       *last_error;
   char       *last_cmd_id, *last_cmd_verb, *last_cmd_result;
   guint       inflight;      /* durable commands awaiting the broker */
+  GList      *stale_link;    /* the engine's staleness queue (stale.c) */
 
   /* runtimes: the feedback partition's next offset, -1 before any */
   gint64      feedback_next;

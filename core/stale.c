@@ -1,0 +1,131 @@
+/* Staleness. Resources that reported are kept in a queue ordered by the time
+ * of their last feedback (each report moves one to the tail, so the queue stays
+ * sorted); one timer waits for the head's deadline. No scan of all resources. */
+#include "engine-private.h"
+
+#include "timefmt.h"
+
+static gint64
+deadline(CtlEngine *e, CtlObject *res)
+{
+  return res->feedback_at + e->cfg.stale_after_ms;
+}
+
+static gboolean on_stale_timer(gpointer data);
+
+static void
+schedule(CtlEngine *e)
+{
+  if (e->stale_timer) {
+    g_source_remove(e->stale_timer);
+    e->stale_timer = 0;
+  }
+  CtlObject *head = g_queue_peek_head(&e->fresh);
+  if (!head)
+    return;
+  gint64 wait = deadline(e, head) - ctl_now_ms() + 1;
+  e->stale_timer = g_timeout_add((guint) CLAMP(wait, 0, G_MAXINT), on_stale_timer, e);
+}
+
+static void
+went_stale(CtlEngine *e, CtlObject *res)
+{
+  GString *d = g_string_new(NULL);
+  ctl_kv_append(d, "last", res->observed);
+  g_string_append_printf(d, " heartbeat_age_ms=%" G_GINT64_FORMAT, ctl_now_ms() - res->feedback_at);
+  GError *error = NULL;
+  if (!ctl_model_log(e->model, res, "stale", d->str, &error)) {
+    g_warning("%s: %s", res->name, error->message);
+    g_error_free(error);
+  }
+  g_string_free(d, TRUE);
+  ctl_model_changed(e->model, res, CTL_CHANGE_STATE | CTL_CHANGE_OBSERVED);
+}
+
+static gboolean
+on_stale_timer(gpointer data)
+{
+  CtlEngine *e = data;
+  e->stale_timer = 0;
+  gint64 now = ctl_now_ms();
+  CtlObject *head;
+  while ((head = g_queue_peek_head(&e->fresh)) && deadline(e, head) < now) {
+    g_queue_pop_head(&e->fresh);
+    head->stale_link = NULL;
+    went_stale(e, head);
+  }
+  schedule(e);
+  return G_SOURCE_REMOVE;
+}
+
+static gint
+by_feedback(gconstpointer a, gconstpointer b, gpointer unused)
+{
+  gint64 fa = ((const CtlObject *) a)->feedback_at, fb = ((const CtlObject *) b)->feedback_at;
+  return fa < fb ? -1 : fa > fb;
+}
+
+static void
+on_removed(CtlObject *obj, CtlChange what, gpointer data)
+{
+  if (what & CTL_CHANGE_REMOVED)
+    ctl_engine_stale_forget(data, obj);
+}
+
+void
+ctl_engine_stale_init(CtlEngine *e)
+{
+  g_queue_init(&e->fresh);
+  ctl_model_add_listener(e->model, on_removed, e);
+  GList *rts = ctl_model_children_sorted(ctl_model_runtimes(e->model));
+  gint64 now = ctl_now_ms();
+  for (GList *r = rts; r; r = r->next) {
+    GList *res = ctl_model_children_sorted(r->data);
+    for (GList *l = res; l; l = l->next) {
+      CtlObject *o = l->data;
+      if (o->feedback_at > 0 && deadline(e, o) >= now)
+        g_queue_push_tail(&e->fresh, o);
+    }
+    g_list_free(res);
+  }
+  g_list_free(rts);
+  g_queue_sort(&e->fresh, by_feedback, NULL);
+  for (GList *l = e->fresh.head; l; l = l->next)
+    ((CtlObject *) l->data)->stale_link = l;
+  schedule(e);
+}
+
+void
+ctl_engine_stale_touch(CtlEngine *e, CtlObject *res)
+{
+  gboolean was_head = e->fresh.head && e->fresh.head->data == res;
+  if (res->stale_link)
+    g_queue_unlink(&e->fresh, res->stale_link);
+  else
+    res->stale_link = g_list_alloc();
+  res->stale_link->data = res;
+  g_queue_push_tail_link(&e->fresh, res->stale_link);
+  if (was_head || !e->stale_timer)
+    schedule(e);
+}
+
+void
+ctl_engine_stale_forget(CtlEngine *e, CtlObject *res)
+{
+  if (!res->stale_link)
+    return;
+  g_queue_delete_link(&e->fresh, res->stale_link);
+  res->stale_link = NULL;
+  schedule(e);
+}
+
+void
+ctl_engine_stale_fini(CtlEngine *e)
+{
+  if (e->stale_timer)
+    g_source_remove(e->stale_timer);
+  e->stale_timer = 0;
+  for (GList *l = e->fresh.head; l; l = l->next)
+    ((CtlObject *) l->data)->stale_link = NULL;
+  g_queue_clear(&e->fresh);
+}
