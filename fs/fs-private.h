@@ -55,6 +55,11 @@ void ctl_fs_caller(CtlFs *fs, fuse_req_t req, CtlCaller *who);
 /* notify.c: wakes poll() and inotify watchers of files that changed. */
 CtlNotify *ctl_notify_new(CtlFs *fs);
 void       ctl_notify_free(CtlNotify *n);
+/* The kernel's lookup count of INO moved by DELTA (lookups, forgets). */
+void       ctl_notify_looked_up(CtlNotify *n, fuse_ino_t ino, gint64 delta);
+/* Stops raising inotify events, serving requests until the helper is idle, so
+ * that no truncate of ours holds the mount busy when it is unmounted. */
+void       ctl_notify_stop(CtlNotify *n);
 /* Is PID (a request's caller) the helper thread that raises inotify events? */
 gboolean   ctl_notify_is_kicker(CtlNotify *n, pid_t pid);
 /* How many times the file INO has changed. */

@@ -16,5 +16,8 @@ CtlFs   *ctl_fs_new(struct fuse_args *args, GError **error);
 /* Mounts the ENGINE's tree at MOUNTPOINT; LOOP is quit when it is unmounted. */
 gboolean ctl_fs_mount(CtlFs *fs, CtlEngine *engine, const char *mountpoint, GMainLoop *loop,
                       GError **error);
+/* Stops raising inotify events (serving requests until that is done); call
+ * while the engine is still alive, before ctl_engine_free(). */
+void   ctl_fs_stop(CtlFs *fs);
 /* Unmounts (if still mounted) and frees. */
 void   ctl_fs_free(CtlFs *fs);

@@ -22,6 +22,9 @@ struct CtlNotify {
   guint         idle;
   GHashTable   *seq;        /* fuse_ino_t -> guint64 change count */
   GHashTable   *handles;    /* fuse_ino_t -> GPtrArray of open CtlHandle* */
+  GHashTable   *known;      /* fuse_ino_t -> gint64 kernel lookup count */
+  gboolean      stopping;
+  volatile gint stopped;
   GAsyncQueue  *kicks;
   GThread      *thread;
   volatile gint tid;        /* the helper thread's tid, for setattr() */
@@ -45,11 +48,17 @@ kicker(gpointer data)
       kick_free(k);
       break;
     }
+    if (g_atomic_int_get(&n->stopped)) {   /* draining after a stop request */
+      kick_free(k);
+      continue;
+    }
     /* ENOENT (object gone) and ENOTCONN (unmounting) are expected. */
     if (truncate(k->path, k->size) != 0 && errno != ENOENT && errno != ENOTCONN)
       g_debug("notify: truncate %s: %s", k->path, g_strerror(errno));
     kick_free(k);
   }
+  g_atomic_int_set(&n->stopped, 2);
+  g_main_context_wakeup(NULL);
   return NULL;
 }
 
@@ -80,7 +89,10 @@ flush_one(CtlNotify *n, fuse_ino_t ino)
   CtlObject *obj = ctl_ino_object(n->fs, ino, &slot);
   guint count;
   const CtlNode *nodes = obj ? ctl_nodes(obj->kind, &count) : NULL;
-  if (!nodes || slot == 0)
+  /* inotify pins the inode it watches: an inode the kernel forgot (or never
+   * looked up) has no watcher, and a kick would only hold the mount busy. */
+  gint64 *known = g_hash_table_lookup(n->known, &ino);
+  if (!nodes || slot == 0 || !known || *known <= 0 || n->stopping)
     return;
   struct stat st;
   ctl_fs_stat(n->fs, obj, slot, &st);
@@ -151,6 +163,7 @@ ctl_notify_new(CtlFs *fs)
   n->seq = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
   n->handles = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free,
                                      (GDestroyNotify) g_ptr_array_unref);
+  n->known = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
   n->kicks = g_async_queue_new_full((GDestroyNotify) kick_free);
   n->tid = -1;
   n->thread = g_thread_new("ctlfs-notify", kicker, n);
@@ -165,7 +178,8 @@ ctl_notify_free(CtlNotify *n)
 {
   if (!n)
     return;
-  g_async_queue_push_front(n->kicks, g_new0(Kick, 1));
+  if (!g_atomic_int_get(&n->stopped))
+    g_async_queue_push_front(n->kicks, g_new0(Kick, 1));
   g_thread_join(n->thread);
   if (n->idle)
     g_source_remove(n->idle);
@@ -173,7 +187,39 @@ ctl_notify_free(CtlNotify *n)
   g_hash_table_unref(n->dirty);
   g_hash_table_unref(n->seq);
   g_hash_table_unref(n->handles);
+  g_hash_table_unref(n->known);
   g_free(n);
+}
+
+void
+ctl_notify_stop(CtlNotify *n)
+{
+  if (!n || n->stopping)
+    return;
+  n->stopping = TRUE;
+  g_atomic_int_set(&n->stopped, 1);
+  g_async_queue_push(n->kicks, g_new0(Kick, 1));
+  /* The helper may be inside a truncate that only this thread can answer. */
+  gint64 deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+  while (g_atomic_int_get(&n->stopped) != 2 && g_get_monotonic_time() < deadline)
+    g_main_context_iteration(NULL, TRUE);
+}
+
+void
+ctl_notify_looked_up(CtlNotify *n, fuse_ino_t ino, gint64 delta)
+{
+  gint64 *count = g_hash_table_lookup(n->known, &ino);
+  if (!count) {
+    if (delta <= 0)
+      return;
+    count = g_new0(gint64, 1);
+    fuse_ino_t *key = g_new(fuse_ino_t, 1);
+    *key = ino;
+    g_hash_table_insert(n->known, key, count);
+  }
+  *count += delta;
+  if (*count <= 0)
+    g_hash_table_remove(n->known, &ino);
 }
 
 gboolean

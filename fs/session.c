@@ -148,6 +148,7 @@ ctl_fs_free(CtlFs *fs)
 {
   if (!fs)
     return;
+  ctl_notify_stop(fs->notify);   /* no-op when ctl_fs_stop() did it */
   if (fs->source)
     g_source_remove(fs->source);
   if (fs->se) {
@@ -163,4 +164,10 @@ ctl_fs_free(CtlFs *fs)
     g_string_free(fuse_said, TRUE);
     fuse_said = NULL;
   }
+}
+
+void
+ctl_fs_stop(CtlFs *fs)
+{
+  ctl_notify_stop(fs->notify);
 }

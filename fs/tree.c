@@ -77,7 +77,8 @@ reply_entry(CtlFs *fs, fuse_req_t req, CtlObject *obj, guint slot)
   e.ino = e.attr.st_ino;
   e.attr_timeout = slot == 0 ? DIR_TIMEOUT : FILE_TIMEOUT;
   e.entry_timeout = DIR_TIMEOUT;
-  fuse_reply_entry(req, &e);
+  if (fuse_reply_entry(req, &e) == 0)
+    ctl_notify_looked_up(fs->notify, e.ino, 1);
 }
 
 void
@@ -260,6 +261,25 @@ op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
   fuse_reply_err(req, err);
 }
 
+/* The kernel forgets inodes it evicted; an inode it does not know cannot be
+ * watched, so notify.c stops raising inotify events for it. */
+static void
+op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+  CtlFs *fs = fuse_req_userdata(req);
+  ctl_notify_looked_up(fs->notify, ino, -(gint64) nlookup);
+  fuse_reply_none(req);
+}
+
+static void
+op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+  CtlFs *fs = fuse_req_userdata(req);
+  for (size_t i = 0; i < count; i++)
+    ctl_notify_looked_up(fs->notify, forgets[i].ino, -(gint64) forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
 /* Files and objects are the daemon's: nothing is created, linked or renamed. */
 static void
 op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -296,6 +316,8 @@ void
 ctl_fs_tree_ops(struct fuse_lowlevel_ops *ops)
 {
   ops->lookup = op_lookup;
+  ops->forget = op_forget;
+  ops->forget_multi = op_forget_multi;
   ops->getattr = op_getattr;
   ops->opendir = op_opendir;
   ops->readdir = op_readdir;
