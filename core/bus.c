@@ -65,8 +65,8 @@ on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 }
 
 /* The link is up when a connection to some broker (bootstrap or learned) is in
- * state UP. Statistics arrive every second, so a broker coming back shows
- * within a second; losing every broker is reported at once by on_error(). */
+ * state UP. Statistics arrive every half second, so a broker coming back
+ * shows within a second; losing every broker is reported at once by on_error(). */
 static int
 on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 {
@@ -217,7 +217,7 @@ producer_new(CtlBus *bus, const char *brokers, int timeout_ms, GError **error)
       || !conf_set(conf, "acks", "all", error)
       || !conf_set(conf, "linger.ms", "0", error)
       || !conf_set(conf, "message.timeout.ms", timeout, error)
-      || !conf_set(conf, "statistics.interval.ms", "1000", error)) {
+      || !conf_set(conf, "statistics.interval.ms", "500", error)) {
     rd_kafka_conf_destroy(conf);
     return FALSE;
   }

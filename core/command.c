@@ -132,12 +132,20 @@ record(CtlEngine *e, CtlObject *obj, const char *id, const char *verb, const cha
   return ok;
 }
 
+/* The root's status shows how many commands wait for the broker. */
+static void
+pending_changed(CtlEngine *e)
+{
+  ctl_model_changed(e->model, ctl_model_root(e->model), CTL_CHANGE_STATE);
+}
+
 static void
 inflight_free(CtlInflight *inf)
 {
   if (inf->timer)
     g_source_remove(inf->timer);
   inf->obj->inflight--;
+  pending_changed(inf->engine);
   g_free(inf->id);
   g_free(inf->verb);
   g_free(inf->by);
@@ -258,6 +266,7 @@ inflight_new(CtlEngine *e, CtlObject *obj, const char *id, const char *verb,
   inf->by = ctl_caller_describe(who);
   obj->inflight++;
   g_hash_table_insert(e->inflight, inf->id, inf);
+  pending_changed(e);
   return inf;
 }
 
