@@ -29,11 +29,9 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
   CtlFs *fs = fuse_req_userdata(req);
   guint slot;
-  CtlObject *obj = ctl_ino_object(fs, ino, &slot);
-  if (!obj) {
-    fuse_reply_err(req, ENOENT);
+  CtlObject *obj = ctl_fs_object(fs, req, ino, &slot);
+  if (!obj)
     return;
-  }
   if (slot == 0) {
     fuse_reply_err(req, EISDIR);
     return;
@@ -185,11 +183,9 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 {
   CtlFs *fs = fuse_req_userdata(req);
   guint slot;
-  CtlObject *obj = ctl_ino_object(fs, ino, &slot);
-  if (!obj) {
-    fuse_reply_err(req, ENOENT);
+  CtlObject *obj = ctl_fs_object(fs, req, ino, &slot);
+  if (!obj)
     return;
-  }
   if (ctl_notify_is_kicker(fs->notify, fuse_req_ctx(req)->pid)) {
     struct stat st;
     ctl_fs_stat(fs, obj, slot, &st);

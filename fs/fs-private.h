@@ -49,6 +49,10 @@ void ctl_fs_tree_ops(struct fuse_lowlevel_ops *ops);
 void ctl_fs_file_ops(struct fuse_lowlevel_ops *ops);
 /* Fills ST for inode (OBJ, SLOT). */
 void ctl_fs_stat(CtlFs *fs, CtlObject *obj, guint slot, struct stat *st);
+/* The object of INO, or NULL after replying ENOENT; ctl_fs_dir() also wants
+ * a directory (ENOTDIR). */
+CtlObject *ctl_fs_object(CtlFs *fs, fuse_req_t req, fuse_ino_t ino, guint *slot);
+CtlObject *ctl_fs_dir(CtlFs *fs, fuse_req_t req, fuse_ino_t ino);
 /* The caller of REQ, resolved for audit (ctl_caller_clear when done). */
 void ctl_fs_caller(CtlFs *fs, fuse_req_t req, CtlCaller *who);
 

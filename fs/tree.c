@@ -81,6 +81,26 @@ reply_entry(CtlFs *fs, fuse_req_t req, CtlObject *obj, guint slot)
     ctl_notify_looked_up(fs->notify, e.ino, 1);
 }
 
+CtlObject *
+ctl_fs_dir(CtlFs *fs, fuse_req_t req, fuse_ino_t ino)
+{
+  guint slot;
+  CtlObject *obj = ctl_ino_object(fs, ino, &slot);
+  if (obj && slot == 0)
+    return obj;
+  fuse_reply_err(req, obj ? ENOTDIR : ENOENT);
+  return NULL;
+}
+
+CtlObject *
+ctl_fs_object(CtlFs *fs, fuse_req_t req, fuse_ino_t ino, guint *slot)
+{
+  CtlObject *obj = ctl_ino_object(fs, ino, slot);
+  if (!obj)
+    fuse_reply_err(req, ENOENT);
+  return obj;
+}
+
 void
 ctl_fs_caller(CtlFs *fs, fuse_req_t req, CtlCaller *who)
 {
@@ -106,11 +126,9 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
   CtlFs *fs = fuse_req_userdata(req);
   guint slot;
-  CtlObject *dir = ctl_ino_object(fs, parent, &slot);
-  if (!dir || slot != 0) {
-    fuse_reply_err(req, dir ? ENOTDIR : ENOENT);
+  CtlObject *dir = ctl_fs_dir(fs, req, parent);
+  if (!dir)
     return;
-  }
   if (ctl_node_find(dir->kind, name, &slot)) {
     reply_entry(fs, req, dir, slot);
     return;
@@ -129,11 +147,9 @@ op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
   CtlFs *fs = fuse_req_userdata(req);
   guint slot;
-  CtlObject *obj = ctl_ino_object(fs, ino, &slot);
-  if (!obj) {
-    fuse_reply_err(req, ENOENT);
+  CtlObject *obj = ctl_fs_object(fs, req, ino, &slot);
+  if (!obj)
     return;
-  }
   struct stat st;
   ctl_fs_stat(fs, obj, slot, &st);
   fuse_reply_attr(req, &st, slot == 0 ? DIR_TIMEOUT : FILE_TIMEOUT);
@@ -162,12 +178,9 @@ static void
 op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
   CtlFs *fs = fuse_req_userdata(req);
-  guint slot;
-  CtlObject *dir = ctl_ino_object(fs, ino, &slot);
-  if (!dir || slot != 0) {
-    fuse_reply_err(req, dir ? ENOTDIR : ENOENT);
+  CtlObject *dir = ctl_fs_dir(fs, req, ino);
+  if (!dir)
     return;
-  }
   Listing *l = g_new0(Listing, 1);
   l->data = g_byte_array_new();
   l->ends = g_array_new(FALSE, FALSE, sizeof(gsize));
@@ -219,11 +232,9 @@ op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
   CtlFs *fs = fuse_req_userdata(req);
   guint slot;
-  CtlObject *dir = ctl_ino_object(fs, parent, &slot);
-  if (!dir || slot != 0) {
-    fuse_reply_err(req, dir ? ENOTDIR : ENOENT);
+  CtlObject *dir = ctl_fs_dir(fs, req, parent);
+  if (!dir)
     return;
-  }
   if (ctl_node_find(dir->kind, name, &slot)) {
     fuse_reply_err(req, EEXIST);
     return;
