@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -371,3 +372,31 @@ def test_config_with_an_unknown_key_exits_2(tmp_path):
                                  tmp_path / "mnt")
     assert p.returncode == 2, f"exit {p.returncode}, stderr: {p.stderr}"
     assert "no-such-key" in p.stderr
+
+
+def test_a_waiting_write_does_not_block_other_requests(broker, ctlfs):
+    """One slow command (broker down, durable) never blocks the rest of the tree:
+    reads, mkdir and listings are answered while it waits."""
+    d = ctlfs(f"--brokers={broker.bootstrap}", "--ack-timeout-ms=4000")
+    res = declare(d)
+    write_state(res / "state", "resume\n")
+    broker.fault("down 1")
+    outcome = {}
+
+    def slow():
+        outcome["errno"] = _errno_of(write_state, res / "state", "pause\n")
+    t = threading.Thread(target=slow)
+    t.start()
+    try:
+        wait_until(lambda: status_dict(res / "status")["pending"] != "-",
+                   what="the write to be pending")
+        # all of this is answered while the write above still waits for the broker
+        assert read(d.path("status")).startswith("version: ")
+        assert read(res / "state") == "running\n"
+        os.mkdir(d.path("runtimes", "rt1", "other"))
+        assert read(d.path("runtimes", "rt1", "other", "observed")) == "unknown\n"
+        assert "other" in os.listdir(d.path("runtimes", "rt1"))
+        assert t.is_alive(), "the slow write returned before the other requests were served"
+    finally:
+        t.join(30 * SLOW)
+    assert outcome.get("errno") == errno.ETIMEDOUT, outcome
