@@ -195,6 +195,8 @@ status_resource(CtlEngine *e, CtlObject *obj, GString *out)
     kv_int(out, "heartbeat_age_ms", MAX(0, ctl_now_ms() - obj->feedback_at));
   else
     kv(out, "heartbeat_age_ms", NULL);
+  /* What the runtime last said, which `observed` hides once it is stale. */
+  kv(out, "reported", obj->observed);
 }
 
 static void

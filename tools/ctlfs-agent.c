@@ -583,6 +583,10 @@ base_conf(Agent *a)
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   conf_set(conf, "bootstrap.servers", a->opt.brokers);
   conf_set(conf, "client.id", "ctlfs-agent");
+  /* Back within a second of the broker: librdkafka's default backoff grows
+   * to 10 s, which a runtime waiting for commands should not sit out. */
+  conf_set(conf, "reconnect.backoff.ms", "50");
+  conf_set(conf, "reconnect.backoff.max.ms", "1000");
   rd_kafka_conf_set_opaque(conf, a);
   rd_kafka_conf_set_error_cb(conf, on_kafka_error);
   rd_kafka_conf_set_log_cb(conf, on_kafka_log);

@@ -38,7 +38,7 @@ EXIT_TIMEOUT = 20.0 * SLOW       # daemon exit after unmount (LSan runs at exit)
 WAIT_TIMEOUT = 15.0 * SLOW       # default for wait_until
 
 RESOURCE_STATUS_KEYS = ["desired", "observed", "observed_at", "pending",
-                        "last_command", "last_error", "heartbeat_age_ms"]
+                        "last_command", "last_error", "heartbeat_age_ms", "reported"]
 RUNTIME_STATUS_KEYS = ["backend", "command_topic", "feedback_topic",
                        "feedback_offset", "resources",
                        "running", "paused", "pausing", "resuming", "starting",
