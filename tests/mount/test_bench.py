@@ -9,6 +9,7 @@ KEYS = [
     "write_durable_p50_ms", "write_durable_p99_ms", "wake_inotify_p50_ms",
     "wake_inotify_p99_ms", "wake_poll_p50_ms", "wake_poll_p99_ms", "roundtrip_p50_ms",
     "roundtrip_p99_ms", "shell_echo_p50_ms", "kcat_oneshot_p50_ms", "ratio_vs_kcat",
+    "restart_history_s", "tail_history_ms", "history_lines",
 ]
 
 
