@@ -1,4 +1,5 @@
 #include "message.h"
+#include "command.h"
 #include "name.h"
 #include "timefmt.h"
 
@@ -7,7 +8,6 @@
 
 G_DEFINE_QUARK(ctl-message-error-quark, ctl_message_error)
 
-static const char *const verbs[] = { "pause", "resume", "start", "stop", NULL };
 static const char *const observed_states[] = {
   "running", "paused", "pausing", "resuming", "starting", "stopping", "stopped",
   "sleeping", "shutting-down", "unknown", NULL,
@@ -16,7 +16,7 @@ static const char *const observed_states[] = {
 gboolean
 ctl_verb_valid(const char *verb)
 {
-  return verb != NULL && g_strv_contains(verbs, verb);
+  return ctl_verb_target(verb) != NULL;   /* one table of verbs: command.c */
 }
 
 gboolean

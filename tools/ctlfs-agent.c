@@ -5,6 +5,7 @@
  * stdout carries one line, "ready", once the consumer is assigned and the
  * initial feedback is delivered; everything else is logged on stderr. */
 #define G_LOG_DOMAIN "ctlfs-agent"
+#include "command.h"
 #include "message.h"
 #include "name.h"
 #include "timefmt.h"
@@ -243,16 +244,6 @@ on_heartbeat(gpointer data)
 
 /* ---- applying commands -------------------------------------------------- */
 
-static const char *
-verb_target(const char *verb)
-{
-  if (g_str_equal(verb, "pause"))
-    return "paused";
-  if (g_str_equal(verb, "stop"))
-    return "stopped";
-  return "running";   /* resume, start */
-}
-
 static gboolean
 apply_signal(Agent *a, const char *verb, GError **error)
 {
@@ -362,7 +353,7 @@ static void
 apply_command(Agent *a, const CtlCommandMsg *cmd)
 {
   const char *state = g_hash_table_lookup(a->states, cmd->resource);
-  const char *target = verb_target(cmd->verb);
+  const char *target = ctl_verb_target(cmd->verb);
   if (g_str_equal(state, target)) {
     /* Already there: nothing to do, but ctlfs still needs to see the id. */
     g_message("applied id=%s resource=%s verb=%s state=%s (no change)",
