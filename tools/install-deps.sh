@@ -12,7 +12,7 @@ PACKAGES=(
   # run: fusermount3
   fuse3
   # demo and tests
-  kcat inotify-tools python3 python3-pytest util-linux coreutils
+  kcat inotify-tools python3 python3-pytest util-linux coreutils sqlite3 passwd
 )
 
 missing=()
