@@ -30,6 +30,15 @@ struct CtlNotify {
   volatile gint tid;        /* the helper thread's tid, for setattr() */
 };
 
+/* A key for the tables by inode number (g_free). */
+static fuse_ino_t *
+ino_key(fuse_ino_t ino)
+{
+  fuse_ino_t *key = g_new(fuse_ino_t, 1);
+  *key = ino;
+  return key;
+}
+
 static void
 kick_free(Kick *k)
 {
@@ -77,9 +86,7 @@ flush_one(CtlNotify *n, fuse_ino_t ino)
   guint64 *seq = g_hash_table_lookup(n->seq, &ino);
   if (!seq) {
     seq = g_new0(guint64, 1);
-    fuse_ino_t *key = g_new(fuse_ino_t, 1);
-    *key = ino;
-    g_hash_table_insert(n->seq, key, seq);
+    g_hash_table_insert(n->seq, ino_key(ino), seq);
   }
   (*seq)++;
   GPtrArray *open = g_hash_table_lookup(n->handles, &ino);
@@ -122,9 +129,7 @@ mark(CtlNotify *n, CtlObject *obj, const char *name)
   guint slot;
   if (!obj || !ctl_node_find(obj->kind, name, &slot))
     return;
-  fuse_ino_t *ino = g_new(fuse_ino_t, 1);
-  *ino = ctl_ino(obj, slot);
-  g_hash_table_add(n->dirty, ino);
+  g_hash_table_add(n->dirty, ino_key(ctl_ino(obj, slot)));
   if (!n->idle)
     n->idle = g_idle_add(flush, n);
 }
@@ -213,9 +218,7 @@ ctl_notify_looked_up(CtlNotify *n, fuse_ino_t ino, gint64 delta)
     if (delta <= 0)
       return;
     count = g_new0(gint64, 1);
-    fuse_ino_t *key = g_new(fuse_ino_t, 1);
-    *key = ino;
-    g_hash_table_insert(n->known, key, count);
+    g_hash_table_insert(n->known, ino_key(ino), count);
   }
   *count += delta;
   if (*count <= 0)
@@ -241,9 +244,7 @@ ctl_notify_track(CtlNotify *n, fuse_ino_t ino, gpointer handle)
   GPtrArray *open = g_hash_table_lookup(n->handles, &ino);
   if (!open) {
     open = g_ptr_array_new();
-    fuse_ino_t *key = g_new(fuse_ino_t, 1);
-    *key = ino;
-    g_hash_table_insert(n->handles, key, open);
+    g_hash_table_insert(n->handles, ino_key(ino), open);
   }
   g_ptr_array_add(open, handle);
 }

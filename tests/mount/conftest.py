@@ -649,3 +649,20 @@ def declare(d, runtime="rt1", resource="svc"):
         os.mkdir(d.path("runtimes", runtime, resource))
     return d.path("runtimes", runtime, resource) if resource else d.path("runtimes", runtime)
 
+
+def start_expecting_failure(args, mnt, foreground=True):
+    """Runs ctlfs with ARGS on MNT expecting it to refuse to start: fails the
+    test if it mounted or kept running. Returns the CompletedProcess."""
+    mnt.mkdir(exist_ok=True)
+    cmd = [str(CTLFS_BIN)] + (["-f"] if foreground else []) + args + [str(mnt)]
+    try:
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=START_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        _fusermount(["-u"], mnt)
+        pytest.fail(f"{' '.join(cmd)} did not exit (mounted anyway?)")
+    was_mounted = mounted(mnt)
+    if was_mounted:
+        _fusermount(["-u"], mnt)
+    assert not was_mounted, f"{' '.join(cmd)} mounted"
+    return p

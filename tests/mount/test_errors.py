@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (CTLFS_BIN, SLOW, START_TIMEOUT, _fusermount, command_lines, declare,
-                      kcat_consume, mounted, read, sh, status_dict, wait_until, write_state)
+from conftest import (CTLFS_BIN, SLOW, _fusermount, command_lines, declare, kcat_consume,
+                      mounted, read, sh, start_expecting_failure, status_dict, wait_until,
+                      write_state)
 
 
 def _errno_of(fn, *args):
@@ -307,20 +308,6 @@ def test_durable_write_times_out_when_broker_down_and_is_never_delivered(broker,
 
 # ------------------------------------------------------------------ start-up errors
 
-def _start_expecting_failure(args, mnt, foreground=True):
-    mnt.mkdir(exist_ok=True)
-    cmd = [str(CTLFS_BIN)] + (["-f"] if foreground else []) + args + [str(mnt)]
-    try:
-        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                           timeout=START_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        _fusermount(["-u"], mnt)
-        pytest.fail(f"{' '.join(cmd)} did not exit (mounted anyway?)")
-    was_mounted = mounted(mnt)
-    if was_mounted:
-        _fusermount(["-u"], mnt)
-    assert not was_mounted, f"{' '.join(cmd)} mounted"
-    return p
 
 
 @pytest.mark.parametrize("args,names", [
@@ -336,7 +323,7 @@ def _start_expecting_failure(args, mnt, foreground=True):
 def test_bad_option_exits_2_with_one_line(tmp_path, args, names):
     if not CTLFS_BIN.exists():
         pytest.fail(f"{CTLFS_BIN} is not built")
-    p = _start_expecting_failure([f"--db={tmp_path / 'x.db'}"] + args, tmp_path / "mnt")
+    p = start_expecting_failure([f"--db={tmp_path / 'x.db'}"] + args, tmp_path / "mnt")
     assert p.returncode == 2, f"exit {p.returncode}, stderr: {p.stderr}"
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, f"expected a one-line error, got:\n{p.stderr}"
@@ -346,7 +333,7 @@ def test_bad_option_exits_2_with_one_line(tmp_path, args, names):
 def test_bad_option_without_foreground_exits_2(tmp_path):
     if not CTLFS_BIN.exists():
         pytest.fail(f"{CTLFS_BIN} is not built")
-    p = _start_expecting_failure([f"--db={tmp_path / 'x.db'}", "--write-mode=sometimes"],
+    p = start_expecting_failure([f"--db={tmp_path / 'x.db'}", "--write-mode=sometimes"],
                                  tmp_path / "mnt", foreground=False)
     assert p.returncode == 2, f"exit {p.returncode}, stderr: {p.stderr}"
     assert "write" in p.stderr
@@ -357,7 +344,7 @@ def test_unreadable_config_exits_2(tmp_path):
         pytest.fail(f"{CTLFS_BIN} is not built")
     conf = tmp_path / "ctlfs.conf"
     conf.mkdir()                     # a directory cannot be read as a file, even by root
-    p = _start_expecting_failure([f"--db={tmp_path / 'x.db'}", f"--config={conf}"],
+    p = start_expecting_failure([f"--db={tmp_path / 'x.db'}", f"--config={conf}"],
                                  tmp_path / "mnt")
     assert p.returncode == 2, f"exit {p.returncode}, stderr: {p.stderr}"
     assert str(conf) in p.stderr
@@ -368,7 +355,7 @@ def test_config_with_an_unknown_key_exits_2(tmp_path):
         pytest.fail(f"{CTLFS_BIN} is not built")
     conf = tmp_path / "ctlfs.conf"
     conf.write_text("[ctlfs]\nwrite-mode=queued\nno-such-key=1\n")
-    p = _start_expecting_failure([f"--db={tmp_path / 'x.db'}", f"--config={conf}"],
+    p = start_expecting_failure([f"--db={tmp_path / 'x.db'}", f"--config={conf}"],
                                  tmp_path / "mnt")
     assert p.returncode == 2, f"exit {p.returncode}, stderr: {p.stderr}"
     assert "no-such-key" in p.stderr

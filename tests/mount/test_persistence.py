@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from conftest import (CTLFS_BIN, SLOW, START_TIMEOUT, UUID, _fusermount, declare,
-                      kcat_consume, mounted, read, status_dict, wait_until, write_state)
+from conftest import (CTLFS_BIN, SLOW, UUID, declare, kcat_consume, mounted, read,
+                      start_expecting_failure, status_dict, wait_until, write_state)
 
 
 def _snapshot(d):
@@ -139,21 +139,9 @@ def test_sigterm_unmounts_and_exits_0(broker, ctlfs):
 # ------------------------------------------------------------------ bad databases
 
 def _refused(tmp_path, db):
-    mnt = tmp_path / "mnt"
-    mnt.mkdir(exist_ok=True)
     if not CTLFS_BIN.exists():
         pytest.fail(f"{CTLFS_BIN} is not built")
-    cmd = [str(CTLFS_BIN), "-f", f"--db={db}", "--brokers=127.0.0.1:9", str(mnt)]
-    try:
-        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                           timeout=START_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        _fusermount(["-u"], mnt)
-        pytest.fail(f"ctlfs kept running with db {db} (mounted an empty tree?)")
-    was_mounted = mounted(mnt)
-    if was_mounted:
-        _fusermount(["-u"], mnt)
-    assert not was_mounted
+    p = start_expecting_failure([f"--db={db}", "--brokers=127.0.0.1:9"], tmp_path / "mnt")
     assert p.returncode == 2, f"exit {p.returncode}, stderr: {p.stderr}"
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, f"expected a one-line error, got:\n{p.stderr}"
