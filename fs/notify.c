@@ -1,6 +1,7 @@
 /* Waking watchers. The model tells us what changed; after the current main
  * loop iteration (so a burst of changes is one wakeup) every changed file:
  *  - wakes poll()/select() waiters with POLLPRI|POLLERR (the sysfs convention),
+ *  - has its cached attributes (size) invalidated,
  *  - gets an inotify IN_MODIFY: the kernel raises none for changes the daemon
  *    makes, so a helper thread truncates the file to its own size through the
  *    mount; setattr() knows that thread by its tid and does nothing for it. */
@@ -101,6 +102,9 @@ flush_one(CtlNotify *n, fuse_ino_t ino)
   gint64 *known = g_hash_table_lookup(n->known, &ino);
   if (!nodes || slot == 0 || !known || *known <= 0 || n->stopping)
     return;
+  /* Attributes only (offset < 0): no page lock is taken, so this is safe on
+   * the thread that serves requests. */
+  fuse_lowlevel_notify_inval_inode(n->fs->se, ino, -1, 0);
   struct stat st;
   ctl_fs_stat(n->fs, obj, slot, &st);
   Kick *k = g_new(Kick, 1);

@@ -6,10 +6,13 @@
 #include <errno.h>
 #include <string.h>
 
-/* Directory entries and attributes are stable until a mkdir/rmdir, which the
- * kernel sees itself; file attributes (sizes) change with every event. */
+/* The kernel may cache entries and attributes for a second: a mkdir/rmdir it
+ * sees itself, and every change the daemon makes to a file invalidates that
+ * file's attributes at once (notify.c), so a size is never stale after an
+ * event. Only a status's heartbeat_age_ms moves on its own, and with direct_io
+ * a read never trusts the cached size anyway. */
 #define DIR_TIMEOUT  1.0
-#define FILE_TIMEOUT 0.0
+#define FILE_TIMEOUT 1.0
 
 fuse_ino_t
 ctl_ino(CtlObject *obj, guint slot)
