@@ -151,13 +151,15 @@ inflight_free(CtlInflight *inf)
   g_free(inf);
 }
 
+/* The writer hears once the outcome is committed: a success it was told of
+ * is never lost to a crash. */
 static void
 answer(CtlInflight *inf, int err)
 {
   CtlCommandDone done = inf->done;
   inf->done = NULL;
   if (done)
-    done(err, inf->user_data);
+    ctl_engine_reply(inf->engine, err, done, inf->user_data);
 }
 
 /* A failure the writer must hear about: the command is failed for good and
@@ -401,7 +403,7 @@ ctl_engine_command(CtlEngine *e, CtlObject *obj, const char *input, gsize len, g
   publish(e, inf, obj->parent->command_topic, obj->name, value);
   g_free(value);
   if (e->cfg.write_mode == CTL_WRITE_QUEUED)
-    done(0, user_data);   /* committed: the outbox takes it from here */
+    ctl_engine_reply(e, 0, done, user_data);   /* once stored, the outbox takes it */
 }
 
 /* Called from the feedback path when a runtime reports on command ID. */

@@ -36,6 +36,10 @@ struct CtlEngine {
   guint64     feedback_total, feedback_rejected, feedback_discovered;
 };
 
+/* engine.c: answers DONE with ERR once the batch holding what was just written
+ * is committed (EIO instead, if the commit failed). */
+void ctl_engine_reply(CtlEngine *e, int err, CtlCommandDone done, gpointer user_data);
+
 /* command.c */
 void ctl_engine_command_delivered(gpointer opaque, gboolean ok, gint64 offset, const char *reason,
                                   gboolean timed_out, gboolean possibly_persisted,

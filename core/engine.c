@@ -92,6 +92,12 @@ ctl_engine_free(CtlEngine *e)
   }
   ctl_engine_inflight_fail_all(e, "daemon stopping");
   ctl_engine_stale_fini(e);
+  /* Replies waiting for the last commit still see a whole model. */
+  GError *error = NULL;
+  if (!ctl_store_flush(e->store, &error)) {
+    g_warning("store: last commit failed: %s", error->message);
+    g_error_free(error);
+  }
   g_hash_table_unref(e->inflight);
   g_hash_table_unref(e->by_topic);
   g_hash_table_unref(e->commands);
@@ -142,6 +148,36 @@ ctl_engine_rmdir(CtlEngine *e, CtlObject *obj, const CtlCaller *who)
   g_free(topic);
   g_free(by);
   return err;
+}
+
+typedef struct {
+  CtlCommandDone done;
+  gpointer       user_data;
+  int            err;
+} Deferred;
+
+static void
+on_committed(gpointer data, gboolean ok, const char *reason)
+{
+  Deferred *d = data;
+  d->done(ok ? d->err : EIO, d->user_data);
+  g_free(d);
+}
+
+void
+ctl_engine_reply(CtlEngine *e, int err, CtlCommandDone done, gpointer user_data)
+{
+  Deferred *d = g_new(Deferred, 1);
+  d->done = done;
+  d->user_data = user_data;
+  d->err = err;
+  ctl_store_after_commit(e->store, on_committed, d);
+}
+
+void
+ctl_engine_after_commit(CtlEngine *e, CtlCommandDone done, gpointer user_data)
+{
+  ctl_engine_reply(e, 0, done, user_data);
 }
 
 const char *

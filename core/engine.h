@@ -46,6 +46,11 @@ void ctl_engine_command(CtlEngine *e, CtlObject *obj, const char *input, gsize l
                         gint64 offset, const CtlCaller *who, CtlCommandDone done,
                         gpointer user_data);
 
+/* Calls DONE with 0 once everything written so far is committed to the store,
+ * or with EIO if that commit failed: for replies that promise durability
+ * (mkdir, rmdir, a queued or acknowledged command). */
+void ctl_engine_after_commit(CtlEngine *e, CtlCommandDone done, gpointer user_data);
+
 /* What `observed` shows: the last reported state, "stale" when feedback is
  * older than --stale-after-ms, "unknown" before any. */
 const char *ctl_engine_observed(CtlEngine *e, CtlObject *obj);

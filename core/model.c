@@ -131,6 +131,8 @@ load_offsets(CtlModel *m)
   }
 }
 
+static void on_lost_commit(gpointer data, gboolean ok, const char *reason);
+
 CtlModel *
 ctl_model_new(CtlStore *st, const char *topic_prefix, GError **error)
 {
@@ -147,6 +149,7 @@ ctl_model_new(CtlStore *st, const char *topic_prefix, GError **error)
     return NULL;
   }
   load_offsets(m);
+  ctl_store_on_lost_commit(st, on_lost_commit, m);
   return m;
 }
 
@@ -155,6 +158,7 @@ ctl_model_free(CtlModel *m)
 {
   if (!m)
     return;
+  ctl_store_on_lost_commit(m->store, NULL, NULL);
   GList *all = g_hash_table_get_values(m->by_key);
   g_list_free_full(all, (GDestroyNotify) object_free);
   g_hash_table_unref(m->by_key);
@@ -348,15 +352,28 @@ ctl_model_remove(CtlModel *m, CtlObject *obj, const char *by)
   return 0;
 }
 
-void
-ctl_model_rollback(CtlModel *m)
+/* Cached log sizes may count lines that were never committed: forget them. */
+static void
+forget_log_sizes(CtlModel *m)
 {
-  ctl_store_rollback(m->store);
   GHashTableIter it;
   gpointer value;
   g_hash_table_iter_init(&it, m->by_key);
   while (g_hash_table_iter_next(&it, NULL, &value))
     ((CtlObject *) value)->log_size = -1;
+}
+
+static void
+on_lost_commit(gpointer data, gboolean ok, const char *reason)
+{
+  forget_log_sizes(data);
+}
+
+void
+ctl_model_rollback(CtlModel *m)
+{
+  ctl_store_rollback(m->store);
+  forget_log_sizes(m);
 }
 
 gboolean

@@ -58,7 +58,7 @@ static const char schema_v1[] =
   "  PRIMARY KEY(topic, partition));";
 
 enum {
-  Q_BEGIN, Q_COMMIT, Q_ROLLBACK,
+  Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_SAVEPOINT, Q_RELEASE, Q_ROLLBACK_TO,
   Q_OBJ_ALL, Q_OBJ_INSERT, Q_OBJ_DELETE, Q_OBJ_SAVE,
   Q_CMD_INSERT, Q_CMD_UPDATE, Q_CMD_BY_RESULT, Q_CMD_LAST, Q_CMD_COUNT,
   Q_EV_INSERT,
@@ -72,6 +72,9 @@ static const char *const queries[Q_COUNT] = {
   [Q_BEGIN]    = "BEGIN IMMEDIATE",
   [Q_COMMIT]   = "COMMIT",
   [Q_ROLLBACK] = "ROLLBACK",
+  [Q_SAVEPOINT] = "SAVEPOINT op",
+  [Q_RELEASE]  = "RELEASE op",
+  [Q_ROLLBACK_TO] = "ROLLBACK TO op",
   [Q_OBJ_ALL]  = "SELECT id, parent_id, kind, name, desired, observed, observed_at,"
                  " feedback_at, pending, last_error FROM objects ORDER BY id",
   [Q_OBJ_INSERT] = "INSERT INTO objects(parent_id, kind, name, created_at) VALUES(?,?,?,?)",
@@ -114,6 +117,11 @@ static const char *const queries[Q_COUNT] = {
   [Q_OFF_DEL] = "DELETE FROM offsets WHERE topic=?",
 };
 
+typedef struct {
+  CtlStoreCommitted fn;
+  gpointer          data;
+} AfterCommit;
+
 struct CtlStore {
   sqlite3      *db;
   sqlite3_stmt *q[Q_COUNT];
@@ -121,6 +129,11 @@ struct CtlStore {
   int           lock_fd;     /* flock()ed: one daemon per database */
   int           depth;       /* transaction nesting */
   gboolean      failed;      /* an inner step failed: the outer commit rolls back */
+  gboolean      batch;       /* BEGIN issued; COMMIT at the next flush */
+  guint         flush_src;
+  GArray       *after;       /* AfterCommit, run by the flush */
+  CtlStoreCommitted on_lost; /* told when a batch failed to commit */
+  gpointer      on_lost_data;
 };
 
 static int
@@ -268,6 +281,7 @@ ctl_store_open(const char *path, GError **error)
 {
   CtlStore *st = g_new0(CtlStore, 1);
   st->path = g_strdup(path);
+  st->after = g_array_new(FALSE, FALSE, sizeof(AfterCommit));
   st->lock_fd = -1;
   int rc = sqlite3_open_v2(path, &st->db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -297,6 +311,13 @@ ctl_store_close(CtlStore *st)
 {
   if (!st)
     return;
+  if (st->q[Q_COMMIT]) {
+    GError *error = NULL;
+    if (!ctl_store_flush(st, &error)) {
+      g_warning("store: last commit failed: %s", error->message);
+      g_error_free(error);
+    }
+  }
   for (int i = 0; i < Q_COUNT; i++)
     sqlite3_finalize(st->q[i]);
   if (st->db)
@@ -304,6 +325,7 @@ ctl_store_close(CtlStore *st)
   /* Closed after SQLite so that its POSIX locks are not dropped early. */
   if (st->lock_fd >= 0)
     close(st->lock_fd);
+  g_array_unref(st->after);
   g_free(st->path);
   g_free(st);
 }
@@ -314,17 +336,111 @@ ctl_store_path(CtlStore *st)
   return st->path;
 }
 
+/* Group commit. The first write of a main-loop iteration opens a transaction
+ * that the next flush (an idle callback at default priority, so it runs once
+ * the iteration's requests are handled) commits: a burst of commands shares
+ * one commit and its pages. Each logical transaction inside it is a savepoint,
+ * so a failed step still rolls back alone. Replies that promise durability
+ * wait for the commit (ctl_store_after_commit). */
+static gboolean
+on_flush(gpointer data)
+{
+  CtlStore *st = data;
+  st->flush_src = 0;
+  if (st->depth > 0) {     /* never commit half an operation: try again */
+    st->flush_src = g_idle_add(on_flush, st);
+    return G_SOURCE_REMOVE;
+  }
+  GError *error = NULL;
+  ctl_store_flush(st, &error);
+  if (error) {
+    g_warning("store: commit failed: %s", error->message);
+    g_error_free(error);
+  }
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+open_batch(CtlStore *st, GError **error)
+{
+  if (st->batch)
+    return TRUE;
+  if (!run(st, prep(st, Q_BEGIN), error))
+    return FALSE;
+  st->batch = TRUE;
+  if (!st->flush_src)
+    st->flush_src = g_idle_add(on_flush, st);
+  return TRUE;
+}
+
+gboolean
+ctl_store_flush(CtlStore *st, GError **error)
+{
+  if (st->flush_src) {
+    g_source_remove(st->flush_src);
+    st->flush_src = 0;
+  }
+  if (!st->batch)
+    return TRUE;
+  g_return_val_if_fail(st->depth == 0, FALSE);
+  st->batch = FALSE;
+  GError *local = NULL;
+  gboolean ok = run(st, prep(st, Q_COMMIT), &local);
+  if (!ok) {
+    run(st, prep(st, Q_ROLLBACK), NULL);
+    if (st->on_lost)
+      st->on_lost(st->on_lost_data, FALSE, local->message);
+  }
+  /* Callbacks may write again (a new batch): take the list first. */
+  GArray *after = st->after;
+  st->after = g_array_new(FALSE, FALSE, sizeof(AfterCommit));
+  for (guint i = 0; i < after->len; i++) {
+    AfterCommit *a = &g_array_index(after, AfterCommit, i);
+    a->fn(a->data, ok, ok ? NULL : local->message);
+  }
+  g_array_unref(after);
+  if (local)
+    g_propagate_error(error, local);
+  return ok;
+}
+
+void
+ctl_store_after_commit(CtlStore *st, CtlStoreCommitted fn, gpointer data)
+{
+  if (!st->batch) {
+    fn(data, TRUE, NULL);
+    return;
+  }
+  AfterCommit a = { fn, data };
+  g_array_append_val(st->after, a);
+}
+
+void
+ctl_store_on_lost_commit(CtlStore *st, CtlStoreCommitted fn, gpointer data)
+{
+  st->on_lost = fn;
+  st->on_lost_data = data;
+}
+
 gboolean
 ctl_store_begin(CtlStore *st, GError **error)
 {
-  if (st->depth++ > 0)
+  if (st->depth > 0) {
+    st->depth++;
     return TRUE;
-  st->failed = FALSE;
-  if (!run(st, prep(st, Q_BEGIN), error)) {
-    st->depth = 0;
-    return FALSE;
   }
+  if (!open_batch(st, error) || !run(st, prep(st, Q_SAVEPOINT), error))
+    return FALSE;
+  st->failed = FALSE;
+  st->depth = 1;
   return TRUE;
+}
+
+static void
+undo_savepoint(CtlStore *st)
+{
+  run(st, prep(st, Q_ROLLBACK_TO), NULL);
+  run(st, prep(st, Q_RELEASE), NULL);
 }
 
 gboolean
@@ -334,12 +450,12 @@ ctl_store_commit(CtlStore *st, GError **error)
   if (--st->depth > 0)
     return TRUE;
   if (st->failed) {
-    run(st, prep(st, Q_ROLLBACK), NULL);
+    undo_savepoint(st);
     g_set_error(error, CTL_STORE_ERROR, CTL_STORE_ERROR_IO, "transaction rolled back");
     return FALSE;
   }
-  if (!run(st, prep(st, Q_COMMIT), error)) {
-    run(st, prep(st, Q_ROLLBACK), NULL);
+  if (!run(st, prep(st, Q_RELEASE), error)) {
+    undo_savepoint(st);
     return FALSE;
   }
   return TRUE;
@@ -355,7 +471,7 @@ ctl_store_rollback(CtlStore *st)
     st->failed = TRUE;
     return;
   }
-  run(st, prep(st, Q_ROLLBACK), NULL);
+  undo_savepoint(st);
 }
 
 /* ---- objects ---- */

@@ -28,12 +28,26 @@ CtlStore   *ctl_store_open(const char *path, GError **error);
 void        ctl_store_close(CtlStore *st);
 const char *ctl_store_path(CtlStore *st);
 
-/* Explicit transactions; nesting is counted so a caller that already holds one
- * can call helpers that open their own. A failed commit rolls back by itself;
- * rollback after it is a no-op. An inner rollback dooms the outer transaction. */
+/* Transactions. Nesting is counted so a caller that already holds one can call
+ * helpers that open their own; an inner rollback dooms the outer one. A failed
+ * commit rolls back by itself; rollback after it is a no-op.
+ *
+ * Group commit: a transaction that commits is released into a batch that is
+ * written to disk (COMMIT) by the next flush, which the main loop runs once
+ * the current iteration's work is done (or ctl_store_flush(), or close). What
+ * must not be promised before it is on disk waits in ctl_store_after_commit(). */
 gboolean ctl_store_begin(CtlStore *st, GError **error);
 gboolean ctl_store_commit(CtlStore *st, GError **error);
 void     ctl_store_rollback(CtlStore *st);
+
+/* OK is FALSE when the batch could not be committed (REASON says why). */
+typedef void (*CtlStoreCommitted)(gpointer data, gboolean ok, const char *reason);
+/* Commits the open batch now and runs what waited for it. */
+gboolean ctl_store_flush(CtlStore *st, GError **error);
+/* Calls FN once what was written so far is committed (at once if it is). */
+void     ctl_store_after_commit(CtlStore *st, CtlStoreCommitted fn, gpointer data);
+/* FN is told of every batch that failed to commit (its changes are lost). */
+void     ctl_store_on_lost_commit(CtlStore *st, CtlStoreCommitted fn, gpointer data);
 
 /* ---- objects ---- */
 typedef struct {

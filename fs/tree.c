@@ -228,7 +228,39 @@ op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
   fuse_reply_err(req, 0);
 }
 
-/* ---- mkdir / rmdir ---- */
+/* ---- mkdir / rmdir ----
+ * Both answer once the change is committed: a directory the caller saw
+ * created is never lost to a crash. */
+
+typedef struct {
+  CtlFs     *fs;
+  fuse_req_t req;
+  gint64     key;      /* mkdir: the new object; 0 for rmdir */
+} DirReply;
+
+static void
+dir_committed(int err, gpointer data)
+{
+  DirReply *r = data;
+  CtlObject *obj = r->key ? ctl_model_by_key(r->fs->model, r->key) : NULL;
+  if (err || !r->key)
+    fuse_reply_err(r->req, err);
+  else if (!obj)
+    fuse_reply_err(r->req, ENOENT);   /* removed again before the commit */
+  else
+    reply_entry(r->fs, r->req, obj, 0);
+  g_free(r);
+}
+
+static void
+reply_when_committed(CtlFs *fs, fuse_req_t req, CtlObject *obj)
+{
+  DirReply *r = g_new(DirReply, 1);
+  r->fs = fs;
+  r->req = req;
+  r->key = obj ? obj->key : 0;
+  ctl_engine_after_commit(fs->engine, dir_committed, r);
+}
 
 static void
 op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -252,7 +284,7 @@ op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
   if (err)
     fuse_reply_err(req, err);
   else
-    reply_entry(fs, req, obj, 0);
+    reply_when_committed(fs, req, obj);
 }
 
 static void
@@ -272,7 +304,10 @@ op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
   int err = ctl_caller_may_command(&who, cfg->owner_uid, cfg->admin_gid)
             ? ctl_engine_rmdir(fs->engine, obj, &who) : EACCES;
   ctl_caller_clear(&who);
-  fuse_reply_err(req, err);
+  if (err)
+    fuse_reply_err(req, err);
+  else
+    reply_when_committed(fs, req, NULL);
 }
 
 /* The kernel forgets inodes it evicted; an inode it does not know cannot be
