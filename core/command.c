@@ -143,11 +143,16 @@ inflight_free(CtlInflight *inf)
 {
   if (inf->timer)
     g_source_remove(inf->timer);
+  if (inf->waiting)
+    g_queue_delete_link(&inf->engine->waiting, inf->waiting);
   inf->obj->inflight--;
   pending_changed(inf->engine);
   g_free(inf->id);
   g_free(inf->verb);
   g_free(inf->by);
+  g_free(inf->topic);
+  g_free(inf->key);
+  g_free(inf->value);
   g_free(inf);
 }
 
@@ -193,7 +198,10 @@ on_ack_timeout(gpointer data)
   char *why = g_strdup_printf("broker did not acknowledge within %d ms", e->cfg.ack_timeout_ms);
   fail_command(e, inf, why, NULL, ETIMEDOUT);
   g_free(why);
-  ctl_bus_purge_queued(e->bus);
+  if (inf->waiting)       /* never handed to the producer: it simply goes */
+    g_hash_table_remove(e->inflight, inf->id);
+  else
+    ctl_bus_purge_queued(e->bus);
   return G_SOURCE_REMOVE;
 }
 
@@ -227,6 +235,8 @@ delivered_ok(CtlEngine *e, CtlInflight *inf, gint64 offset)
   answer(inf, 0);
 }
 
+static void pump(CtlEngine *e);
+
 void
 ctl_engine_command_delivered(gpointer opaque, gboolean ok, gint64 offset, const char *reason,
                              gboolean timed_out, gboolean possibly_persisted, gpointer user_data)
@@ -234,6 +244,7 @@ ctl_engine_command_delivered(gpointer opaque, gboolean ok, gint64 offset, const 
   CtlInflight *inf = opaque;
   CtlEngine *e = inf->engine;
   gboolean queued = e->cfg.write_mode == CTL_WRITE_QUEUED;
+  e->producing--;
   if (ok) {
     delivered_ok(e, inf, offset);
   } else if (queued && !e->stopping) {
@@ -250,9 +261,8 @@ ctl_engine_command_delivered(gpointer opaque, gboolean ok, gint64 offset, const 
                  timed_out ? ETIMEDOUT : EIO);
     g_free(why);
   }
-  if (queued && (ok || e->stopping))
-    e->outbox--;
   g_hash_table_remove(e->inflight, inf->id);   /* frees inf */
+  pump(e);
 }
 
 static CtlInflight *
@@ -271,24 +281,39 @@ inflight_new(CtlEngine *e, CtlObject *obj, const char *id, const char *verb,
   return inf;
 }
 
-/* Hands a stored command to the producer. FALSE when librdkafka refuses it at
- * once (the command is then failed, or stays queued in queued mode). */
-static gboolean
+/* Hands waiting commands to the producer, in order, up to the window. One
+ * that librdkafka refuses at once is failed (durable) or stays queued in the
+ * store for the next start (queued). */
+static void
+pump(CtlEngine *e)
+{
+  while (!e->stopping && e->producing < CTL_PRODUCE_WINDOW && !g_queue_is_empty(&e->waiting)) {
+    CtlInflight *inf = g_queue_pop_head(&e->waiting);
+    inf->waiting = NULL;
+    GError *error = NULL;
+    if (ctl_bus_produce(e->bus, inf->topic, inf->key, inf->value, inf, &error)) {
+      e->producing++;
+      continue;
+    }
+    if (e->cfg.write_mode == CTL_WRITE_DURABLE)
+      fail_command(e, inf, error->message, NULL, EIO);
+    else
+      g_warning("%s: command %s stays queued: %s", inf->obj->name, inf->id, error->message);
+    g_error_free(error);
+    g_hash_table_remove(e->inflight, inf->id);
+  }
+}
+
+/* A stored command joins the queue before the producer. */
+static void
 publish(CtlEngine *e, CtlInflight *inf, const char *topic, const char *key, const char *value)
 {
-  GError *error = NULL;
-  if (ctl_bus_produce(e->bus, topic, key, value, inf, &error)) {
-    if (e->cfg.write_mode == CTL_WRITE_QUEUED)
-      e->outbox++;
-    return TRUE;
-  }
-  if (e->cfg.write_mode == CTL_WRITE_DURABLE)
-    fail_command(e, inf, error->message, NULL, EIO);
-  else
-    g_warning("%s: command %s stays queued: %s", inf->obj->name, inf->id, error->message);
-  g_error_free(error);
-  g_hash_table_remove(e->inflight, inf->id);
-  return FALSE;
+  inf->topic = g_strdup(topic);
+  inf->key = g_strdup(key);
+  inf->value = g_strdup(value);
+  g_queue_push_tail(&e->waiting, inf);
+  inf->waiting = e->waiting.tail;
+  pump(e);
 }
 
 static char *
