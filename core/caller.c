@@ -6,14 +6,43 @@
 
 #include "model.h"
 
+/* getpwuid_r() reads /etc/passwd (or asks NSS) each time: five system calls
+ * per command. Names are kept for a minute, which a renamed user outlives. */
+#define USER_CACHE_US (60 * G_USEC_PER_SEC)
+
+typedef struct {
+  char  *name;
+  gint64 at;
+} CachedUser;
+
+static void
+cached_user_free(gpointer p)
+{
+  CachedUser *c = p;
+  g_free(c->name);
+  g_free(c);
+}
+
 static char *
 user_name(uid_t uid)
 {
+  static GHashTable *cache;   /* main thread only */
+  if (!cache)
+    cache = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, cached_user_free);
+  gint64 now = g_get_monotonic_time();
+  CachedUser *c = g_hash_table_lookup(cache, GUINT_TO_POINTER(uid));
+  if (c && now - c->at < USER_CACHE_US)
+    return g_strdup(c->name);
   struct passwd pw, *res = NULL;
   char buf[1024];
+  c = g_new(CachedUser, 1);
+  c->at = now;
   if (getpwuid_r(uid, &pw, buf, sizeof buf, &res) == 0 && res)
-    return g_strdup(res->pw_name);
-  return g_strdup_printf("%u", (unsigned) uid);
+    c->name = g_strdup(res->pw_name);
+  else
+    c->name = g_strdup_printf("%u", (unsigned) uid);
+  g_hash_table_replace(cache, GUINT_TO_POINTER(uid), c);
+  return g_strdup(c->name);
 }
 
 /* /proc/PID/comm; the process may already be gone, which is not an error. */

@@ -82,7 +82,7 @@ file_path(CtlFs *fs, CtlObject *obj, const CtlNode *node)
 }
 
 static void
-flush_one(CtlNotify *n, fuse_ino_t ino)
+flush_one(CtlNotify *n, fuse_ino_t ino, gboolean kick)
 {
   guint64 *seq = g_hash_table_lookup(n->seq, &ino);
   if (!seq) {
@@ -105,6 +105,8 @@ flush_one(CtlNotify *n, fuse_ino_t ino)
   /* Attributes only (offset < 0): no page lock is taken, so this is safe on
    * the thread that serves requests. */
   fuse_lowlevel_notify_inval_inode(n->fs->se, ino, -1, 0);
+  if (!kick)
+    return;
   struct stat st;
   ctl_fs_stat(n->fs, obj, slot, &st);
   Kick *k = g_new(Kick, 1);
@@ -119,23 +121,33 @@ flush(gpointer data)
   CtlNotify *n = data;
   n->idle = 0;
   GHashTableIter it;
-  gpointer key;
+  gpointer key, kick;
   g_hash_table_iter_init(&it, n->dirty);
-  while (g_hash_table_iter_next(&it, &key, NULL))
-    flush_one(n, *(fuse_ino_t *) key);
+  while (g_hash_table_iter_next(&it, &key, &kick))
+    flush_one(n, *(fuse_ino_t *) key, GPOINTER_TO_INT(kick));
   g_hash_table_remove_all(n->dirty);
   return G_SOURCE_REMOVE;
+}
+
+/* KICK: raise IN_MODIFY too. Not needed where a write to the file itself made
+ * the change: the kernel reports that write to inotify watchers already. */
+static void
+mark_file(CtlNotify *n, CtlObject *obj, const char *name, gboolean kick)
+{
+  guint slot;
+  if (!obj || !ctl_node_find(obj->kind, name, &slot))
+    return;
+  fuse_ino_t ino = ctl_ino(obj, slot);
+  kick = kick || GPOINTER_TO_INT(g_hash_table_lookup(n->dirty, &ino));
+  g_hash_table_insert(n->dirty, ino_key(ino), GINT_TO_POINTER(kick));
+  if (!n->idle)
+    n->idle = g_idle_add(flush, n);
 }
 
 static void
 mark(CtlNotify *n, CtlObject *obj, const char *name)
 {
-  guint slot;
-  if (!obj || !ctl_node_find(obj->kind, name, &slot))
-    return;
-  g_hash_table_add(n->dirty, ino_key(ctl_ino(obj, slot)));
-  if (!n->idle)
-    n->idle = g_idle_add(flush, n);
+  mark_file(n, obj, name, TRUE);
 }
 
 /* Which files a change touches. A log line lands in three streams. */
@@ -144,8 +156,8 @@ on_change(CtlObject *obj, CtlChange what, gpointer data)
 {
   CtlNotify *n = data;
   CtlObject *rt = ctl_model_runtime_of(obj);
-  if (what & CTL_CHANGE_DESIRED)
-    mark(n, obj, "state");
+  if (what & CTL_CHANGE_DESIRED)    /* only ever from a write to `state` */
+    mark_file(n, obj, "state", FALSE);
   if (what & CTL_CHANGE_OBSERVED) {
     mark(n, obj, "observed");
     if (rt != obj)
