@@ -50,8 +50,10 @@ object_new(CtlModel *m, gint64 key, gint64 id, CtlKind kind, const char *name, C
     o->command_topic = ctl_topic_commands(m->topic_prefix, name);
     o->feedback_topic = ctl_topic_feedback(m->topic_prefix, name);
   }
-  if (parent)
+  if (parent) {
     g_hash_table_insert(parent->children, o->name, o);
+    g_clear_pointer(&parent->sorted, g_ptr_array_unref);
+  }
   g_hash_table_insert(m->by_key, &o->key, o);
   m->counts[kind]++;
   return o;
@@ -62,6 +64,8 @@ object_free(CtlObject *o)
 {
   if (o->children)
     g_hash_table_unref(o->children);
+  if (o->sorted)
+    g_ptr_array_unref(o->sorted);
   g_free(o->name);
   g_free(o->desired);
   g_free(o->observed);
@@ -78,8 +82,10 @@ object_free(CtlObject *o)
 static void
 object_unlink(CtlModel *m, CtlObject *o)
 {
-  if (o->parent)
+  if (o->parent) {
     g_hash_table_remove(o->parent->children, o->name);
+    g_clear_pointer(&o->parent->sorted, g_ptr_array_unref);
+  }
   g_hash_table_remove(m->by_key, &o->key);
   m->counts[o->kind]--;
 }
@@ -230,6 +236,29 @@ ctl_model_children_sorted(CtlObject *parent)
   if (!parent->children)
     return NULL;
   return g_list_sort(g_hash_table_get_values(parent->children), by_name);
+}
+
+static gint
+by_name_ptr(gconstpointer a, gconstpointer b)
+{
+  return by_name(*(CtlObject *const *) a, *(CtlObject *const *) b);
+}
+
+GPtrArray *
+ctl_model_children_array(CtlObject *parent)
+{
+  if (!parent->children)
+    return NULL;
+  if (!parent->sorted) {
+    parent->sorted = g_ptr_array_sized_new(g_hash_table_size(parent->children));
+    GHashTableIter it;
+    gpointer value;
+    g_hash_table_iter_init(&it, parent->children);
+    while (g_hash_table_iter_next(&it, NULL, &value))
+      g_ptr_array_add(parent->sorted, value);
+    g_ptr_array_sort(parent->sorted, by_name_ptr);
+  }
+  return parent->sorted;
 }
 
 guint

@@ -30,6 +30,7 @@ struct CtlObject {
   char       *name;
   CtlObject  *parent;
   GHashTable *children;      /* name -> CtlObject*, NULL for leaves */
+  GPtrArray  *sorted;        /* children by name, made on demand (NULL: stale) */
 
   /* runtime and resource state (see status in SPEC.md) */
   char       *desired;       /* "running" | "paused" | NULL */
@@ -80,6 +81,9 @@ CtlObject *ctl_model_runtime_of(CtlObject *obj);
 char      *ctl_model_path(CtlObject *obj);
 /* Children sorted by name (g_list_free the list, not the objects). */
 GList     *ctl_model_children_sorted(CtlObject *parent);
+/* The same as an array the model keeps until the children change: a listing
+ * of a large directory does not sort it again. NULL for leaves. */
+GPtrArray *ctl_model_children_array(CtlObject *parent);
 guint      ctl_model_count(CtlModel *m, CtlKind kind);
 
 void       ctl_model_add_listener(CtlModel *m, CtlModelListener fn, gpointer user_data);

@@ -193,10 +193,11 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
   const CtlNode *nodes = ctl_nodes(dir->kind, &n);
   for (guint i = 0; i < n; i++)
     listing_add(l, req, nodes[i].name, ctl_ino(dir, i + 1), nodes[i].mode);
-  GList *children = ctl_model_children_sorted(dir);
-  for (GList *c = children; c; c = c->next)
-    listing_add(l, req, ((CtlObject *) c->data)->name, ctl_ino(c->data, 0), S_IFDIR);
-  g_list_free(children);
+  GPtrArray *children = ctl_model_children_array(dir);
+  for (guint i = 0; children && i < children->len; i++) {
+    CtlObject *c = children->pdata[i];
+    listing_add(l, req, c->name, ctl_ino(c, 0), S_IFDIR);
+  }
   fi->fh = (uint64_t) (uintptr_t) l;
   fuse_reply_open(req, fi);
 }

@@ -618,7 +618,7 @@ new_consumer(Agent *a)
              && conf_set(conf, "enable.auto.offset.store", "false")
              && conf_set(conf, "auto.offset.reset", "earliest")
              && conf_set(conf, "allow.auto.create.topics", "true")
-             && conf_set(conf, "fetch.wait.max.ms", "10");
+             && conf_set(conf, "fetch.wait.max.ms", "5");
   rd_kafka_t *rk = new_handle(RD_KAFKA_CONSUMER, conf, ok);
   if (rk != NULL)
     rd_kafka_poll_set_consumer(rk);   /* one queue: messages, errors, commit results */
