@@ -1,5 +1,6 @@
 #include "caller.h"
 
+#include <fcntl.h>
 #include <pwd.h>
 #include <string.h>
 #include <unistd.h>
@@ -45,17 +46,22 @@ user_name(uid_t uid)
   return g_strdup(c->name);
 }
 
-/* /proc/PID/comm; the process may already be gone, which is not an error. */
+/* /proc/PID/comm; the process may already be gone, which is not an error.
+ * Read on every command (a pid's comm changes with exec), in three system
+ * calls: the file is at most 16 bytes. */
 static char *
 comm_of(pid_t pid)
 {
-  char path[64], *text = NULL;
+  char path[64], buf[64];
   g_snprintf(path, sizeof path, "/proc/%d/comm", (int) pid);
-  if (pid > 0 && g_file_get_contents(path, &text, NULL, NULL)) {
-    g_strchomp(text);
-    return text;
-  }
-  return g_strdup("?");
+  int fd = pid > 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+  ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+  if (fd >= 0)
+    close(fd);
+  if (n <= 0)
+    return g_strdup("?");
+  buf[n] = '\0';
+  return g_strchomp(g_strdup(buf));
 }
 
 void
