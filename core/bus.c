@@ -278,6 +278,13 @@ ctl_bus_new(const char *brokers, int message_timeout_ms, const CtlBusCallbacks *
     ctl_bus_free(bus, 0);
     return NULL;
   }
+  /* Ask once at start, briefly, so that status tells the truth from the first
+   * read rather than from the first statistics half a second later. */
+  const struct rd_kafka_metadata *md = NULL;
+  if (rd_kafka_metadata(bus->producer, 0, NULL, &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    bus->link_up = TRUE;
+    rd_kafka_metadata_destroy(md);
+  }
   return bus;
 }
 
