@@ -407,9 +407,3 @@ ctl_bus_link_up(CtlBus *bus)
 {
   return bus->link_up;
 }
-
-int
-ctl_bus_outstanding(CtlBus *bus)
-{
-  return rd_kafka_outq_len(bus->producer);
-}

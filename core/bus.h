@@ -45,5 +45,3 @@ void     ctl_bus_watch(CtlBus *bus, const char *topic, gint64 next_offset);
 void     ctl_bus_unwatch(CtlBus *bus, const char *topic);
 
 gboolean ctl_bus_link_up(CtlBus *bus);
-/* Messages handed to the producer and not yet reported on. */
-int      ctl_bus_outstanding(CtlBus *bus);

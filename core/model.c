@@ -2,7 +2,6 @@
 #include "model.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <string.h>
 
 #include "message.h"
@@ -171,12 +170,6 @@ ctl_model_free(CtlModel *m)
   g_array_unref(m->listeners);
   g_free(m->topic_prefix);
   g_free(m);
-}
-
-CtlStore *
-ctl_model_store(CtlModel *m)
-{
-  return m->store;
 }
 
 CtlObject *
@@ -524,18 +517,5 @@ ctl_model_log(CtlModel *m, CtlObject *obj, const char *event, const char *detail
   }
   g_free(line);
   g_free(path);
-  return ok;
-}
-
-gboolean
-ctl_model_logf(CtlModel *m, CtlObject *obj, const char *event, GError **error,
-               const char *fmt, ...)
-{
-  va_list ap;
-  va_start(ap, fmt);
-  char *details = g_strdup_vprintf(fmt, ap);
-  va_end(ap);
-  gboolean ok = ctl_model_log(m, obj, event, details, error);
-  g_free(details);
   return ok;
 }

@@ -69,7 +69,6 @@ typedef struct CtlModel CtlModel;
 /* Loads every object from ST (which the model does not own). */
 CtlModel  *ctl_model_new(CtlStore *st, const char *topic_prefix, GError **error);
 void       ctl_model_free(CtlModel *m);
-CtlStore  *ctl_model_store(CtlModel *m);
 
 CtlObject *ctl_model_root(CtlModel *m);
 CtlObject *ctl_model_runtimes(CtlModel *m);
@@ -112,8 +111,6 @@ gboolean   ctl_model_save(CtlModel *m, CtlObject *obj, GError **error);
  * OBJ may be the root for daemon-wide events. */
 gboolean   ctl_model_log(CtlModel *m, CtlObject *obj, const char *event, const char *details,
                          GError **error);
-gboolean   ctl_model_logf(CtlModel *m, CtlObject *obj, const char *event, GError **error,
-                          const char *fmt, ...) G_GNUC_PRINTF(5, 6);
 
 /* Stream sizes and reads for the `log` files. */
 gint64     ctl_model_log_size(CtlModel *m, CtlObject *obj);

@@ -394,12 +394,6 @@ ctl_store_close(CtlStore *st)
   g_free(st);
 }
 
-const char *
-ctl_store_path(CtlStore *st)
-{
-  return st->path;
-}
-
 /* Group commit. The first write of a main-loop iteration opens a transaction
  * that the next flush (an idle callback at default priority, so it runs once
  * the iteration's requests are handled) commits: a burst of commands shares

@@ -26,7 +26,6 @@ typedef struct CtlStore CtlStore;
  * error here, at start, never a silent empty tree. */
 CtlStore   *ctl_store_open(const char *path, GError **error);
 void        ctl_store_close(CtlStore *st);
-const char *ctl_store_path(CtlStore *st);
 
 /* Transactions. Nesting is counted so a caller that already holds one can call
  * helpers that open their own; an inner rollback dooms the outer one. A failed
