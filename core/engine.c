@@ -70,10 +70,11 @@ ctl_engine_new(const CtlConfig *cfg, CtlStore *st, GError **error)
     ctl_engine_free(e);
     return NULL;
   }
-  GList *rts = ctl_model_children_sorted(ctl_model_runtimes(e->model));
-  for (GList *l = rts; l; l = l->next)
-    watch_runtime(e, l->data);
-  g_list_free(rts);
+  GHashTableIter it;
+  gpointer rt;
+  g_hash_table_iter_init(&it, ctl_model_runtimes(e->model)->children);
+  while (g_hash_table_iter_next(&it, NULL, &rt))
+    watch_runtime(e, rt);
   ctl_engine_stale_init(e);
   ctl_engine_outbox_restart(e);
   return e;

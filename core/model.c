@@ -223,14 +223,6 @@ by_name(gconstpointer a, gconstpointer b)
   return strcmp(((const CtlObject *) a)->name, ((const CtlObject *) b)->name);
 }
 
-GList *
-ctl_model_children_sorted(CtlObject *parent)
-{
-  if (!parent->children)
-    return NULL;
-  return g_list_sort(g_hash_table_get_values(parent->children), by_name);
-}
-
 static gint
 by_name_ptr(gconstpointer a, gconstpointer b)
 {

@@ -78,10 +78,9 @@ CtlObject *ctl_model_child(CtlObject *parent, const char *name);
 CtlObject *ctl_model_runtime_of(CtlObject *obj);
 /* "runtimes/rt1/svc" (g_free); "" for the root. */
 char      *ctl_model_path(CtlObject *obj);
-/* Children sorted by name (g_list_free the list, not the objects). */
-GList     *ctl_model_children_sorted(CtlObject *parent);
-/* The same as an array the model keeps until the children change: a listing
- * of a large directory does not sort it again. NULL for leaves. */
+/* Children sorted by name, as an array the model keeps until the children
+ * change: a listing of a large directory does not sort it again. NULL for
+ * leaves. */
 GPtrArray *ctl_model_children_array(CtlObject *parent);
 guint      ctl_model_count(CtlModel *m, CtlKind kind);
 

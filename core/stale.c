@@ -77,19 +77,17 @@ ctl_engine_stale_init(CtlEngine *e)
 {
   g_queue_init(&e->fresh);
   ctl_model_add_listener(e->model, on_removed, e);
-  GList *rts = ctl_model_children_sorted(ctl_model_runtimes(e->model));
   gint64 now = ctl_now_ms();
-  for (GList *r = rts; r; r = r->next) {
-    GList *res = ctl_model_children_sorted(r->data);
-    for (GList *l = res; l; l = l->next) {
-      CtlObject *o = l->data;
-      if (o->feedback_at > 0 && deadline(e, o) >= now)
+  GHashTableIter rts, res;
+  gpointer rt, o;
+  g_hash_table_iter_init(&rts, ctl_model_runtimes(e->model)->children);
+  while (g_hash_table_iter_next(&rts, NULL, &rt)) {
+    g_hash_table_iter_init(&res, ((CtlObject *) rt)->children);
+    while (g_hash_table_iter_next(&res, NULL, &o))
+      if (((CtlObject *) o)->feedback_at > 0 && deadline(e, o) >= now)
         g_queue_push_tail(&e->fresh, o);
-    }
-    g_list_free(res);
   }
-  g_list_free(rts);
-  g_queue_sort(&e->fresh, by_feedback, NULL);
+  g_queue_sort(&e->fresh, by_feedback, NULL);   /* the only order that matters here */
   for (GList *l = e->fresh.head; l; l = l->next)
     ((CtlObject *) l->data)->stale_link = l;
   schedule(e);
