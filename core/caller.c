@@ -94,18 +94,3 @@ ctl_caller_describe(const CtlCaller *who)
   ctl_kv_append(out, "host", who->host);
   return g_string_free(out, FALSE);
 }
-
-gboolean
-ctl_caller_may_command(const CtlCaller *who, uid_t owner, gid_t admin_gid)
-{
-  if (who->uid == 0 || who->uid == owner)
-    return TRUE;
-  if (admin_gid == (gid_t) -1)
-    return FALSE;
-  if (who->gid == admin_gid)
-    return TRUE;
-  for (int i = 0; i < who->ngroups; i++)
-    if (who->groups[i] == admin_gid)
-      return TRUE;
-  return FALSE;
-}

@@ -20,6 +20,3 @@ void     ctl_caller_resolve(CtlCaller *who);
 void     ctl_caller_clear(CtlCaller *who);
 /* "by=uid:1000(alice) pid=4242 comm=bash host=adm1" (g_free). */
 char    *ctl_caller_describe(const CtlCaller *who);
-/* May WHO issue commands? Root, the mount's owner, and members of ADMIN_GID
- * ((gid_t) -1: none configured) may. */
-gboolean ctl_caller_may_command(const CtlCaller *who, uid_t owner, gid_t admin_gid);

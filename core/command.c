@@ -63,34 +63,6 @@ ctl_engine_count_command(CtlEngine *e, const char *verb, const char *result)
   (*n)++;
 }
 
-/* Logs a refused or rejected write with who tried and the input, escaped. */
-static void
-log_refusal(CtlEngine *e, CtlObject *obj, const char *event, const CtlCaller *who,
-            const char *input, gsize len, const char *reason)
-{
-  GString *d = g_string_new(NULL);
-  char *text = g_strndup(input, len);
-  /* Invalid UTF-8 or control bytes must not break the one-line log format. */
-  char *valid = g_utf8_make_valid(text, -1);
-  ctl_kv_append(d, "input", valid);
-  ctl_kv_append(d, "reason", reason);
-  char *by = ctl_caller_describe(who);
-  g_string_append_printf(d, " %s", by);
-  GError *error = NULL;
-  ctl_set_str(&obj->last_error, reason);
-  if (!ctl_store_begin(e->store, &error) || !ctl_model_log(e->model, obj, event, d->str, &error)
-      || !ctl_model_save(e->model, obj, &error) || !ctl_store_commit(e->store, &error)) {
-    ctl_model_rollback(e->model);
-    g_warning("%s: cannot log %s: %s", obj->name, event, error->message);
-    g_error_free(error);
-  }
-  ctl_model_changed(e->model, obj, CTL_CHANGE_STATE);
-  g_free(by);
-  g_free(valid);
-  g_free(text);
-  g_string_free(d, TRUE);
-}
-
 static void
 command_details(GString *d, const char *id, const char *verb, const char *by, const char *result)
 {
@@ -388,21 +360,21 @@ ctl_engine_command(CtlEngine *e, CtlObject *obj, const char *input, gsize len, g
     verb = ctl_verb_parse(input, len, &reason);
   if (!verb) {
     len = MIN(len, CTL_WRITE_MAX);   /* the log keeps what identifies the input */
-    e->rejected_writes++;
-    log_refusal(e, obj, "rejected", who, input, len, reason);
+    ctl_engine_refuse(e, obj, CTL_ACCESS_COMMAND, EINVAL, input, len, reason, who);
     g_free(reason);
     done(EINVAL, user_data);
     return;
   }
-  if (!ctl_caller_may_command(who, e->cfg.owner_uid, e->cfg.admin_gid)) {
-    e->refused_writes++;
-    log_refusal(e, obj, "refused", who, input, len, "caller may not issue commands");
+  CtlObject *rt = ctl_model_runtime_of(obj);
+  if (!ctl_policy_allows(e->cfg.policy, CTL_ACCESS_COMMAND, rt ? rt->name : NULL, who)) {
+    ctl_engine_refuse(e, obj, CTL_ACCESS_COMMAND, EACCES, input, len,
+                      "the access policy does not allow this caller to issue commands", who);
     done(EACCES, user_data);
     return;
   }
   if (!backend_takes(obj, verb)) {
-    e->rejected_writes++;
-    log_refusal(e, obj, "rejected", who, input, len, "verb not supported by the kafka backend");
+    ctl_engine_refuse(e, obj, CTL_ACCESS_COMMAND, EOPNOTSUPP, input, len,
+                      "verb not supported by the kafka backend", who);
     done(EOPNOTSUPP, user_data);
     return;
   }

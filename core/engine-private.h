@@ -41,13 +41,18 @@ struct CtlEngine {
   guint       stale_timer;
   /* counters for `metrics` */
   GHashTable *commands;      /* "verb\037result" -> guint64* */
-  guint64     rejected_writes, refused_writes;
+  guint64     rejected_writes, refused[CTL_ACCESS_COUNT];
   guint64     feedback_total, feedback_rejected, feedback_discovered;
 };
 
 /* engine.c: answers DONE with ERR once the batch holding what was just written
  * is committed (EIO instead, if the commit failed). */
 void ctl_engine_reply(CtlEngine *e, int err, CtlCommandDone done, gpointer user_data);
+
+/* audit.c: records and logs a refused (EACCES) or rejected (EINVAL,
+ * EOPNOTSUPP) request on OBJ; INPUT is what was written or asked for. */
+void ctl_engine_refuse(CtlEngine *e, CtlObject *obj, CtlAccess access, int err, const char *input,
+                       gsize len, const char *reason, const CtlCaller *who);
 
 /* command.c */
 void ctl_engine_command_delivered(gpointer opaque, gboolean ok, gint64 offset, const char *reason,

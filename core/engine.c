@@ -40,20 +40,11 @@ watch_runtime(CtlEngine *e, CtlObject *rt)
   ctl_bus_prepare_topic(e->bus, rt->command_topic);
 }
 
-static void
-config_copy(CtlConfig *dst, const CtlConfig *src)
-{
-  *dst = *src;
-  dst->brokers = g_strdup(src->brokers);
-  dst->db_path = g_strdup(src->db_path);
-  dst->topic_prefix = g_strdup(src->topic_prefix);
-}
-
 CtlEngine *
 ctl_engine_new(const CtlConfig *cfg, CtlStore *st, GError **error)
 {
   CtlEngine *e = g_new0(CtlEngine, 1);
-  config_copy(&e->cfg, cfg);
+  ctl_config_copy(&e->cfg, cfg);
   e->store = st;
   e->started_us = g_get_monotonic_time();
   /* Keys are copies: a runtime's own strings die with it at rmdir. */
@@ -104,9 +95,7 @@ ctl_engine_free(CtlEngine *e)
   g_hash_table_unref(e->commands);
   ctl_model_free(e->model);
   ctl_store_close(e->store);
-  g_free(e->cfg.brokers);
-  g_free(e->cfg.db_path);
-  g_free(e->cfg.topic_prefix);
+  ctl_config_clear(&e->cfg);
   g_free(e);
 }
 
@@ -316,8 +305,11 @@ ctl_engine_show_metrics(CtlEngine *e, GString *out)
   g_free(keys);
   metric_head(out, "ctlfs_rejected_writes_total", "counter", "Writes refused as invalid input.");
   g_string_append_printf(out, "ctlfs_rejected_writes_total %" G_GUINT64_FORMAT "\n", e->rejected_writes);
-  metric_head(out, "ctlfs_refused_writes_total", "counter", "Writes refused to callers without permission.");
-  g_string_append_printf(out, "ctlfs_refused_writes_total %" G_GUINT64_FORMAT "\n", e->refused_writes);
+  metric_head(out, "ctlfs_refused_total", "counter",
+              "Requests refused by the access policy (EACCES), by action.");
+  for (int a = 0; a < CTL_ACCESS_COUNT; a++)
+    g_string_append_printf(out, "ctlfs_refused_total{action=\"%s\"} %" G_GUINT64_FORMAT "\n",
+                           ctl_access_name(a), e->refused[a]);
   metric_head(out, "ctlfs_feedback_messages_total", "counter", "Feedback messages consumed.");
   g_string_append_printf(out, "ctlfs_feedback_messages_total %" G_GUINT64_FORMAT "\n", e->feedback_total);
   metric_head(out, "ctlfs_feedback_rejected_total", "counter", "Malformed feedback messages skipped.");

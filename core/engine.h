@@ -6,20 +6,8 @@
 #include <sys/types.h>
 
 #include "caller.h"
+#include "config.h"
 #include "model.h"
-
-typedef enum { CTL_WRITE_DURABLE, CTL_WRITE_QUEUED } CtlWriteMode;
-
-typedef struct {
-  char        *brokers;         /* NULL: embedded broker */
-  char        *db_path;
-  char        *topic_prefix;    /* "ctlfs" */
-  CtlWriteMode write_mode;
-  int          ack_timeout_ms;  /* 5000 */
-  int          stale_after_ms;  /* 10000 */
-  uid_t        owner_uid;       /* the mounting user */
-  gid_t        admin_gid;       /* (gid_t) -1: none */
-} CtlConfig;
 
 typedef struct CtlEngine CtlEngine;
 
@@ -30,6 +18,13 @@ CtlEngine       *ctl_engine_new(const CtlConfig *cfg, CtlStore *st, GError **err
 void             ctl_engine_free(CtlEngine *e);
 CtlModel        *ctl_engine_model(CtlEngine *e);
 const CtlConfig *ctl_engine_config(CtlEngine *e);
+
+/* May WHO do ACCESS on OBJ (declare: create or remove a child of OBJ)? 0, or
+ * EACCES once the refusal is recorded with who tried (SQLite table refusals,
+ * OBJ's log, metrics). REQUEST says what was asked ("open log", "mkdir rt2").
+ * Resolves WHO's audit fields only when refusing. */
+int ctl_engine_authorize(CtlEngine *e, CtlAccess access, CtlObject *obj, const char *request,
+                         CtlCaller *who);
 
 /* mkdir / rmdir on behalf of WHO; 0 or an errno. */
 int ctl_engine_mkdir(CtlEngine *e, CtlObject *parent, const char *name, const CtlCaller *who,

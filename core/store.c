@@ -10,7 +10,7 @@
 
 G_DEFINE_QUARK(ctl-store-error-quark, ctl_store_error)
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 /* Version 1. Offsets of the three log streams are stored with each line so that
  * a read at any offset is one index seek. AUTOINCREMENT keeps ids (and so inode
@@ -57,6 +57,19 @@ static const char schema_v1[] =
   "  topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,"
   "  PRIMARY KEY(topic, partition));";
 
+/* Version 2: every refused or rejected request, with who tried (the audit
+ * trail of what did not become a command). */
+static const char schema_v2[] =
+  "CREATE TABLE refusals("
+  "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+  "  ts INTEGER NOT NULL,"
+  "  action TEXT NOT NULL,"
+  "  path TEXT NOT NULL,"
+  "  input TEXT,"
+  "  errno TEXT NOT NULL,"
+  "  reason TEXT NOT NULL,"
+  "  uid INTEGER, user TEXT, pid INTEGER, comm TEXT, host TEXT);";
+
 enum {
   Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_SAVEPOINT, Q_RELEASE, Q_ROLLBACK_TO,
   Q_OBJ_ALL, Q_OBJ_INSERT, Q_OBJ_DELETE, Q_OBJ_SAVE,
@@ -65,6 +78,7 @@ enum {
   Q_SIZE_ROOT, Q_SIZE_RT, Q_SIZE_OBJ,
   Q_READ_ROOT, Q_READ_RT, Q_READ_OBJ,
   Q_OFF_GET, Q_OFF_SET, Q_OFF_DEL,
+  Q_REFUSAL_INSERT,
   Q_COUNT
 };
 
@@ -115,6 +129,8 @@ static const char *const queries[Q_COUNT] = {
   [Q_OFF_SET] = "INSERT INTO offsets(topic, partition, next_offset) VALUES(?1,?2,?3)"
                 " ON CONFLICT(topic, partition) DO UPDATE SET next_offset=?3",
   [Q_OFF_DEL] = "DELETE FROM offsets WHERE topic=?",
+  [Q_REFUSAL_INSERT] = "INSERT INTO refusals(ts, action, path, input, errno, reason, uid, user,"
+                       " pid, comm, host) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
 };
 
 typedef struct {
@@ -240,6 +256,8 @@ migrate(CtlStore *st, GError **error)
   gboolean ok = TRUE;
   if (version < 1)
     ok = exec(st, schema_v1, error);
+  if (ok && version < 2)
+    ok = exec(st, schema_v2, error);
   if (ok) {
     char *sql = g_strdup_printf("PRAGMA user_version = %d", SCHEMA_VERSION);
     ok = exec(st, sql, error);
@@ -790,5 +808,23 @@ ctl_store_offset_delete(CtlStore *st, const char *topic, GError **error)
 {
   sqlite3_stmt *s = prep(st, Q_OFF_DEL);
   bind_text(s, 1, topic);
+  return run(st, s, error);
+}
+
+gboolean
+ctl_store_refusal_insert(CtlStore *st, const CtlRefusalRow *row, GError **error)
+{
+  sqlite3_stmt *s = prep(st, Q_REFUSAL_INSERT);
+  sqlite3_bind_int64(s, 1, row->ts);
+  bind_text(s, 2, row->action);
+  bind_text(s, 3, row->path);
+  bind_text(s, 4, row->input);
+  bind_text(s, 5, row->err);
+  bind_text(s, 6, row->reason);
+  sqlite3_bind_int64(s, 7, row->uid);
+  bind_text(s, 8, row->user);
+  sqlite3_bind_int64(s, 9, row->pid);
+  bind_text(s, 10, row->comm);
+  bind_text(s, 11, row->host);
   return run(st, s, error);
 }

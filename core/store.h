@@ -106,6 +106,23 @@ gboolean ctl_store_last_commands(CtlStore *st, CtlCommandRowFn fn, gpointer user
 /* Number of commands in RESULT (any mode). */
 gint64   ctl_store_commands_count(CtlStore *st, const char *result);
 
+/* ---- refusals: requests refused (EACCES) or rejected (EINVAL, ...) ---- */
+typedef struct {
+  gint64      ts;            /* ms */
+  const char *action;        /* read | command | declare */
+  const char *path;          /* the object, as log lines name it */
+  const char *input;         /* what was written or asked for, or NULL */
+  const char *err;           /* "EACCES", "EINVAL", ... */
+  const char *reason;
+  gint64      uid;
+  const char *user;
+  gint64      pid;
+  const char *comm;
+  const char *host;
+} CtlRefusalRow;
+
+gboolean ctl_store_refusal_insert(CtlStore *st, const CtlRefusalRow *row, GError **error);
+
 /* ---- event streams ----
  * Every event is one line that belongs to three append-only byte streams: the
  * root log, its runtime's log, and its object's log. Each stream offset is

@@ -42,6 +42,14 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fuse_reply_err(req, EACCES);
     return;
   }
+  /* Writing is checked per write (the command policy); reading here. */
+  if ((fi->flags & O_ACCMODE) != O_WRONLY) {
+    char *what = g_strdup_printf("open %s", node->name);
+    gboolean ok = ctl_fs_authorize(fs, req, CTL_ACCESS_READ, obj, what);
+    g_free(what);
+    if (!ok)
+      return;
+  }
   Handle *h = g_new0(Handle, 1);
   h->node = node;
   h->key = obj->key;
@@ -138,6 +146,7 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off
   }
   CtlCaller who;
   ctl_fs_caller(fs, req, &who);
+  ctl_caller_resolve(&who);
   PendingWrite *pw = g_new(PendingWrite, 1);
   pw->req = req;
   pw->size = size;

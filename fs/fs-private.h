@@ -53,8 +53,13 @@ void ctl_fs_stat(CtlFs *fs, CtlObject *obj, guint slot, struct stat *st);
  * a directory (ENOTDIR). */
 CtlObject *ctl_fs_object(CtlFs *fs, fuse_req_t req, fuse_ino_t ino, guint *slot);
 CtlObject *ctl_fs_dir(CtlFs *fs, fuse_req_t req, fuse_ino_t ino);
-/* The caller of REQ, resolved for audit (ctl_caller_clear when done). */
+/* The caller of REQ: ids and, when the policy names groups, its supplementary
+ * groups; ctl_caller_resolve() adds the audit fields (ctl_caller_clear when done). */
 void ctl_fs_caller(CtlFs *fs, fuse_req_t req, CtlCaller *who);
+/* Checks the access policy for REQ's caller; FALSE after replying EACCES (the
+ * refusal recorded as WHAT, e.g. "open log"). */
+gboolean ctl_fs_authorize(CtlFs *fs, fuse_req_t req, CtlAccess access, CtlObject *obj,
+                          const char *what);
 
 /* notify.c: wakes poll() and inotify watchers of files that changed. */
 CtlNotify *ctl_notify_new(CtlFs *fs);

@@ -51,12 +51,21 @@ ctl_fs_stat(CtlFs *fs, CtlObject *obj, guint slot, struct stat *st)
   st->st_gid = fs->gid;
   st->st_atim = st->st_mtim = st->st_ctim = fs->mount_time;
   const CtlNode *node = node_of(obj, slot);
+  const CtlPolicy *policy = ctl_engine_config(fs->engine)->policy;
+  CtlObject *rt = ctl_model_runtime_of(obj);
   if (!node) {
-    st->st_mode = S_IFDIR | 0755;
+    /* mkdir works in runtimes/ and in a runtime */
+    gboolean declarable = obj->kind == CTL_KIND_RUNTIMES || obj->kind == CTL_KIND_RUNTIME;
+    st->st_mode = S_IFDIR | ctl_policy_mode(policy, rt ? rt->name : NULL, CTL_ACCESS_READ,
+                                            declarable ? CTL_ACCESS_DECLARE : CTL_ACCESS_COUNT,
+                                            TRUE, &st->st_gid);
     st->st_nlink = 2 + (obj->children ? g_hash_table_size(obj->children) : 0);
     return;
   }
-  st->st_mode = node->mode;
+  st->st_mode = (node->mode & S_IFMT)
+                | ctl_policy_mode(policy, rt ? rt->name : NULL, CTL_ACCESS_READ,
+                                  node->store ? CTL_ACCESS_COMMAND : CTL_ACCESS_COUNT, FALSE,
+                                  &st->st_gid);
   st->st_nlink = 1;
   if (node->stream) {
     st->st_size = ctl_model_log_size(fs->model, obj);
@@ -113,7 +122,7 @@ ctl_fs_caller(CtlFs *fs, fuse_req_t req, CtlCaller *who)
   who->gid = ctx->gid;
   who->pid = ctx->pid;
   /* Supplementary groups cost a read of /proc: only when a group can matter. */
-  if (ctl_engine_config(fs->engine)->admin_gid != (gid_t) -1) {
+  if (ctx->uid != 0 && ctl_policy_uses_groups(ctl_engine_config(fs->engine)->policy)) {
     gid_t groups[64];
     int n = fuse_req_getgroups(req, G_N_ELEMENTS(groups), groups);
     if (n > 0) {
@@ -121,7 +130,18 @@ ctl_fs_caller(CtlFs *fs, fuse_req_t req, CtlCaller *who)
       who->groups = g_memdup2(groups, who->ngroups * sizeof(gid_t));
     }
   }
-  ctl_caller_resolve(who);
+}
+
+gboolean
+ctl_fs_authorize(CtlFs *fs, fuse_req_t req, CtlAccess access, CtlObject *obj, const char *what)
+{
+  CtlCaller who;
+  ctl_fs_caller(fs, req, &who);
+  int err = ctl_engine_authorize(fs->engine, access, obj, what, &who);
+  ctl_caller_clear(&who);
+  if (err)
+    fuse_reply_err(req, err);
+  return err == 0;
 }
 
 static void
@@ -182,7 +202,7 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
   CtlFs *fs = fuse_req_userdata(req);
   CtlObject *dir = ctl_fs_dir(fs, req, ino);
-  if (!dir)
+  if (!dir || !ctl_fs_authorize(fs, req, CTL_ACCESS_READ, dir, "list"))
     return;
   Listing *l = g_new0(Listing, 1);
   l->data = g_byte_array_new();
@@ -277,10 +297,14 @@ op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
   }
   CtlCaller who;
   ctl_fs_caller(fs, req, &who);
-  const CtlConfig *cfg = ctl_engine_config(fs->engine);
   CtlObject *obj = NULL;
-  int err = ctl_caller_may_command(&who, cfg->owner_uid, cfg->admin_gid)
-            ? ctl_engine_mkdir(fs->engine, dir, name, &who, &obj) : EACCES;
+  char *request = g_strdup_printf("mkdir %s", name);
+  int err = ctl_engine_authorize(fs->engine, CTL_ACCESS_DECLARE, dir, request, &who);
+  g_free(request);
+  if (!err) {
+    ctl_caller_resolve(&who);
+    err = ctl_engine_mkdir(fs->engine, dir, name, &who, &obj);
+  }
   ctl_caller_clear(&who);
   if (err)
     fuse_reply_err(req, err);
@@ -301,9 +325,13 @@ op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
   }
   CtlCaller who;
   ctl_fs_caller(fs, req, &who);
-  const CtlConfig *cfg = ctl_engine_config(fs->engine);
-  int err = ctl_caller_may_command(&who, cfg->owner_uid, cfg->admin_gid)
-            ? ctl_engine_rmdir(fs->engine, obj, &who) : EACCES;
+  char *request = g_strdup_printf("rmdir %s", name);
+  int err = ctl_engine_authorize(fs->engine, CTL_ACCESS_DECLARE, dir, request, &who);
+  g_free(request);
+  if (!err) {
+    ctl_caller_resolve(&who);
+    err = ctl_engine_rmdir(fs->engine, obj, &who);
+  }
   ctl_caller_clear(&who);
   if (err)
     fuse_reply_err(req, err);

@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glib-unix.h>
-#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,12 +16,6 @@
 #include "mockbroker.h"
 
 #define EXIT_USAGE 2
-
-/* Settings by name, as in the config file and -o (dashes or underscores). */
-static const char *const known_keys[] = {
-  "brokers", "db", "config", "topic-prefix", "write-mode", "ack-timeout-ms",
-  "stale-after-ms", "admin-group", NULL,
-};
 
 typedef struct {
   GHashTable *settings;     /* key -> value, command line over config */
@@ -44,16 +37,14 @@ die_usage(const char *fmt, ...)
   exit(EXIT_USAGE);
 }
 
+/* A setting's name from -o (dashes or underscores), or NULL. */
 static const char *
 canonical_key(const char *key)
 {
   char *k = g_strdelimit(g_strdup(key), "_", '-');
-  const char *found = NULL;
-  for (int i = 0; known_keys[i] && !found; i++)
-    if (strcmp(k, known_keys[i]) == 0)
-      found = known_keys[i];
+  gboolean config = strcmp(k, "config") == 0;
   g_free(k);
-  return found;
+  return config ? "config" : ctl_config_key(key);
 }
 
 /* -o a=b,c: our keys become settings, the rest goes to libfuse. */
@@ -78,30 +69,6 @@ parse_mount_opts(Options *o, const char *opts)
     g_free(key);
   }
   g_strfreev(items);
-}
-
-/* The config file (GKeyFile, group [ctlfs]) gives defaults that the command
- * line overrides; an unreadable file or unknown key is an error, not a guess. */
-static void
-load_config(Options *o, const char *path)
-{
-  GKeyFile *kf = g_key_file_new();
-  GError *error = NULL;
-  if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, &error))
-    die_usage("cannot read config %s: %s", path, error->message);
-  gsize n = 0;
-  char **keys = g_key_file_get_keys(kf, "ctlfs", &n, NULL);
-  for (gsize i = 0; keys && i < n; i++) {
-    const char *known = canonical_key(keys[i]);
-    if (!known || strcmp(known, "config") == 0)
-      die_usage("config %s: unknown key '%s' in [ctlfs]", path, keys[i]);
-    if (!g_hash_table_contains(o->settings, known)) {
-      char *v = g_key_file_get_string(kf, "ctlfs", keys[i], NULL);
-      g_hash_table_insert(o->settings, g_strdup(known), v);
-    }
-  }
-  g_strfreev(keys);
-  g_key_file_free(kf);
 }
 
 static void
@@ -165,23 +132,8 @@ parse_args(Options *o, int argc, char **argv)
     die_usage("expected one MOUNTPOINT (try --help)");
   o->mountpoint = g_strdup(rest[nrest - 1]);
   g_strfreev(rest);
-  const char *cfg = g_hash_table_lookup(o->settings, "config");
-  if (cfg)
-    load_config(o, cfg);
   if (o->debug)
     o->foreground = TRUE;
-}
-
-static int
-int_setting(Options *o, const char *key, int def, int min)
-{
-  const char *v = g_hash_table_lookup(o->settings, key);
-  if (!v)
-    return def;
-  gint64 n;
-  if (!g_ascii_string_to_signed(v, 10, min, G_MAXINT, &n, NULL))
-    die_usage("invalid value for %s: '%s' (expected an integer >= %d)", key, v, min);
-  return (int) n;
 }
 
 static char *
@@ -192,39 +144,27 @@ default_db(void)
   return g_build_filename(g_get_user_state_dir(), "ctlfs", "ctlfs.db", NULL);
 }
 
+/* The config file first, then the command line over it; an unreadable file,
+ * an unknown key or a bad value is a usage error naming it. */
 static void
 build_config(Options *o, CtlConfig *cfg)
 {
-  memset(cfg, 0, sizeof *cfg);
-  cfg->brokers = g_strdup(g_hash_table_lookup(o->settings, "brokers"));
-  const char *db = g_hash_table_lookup(o->settings, "db");
-  cfg->db_path = db ? g_strdup(db) : default_db();
-  if (!db) {
+  ctl_config_init(cfg);
+  GError *error = NULL;
+  const char *path = g_hash_table_lookup(o->settings, "config");
+  if (path && !ctl_config_load(cfg, path, &error))
+    die_usage("%s", error->message);
+  GHashTableIter it;
+  gpointer key, value;
+  g_hash_table_iter_init(&it, o->settings);
+  while (g_hash_table_iter_next(&it, &key, &value))
+    if (strcmp(key, "config") != 0 && !ctl_config_set(cfg, key, value, &error))
+      die_usage("%s", error->message);
+  if (!cfg->db_path) {
+    cfg->db_path = default_db();
     char *dir = g_path_get_dirname(cfg->db_path);
     g_mkdir_with_parents(dir, 0700);
     g_free(dir);
-  }
-  const char *prefix = g_hash_table_lookup(o->settings, "topic-prefix");
-  if (prefix && (!*prefix || strspn(prefix, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(prefix)))
-    die_usage("invalid value for topic-prefix: '%s' (letters, digits, '.', '_', '-')", prefix);
-  cfg->topic_prefix = g_strdup(prefix ? prefix : "ctlfs");
-  const char *mode = g_hash_table_lookup(o->settings, "write-mode");
-  if (!mode || strcmp(mode, "durable") == 0)
-    cfg->write_mode = CTL_WRITE_DURABLE;
-  else if (strcmp(mode, "queued") == 0)
-    cfg->write_mode = CTL_WRITE_QUEUED;
-  else
-    die_usage("invalid value for write-mode: '%s' (expected durable or queued)", mode);
-  cfg->ack_timeout_ms = int_setting(o, "ack-timeout-ms", 5000, 1);
-  cfg->stale_after_ms = int_setting(o, "stale-after-ms", 10000, 1);
-  cfg->owner_uid = geteuid();
-  cfg->admin_gid = (gid_t) -1;
-  const char *group = g_hash_table_lookup(o->settings, "admin-group");
-  if (group) {
-    struct group *gr = getgrnam(group);
-    if (!gr)
-      die_usage("invalid value for admin-group: no group '%s'", group);
-    cfg->admin_gid = gr->gr_gid;
   }
   if (!g_file_test(o->mountpoint, G_FILE_TEST_IS_DIR))
     die_usage("mountpoint %s is not a directory", o->mountpoint);
@@ -410,9 +350,7 @@ main(int argc, char **argv)
   for (gsize i = 0; i < G_N_ELEMENTS(sigs); i++)
     g_source_remove(sigs[i]);
   g_main_loop_unref(loop);
-  g_free(cfg.brokers);
-  g_free(cfg.db_path);
-  g_free(cfg.topic_prefix);
+  ctl_config_clear(&cfg);
   g_free(o.mountpoint);
   g_hash_table_unref(o.settings);
   g_ptr_array_free(o.fuse_opts, TRUE);

@@ -73,21 +73,6 @@ test_kv_quoting(void)
 }
 
 static void
-test_caller_policy(void)
-{
-  gid_t groups[] = { 10, 27 };
-  CtlCaller root = { .uid = 0, .gid = 0 };
-  CtlCaller owner = { .uid = 1000, .gid = 1000 };
-  CtlCaller member = { .uid = 1001, .gid = 1001, .groups = groups, .ngroups = 2 };
-  CtlCaller stranger = { .uid = 1002, .gid = 1002 };
-  g_assert_true(ctl_caller_may_command(&root, 1000, (gid_t) -1));
-  g_assert_true(ctl_caller_may_command(&owner, 1000, (gid_t) -1));
-  g_assert_false(ctl_caller_may_command(&member, 1000, (gid_t) -1));
-  g_assert_true(ctl_caller_may_command(&member, 1000, 27));
-  g_assert_false(ctl_caller_may_command(&stranger, 1000, 27));
-}
-
-static void
 test_caller_describe(void)
 {
   CtlCaller who = { .uid = 0, .pid = 1 };
@@ -107,7 +92,6 @@ main(int argc, char **argv)
   g_test_add_func("/command/verbs-rejected", test_verbs_rejected);
   g_test_add_func("/command/verb-targets", test_verb_targets);
   g_test_add_func("/command/kv-quoting", test_kv_quoting);
-  g_test_add_func("/command/caller-policy", test_caller_policy);
   g_test_add_func("/command/caller-describe", test_caller_describe);
   return g_test_run();
 }

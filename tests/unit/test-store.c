@@ -308,6 +308,39 @@ test_newer_schema_refused(Fixture *f, gconstpointer data)
   g_error_free(error);
 }
 
+/* A database written by the previous version (1, before the refusals table)
+ * is migrated forward on open and keeps its objects. */
+static void
+test_version_1_migrated(Fixture *f, gconstpointer data)
+{
+  GError *error = NULL;
+  g_assert_cmpint(ctl_store_object_insert(f->st, 0, 2, "rt1", 1, &error), >, 0);
+  g_assert_true(ctl_store_flush(f->st, &error));
+  ctl_store_close(f->st);
+  f->st = NULL;
+  char *cmd = g_strdup_printf("sqlite3 '%s' 'DROP TABLE refusals; PRAGMA user_version=1'", f->path);
+  int status = 0;
+  gboolean ran = g_spawn_command_line_sync(cmd, NULL, NULL, &status, NULL) && status == 0;
+  g_free(cmd);
+  reopen(f);
+  if (!ran) {
+    g_test_skip("sqlite3 command line tool not available");
+    return;
+  }
+  GString *names = g_string_new(NULL);
+  g_assert_true(ctl_store_objects_foreach(f->st, collect_names, names, &error));
+  g_assert_cmpstr(names->str, ==, "rt1:2:-:-;");
+  g_string_free(names, TRUE);
+  CtlRefusalRow row = { .ts = 1, .action = "command", .path = "runtimes/rt1/svc",
+                        .input = "pause", .err = "EACCES", .reason = "policy", .uid = 1001,
+                        .user = "alice", .pid = 42, .comm = "bash", .host = "adm1" };
+  g_assert_true(ctl_store_begin(f->st, &error));
+  g_assert_true(ctl_store_refusal_insert(f->st, &row, &error));
+  g_assert_true(ctl_store_commit(f->st, &error));
+  g_assert_true(ctl_store_flush(f->st, &error));
+  g_assert_no_error(error);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -323,6 +356,7 @@ main(int argc, char **argv)
   T("nested-rollback-dooms-outer", test_nested_rollback_dooms_outer);
   T("second-open-refused", test_second_open_refused);
   T("newer-schema-refused", test_newer_schema_refused);
+  T("version-1-migrated", test_version_1_migrated);
 #undef T
   g_test_add_func("/store/garbage-file-refused", test_garbage_file_refused);
   g_test_add_func("/store/missing-directory-refused", test_missing_directory_refused);
