@@ -47,6 +47,9 @@ void
 ctl_engine_refuse(CtlEngine *e, CtlObject *obj, CtlAccess access, int err, const char *input,
                   gsize len, const char *reason, const CtlCaller *who)
 {
+  /* The newline echo adds is not part of what was asked. */
+  if (len > 0 && input[len - 1] == '\n')
+    len--;
   char *text = g_strndup(input, len);
   /* Invalid UTF-8 or control bytes must not break the one-line log format. */
   char *valid = g_utf8_make_valid(text, -1);

@@ -98,8 +98,8 @@ set_admin_group(CtlConfig *cfg, const char *value, GError **error)
   char buf[4096];
   if (!*value || getgrnam_r(value, &gr, buf, sizeof buf, &found) != 0 || !found)
     return bad_value(error, "admin-group", value, "no such group");
-  ctl_policy_add_group(cfg->policy, CTL_ACCESS_COMMAND, found->gr_gid);
-  ctl_policy_add_group(cfg->policy, CTL_ACCESS_DECLARE, found->gr_gid);
+  ctl_policy_add_group(cfg->policy, CTL_ACCESS_COMMAND, found->gr_gid, value);
+  ctl_policy_add_group(cfg->policy, CTL_ACCESS_DECLARE, found->gr_gid, value);
   return TRUE;
 }
 

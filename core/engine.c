@@ -249,6 +249,9 @@ status_runtime(CtlEngine *e, CtlObject *rt, GString *out)
   for (gsize i = 0; i < G_N_ELEMENTS(observed_states); i++)
     kv_int(out, observed_states[i], counts[i]);
   kv_time(out, "last_heartbeat", rt->feedback_at);
+  char *access = ctl_policy_describe(e->cfg.policy, rt->name);
+  kv(out, "access", access);
+  g_free(access);
 }
 
 static void
@@ -261,6 +264,9 @@ status_root(CtlEngine *e, GString *out)
   kv(out, "write_mode", e->cfg.write_mode == CTL_WRITE_QUEUED ? "queued" : "durable");
   kv_int(out, "pending_commands", g_hash_table_size(e->inflight));
   kv_int(out, "uptime_s", (g_get_monotonic_time() - e->started_us) / G_USEC_PER_SEC);
+  char *access = ctl_policy_describe(e->cfg.policy, NULL);
+  kv(out, "access", access);
+  g_free(access);
 }
 
 void

@@ -188,7 +188,7 @@ ctl_policy_set(CtlPolicy *p, const char *runtime, CtlAccess access,
 }
 
 void
-ctl_policy_add_group(CtlPolicy *p, CtlAccess access, gid_t gid)
+ctl_policy_add_group(CtlPolicy *p, CtlAccess access, gid_t gid, const char *name)
 {
   Rule *r = &p->global.rules[access];
   if (!r->set)
@@ -197,7 +197,7 @@ ctl_policy_add_group(CtlPolicy *p, CtlAccess access, gid_t gid)
     if (g_array_index(r->gids, gid_t, i) == gid)
       return;
   g_array_append_val(r->gids, gid);
-  g_ptr_array_add(r->written, g_strdup_printf("@%u", (unsigned) gid));
+  g_ptr_array_add(r->written, g_strdup_printf("@%s", name));
 }
 
 /* The rule in force: the runtime's own, else the global one; declare that

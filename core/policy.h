@@ -34,8 +34,8 @@ gboolean    ctl_access_from_name(const char *name, CtlAccess *out);
  * a typo must not silently lock people out or let them in. */
 gboolean    ctl_policy_set(CtlPolicy *p, const char *runtime, CtlAccess access,
                            const char *const *principals, gsize n, GError **error);
-/* Adds GID to the global rule for ACCESS (--admin-group). */
-void        ctl_policy_add_group(CtlPolicy *p, CtlAccess access, gid_t gid);
+/* Adds group GID (called NAME) to the global rule for ACCESS (--admin-group). */
+void        ctl_policy_add_group(CtlPolicy *p, CtlAccess access, gid_t gid, const char *name);
 
 /* May WHO do ACCESS on an object of RUNTIME (NULL: the root, runtimes/, and
  * declaring or forgetting a runtime itself)? A runtime's own rule wins over

@@ -43,9 +43,9 @@ RUNTIME_STATUS_KEYS = ["backend", "command_topic", "feedback_topic",
                        "feedback_offset", "resources",
                        "running", "paused", "pausing", "resuming", "starting",
                        "stopping", "stopped", "unknown", "stale",
-                       "last_heartbeat"]
+                       "last_heartbeat", "access"]
 ROOT_STATUS_KEYS = ["version", "brokers", "broker_link", "db", "write_mode",
-                    "pending_commands", "uptime_s"]
+                    "pending_commands", "uptime_s", "access"]
 RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
