@@ -8,7 +8,7 @@
 
 static const char *const keys[] = {
   "brokers", "db", "topic-prefix", "write-mode", "ack-timeout-ms", "stale-after-ms",
-  "admin-group", NULL,
+  "admin-group", "discover-max", NULL,
 };
 
 #define ACCESS_GROUP "access"
@@ -21,6 +21,7 @@ ctl_config_init(CtlConfig *cfg)
   cfg->write_mode = CTL_WRITE_DURABLE;
   cfg->ack_timeout_ms = 5000;
   cfg->stale_after_ms = 10000;
+  cfg->discover_max = 10000;
   cfg->owner_uid = geteuid();
   cfg->policy = ctl_policy_new(cfg->owner_uid);
 }
@@ -139,6 +140,8 @@ ctl_config_set(CtlConfig *cfg, const char *key, const char *value, GError **erro
     return set_int(&cfg->ack_timeout_ms, k, value, error);
   } else if (strcmp(k, "stale-after-ms") == 0) {
     return set_int(&cfg->stale_after_ms, k, value, error);
+  } else if (strcmp(k, "discover-max") == 0) {
+    return set_int(&cfg->discover_max, k, value, error);
   } else if (strcmp(k, "admin-group") == 0) {
     return set_admin_group(cfg, value, error);
   }

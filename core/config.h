@@ -16,6 +16,7 @@ typedef struct {
   CtlWriteMode write_mode;
   int          ack_timeout_ms;  /* 5000 */
   int          stale_after_ms;  /* 10000 */
+  int          discover_max;    /* feedback creates resources while a runtime has fewer (10000) */
   uid_t        owner_uid;       /* the mounting user */
   CtlPolicy   *policy;          /* never NULL after ctl_config_init() */
 } CtlConfig;

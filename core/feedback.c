@@ -49,12 +49,28 @@ reject(CtlEngine *e, CtlObject *rt, gint64 offset, const char *reason)
   g_string_free(d, TRUE);
 }
 
+/* Feedback is a few hundred bytes; anything far bigger is hostile or broken
+ * and is refused before it is parsed. */
+#define FEEDBACK_MAX_BYTES 65536
+/* The runtime's free text, as far as the log keeps it. */
+#define MESSAGE_LOG_MAX 512
+
 static CtlObject *
 resource_for(CtlEngine *e, CtlObject *rt, const char *name, gint64 offset)
 {
   CtlObject *res = ctl_model_child(rt, name);
   if (res)
     return res;
+  /* Whoever can produce to the feedback topic could otherwise fill memory
+   * and the disk with made-up resources. */
+  guint have = rt->children ? g_hash_table_size(rt->children) : 0;
+  if (have >= (guint) e->cfg.discover_max) {
+    char *why = g_strdup_printf("not creating resource %s: the runtime has %u resources"
+                                " (discover-max)", name, have);
+    reject(e, rt, offset, why);
+    g_free(why);
+    return NULL;
+  }
   char *by = g_strdup_printf("by=feedback offset=%" G_GINT64_FORMAT, offset);
   int err = 0;
   res = ctl_model_create(e->model, rt, name, "discovered", by, &err);
@@ -114,8 +130,12 @@ apply(CtlEngine *e, CtlObject *rt, gint64 offset, const CtlFeedbackMsg *fb)
     ctl_kv_append(d, "was", g_strcmp0(was, "unknown") == 0 ? NULL : was);
     if (fb->command_id)
       ctl_kv_append(d, "command", fb->command_id);
-    if (fb->message)
-      ctl_kv_append(d, "message", fb->message);
+    if (fb->message) {
+      /* cut at a character boundary; the runtime's full text is not ours to keep */
+      char *cut = g_utf8_substring(fb->message, 0, MESSAGE_LOG_MAX);
+      ctl_kv_append(d, "message", cut);
+      g_free(cut);
+    }
     g_string_append_printf(d, " offset=%" G_GINT64_FORMAT, offset);
     if (!ctl_model_log(e->model, res, "observed", d->str, &error)) {
       g_warning("feedback: %s", error->message);
@@ -145,10 +165,16 @@ ctl_engine_feedback_message(const char *topic, gint64 offset, const char *key, g
   e->feedback_total++;
   CtlFeedbackMsg fb = { 0 };
   GError *error = NULL;
-  if (ctl_feedback_msg_decode(value, value_len, &fb, &error))
+  if (value_len > FEEDBACK_MAX_BYTES) {
+    char *why = g_strdup_printf("message of %" G_GSIZE_FORMAT " bytes, over the %d-byte limit",
+                                value_len, FEEDBACK_MAX_BYTES);
+    reject(e, rt, offset, why);
+    g_free(why);
+  } else if (ctl_feedback_msg_decode(value, value_len, &fb, &error)) {
     apply(e, rt, offset, &fb);
-  else
+  } else {
     reject(e, rt, offset, error->message);
+  }
   g_clear_error(&error);
   ctl_feedback_msg_clear(&fb);
   rt->feedback_next = offset + 1;

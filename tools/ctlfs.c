@@ -76,7 +76,7 @@ parse_args(Options *o, int argc, char **argv)
 {
   char *brokers = NULL, *db = NULL, *config = NULL, *prefix = NULL, *mode = NULL;
   char *admin_group = NULL, **mount_opts = NULL, **rest = NULL;
-  int ack = -1, stale = -1;
+  int ack = G_MININT, stale = G_MININT, discover = G_MININT;  /* G_MININT: not given */
   gboolean version = FALSE;
   GOptionEntry entries[] = {
     { "brokers", 0, 0, G_OPTION_ARG_STRING, &brokers, "Kafka bootstrap servers (default: start an embedded broker)", "HOST:PORT,..." },
@@ -87,6 +87,7 @@ parse_args(Options *o, int argc, char **argv)
     { "ack-timeout-ms", 0, 0, G_OPTION_ARG_INT, &ack, "Durable writes fail with ETIMEDOUT after this (default 5000)", "MS" },
     { "stale-after-ms", 0, 0, G_OPTION_ARG_INT, &stale, "observed reads stale after this long without feedback (default 10000)", "MS" },
     { "admin-group", 0, 0, G_OPTION_ARG_STRING, &admin_group, "Group whose members may issue commands", "GROUP" },
+    { "discover-max", 0, 0, G_OPTION_ARG_INT, &discover, "Feedback creates resources only while a runtime has fewer (default 10000)", "N" },
     { "foreground", 'f', 0, G_OPTION_ARG_NONE, &o->foreground, "Stay in the foreground", NULL },
     { "debug", 'd', 0, G_OPTION_ARG_NONE, &o->debug, "Foreground, with FUSE and debug messages", NULL },
     { "options", 'o', 0, G_OPTION_ARG_STRING_ARRAY, &mount_opts, "Mount options, ours (key=value) and libfuse's", "OPT,..." },
@@ -122,10 +123,12 @@ parse_args(Options *o, int argc, char **argv)
   SET("write-mode", mode);
   SET("admin-group", admin_group);
 #undef SET
-  if (ack != -1)
+  if (ack != G_MININT)
     g_hash_table_replace(o->settings, g_strdup("ack-timeout-ms"), g_strdup_printf("%d", ack));
-  if (stale != -1)
+  if (stale != G_MININT)
     g_hash_table_replace(o->settings, g_strdup("stale-after-ms"), g_strdup_printf("%d", stale));
+  if (discover != G_MININT)
+    g_hash_table_replace(o->settings, g_strdup("discover-max"), g_strdup_printf("%d", discover));
   /* mount.fuse passes "SOURCE MOUNTPOINT"; the source means nothing to us. */
   guint nrest = rest ? g_strv_length(rest) : 0;
   if (nrest == 0 || nrest > 2)
