@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -147,6 +148,22 @@ default_db(void)
   return g_build_filename(g_get_user_state_dir(), "ctlfs", "ctlfs.db", NULL);
 }
 
+/* A daemon killed without unmounting leaves its mount behind: every access
+ * then fails with ENOTCONN. Say so, and how to clear it, rather than call it
+ * "not a directory". */
+static void
+check_mountpoint(const char *path)
+{
+  /* statfs, not stat: the kernel may answer stat from its attribute cache,
+   * while statfs always asks the daemon. */
+  struct statfs sfs;
+  if (statfs(path, &sfs) != 0 && errno == ENOTCONN)
+    die_usage("mountpoint %s is a stale FUSE mount (its daemon is gone): "
+              "run 'fusermount3 -u %s' first", path, path);
+  if (!g_file_test(path, G_FILE_TEST_IS_DIR))
+    die_usage("mountpoint %s is not a directory", path);
+}
+
 /* The config file first, then the command line over it; an unreadable file,
  * an unknown key or a bad value is a usage error naming it. */
 static void
@@ -169,8 +186,7 @@ build_config(Options *o, CtlConfig *cfg)
     g_mkdir_with_parents(dir, 0700);
     g_free(dir);
   }
-  if (!g_file_test(o->mountpoint, G_FILE_TEST_IS_DIR))
-    die_usage("mountpoint %s is not a directory", o->mountpoint);
+  check_mountpoint(o->mountpoint);
 }
 
 /* ---- daemon mode ----

@@ -387,3 +387,27 @@ def test_a_waiting_write_does_not_block_other_requests(broker, ctlfs):
     finally:
         t.join(30 * SLOW)
     assert outcome.get("errno") == errno.ETIMEDOUT, outcome
+
+
+def test_start_on_a_stale_mount_says_how_to_clear_it(broker, ctlfs, tmp_path):
+    d = ctlfs(f"--brokers={broker.bootstrap}")
+    declare(d)
+    d.proc.kill()                      # kill -9: the mount stays, its daemon gone
+    d.proc.wait(timeout=10)
+    d.checked = True
+    try:
+        with pytest.raises(OSError) as e:
+            os.listdir(d.mnt)
+        assert e.value.errno == errno.ENOTCONN
+        # (not start_expecting_failure: the stale mount is in mountinfo already)
+        p = subprocess.run([str(CTLFS_BIN), "-f", f"--brokers={broker.bootstrap}", f"--db={d.db}",
+                            str(d.mnt)], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=30 * SLOW)
+        assert p.returncode == 2, p.stderr
+        lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "stale" in lines[0] and f"fusermount3 -u {d.mnt}" in lines[0], \
+            p.stderr
+    finally:
+        _fusermount(["-u"], d.mnt)
+    d2 = ctlfs(f"--brokers={broker.bootstrap}", db=d.db, mnt=d.mnt)
+    assert read(d2.path("runtimes", "rt1", "svc", "state")) == "running\n"
