@@ -88,23 +88,18 @@ def mount_with_policy(ctlfs, broker, top, tmp_path, policy, *extra):
     return d
 
 
+def rows(db, table):
+    """Rows of TABLE (read-only, beside the running daemon), oldest first."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        con.row_factory = sqlite3.Row
+        return [dict(r) for r in con.execute(f"SELECT * FROM {table} ORDER BY seq")]
+    finally:
+        con.close()
+
+
 def refusals(db):
-    """Rows of the refusals table (read-only, beside the running daemon)."""
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        con.row_factory = sqlite3.Row
-        return [dict(r) for r in con.execute("SELECT * FROM refusals ORDER BY seq")]
-    finally:
-        con.close()
-
-
-def commands_table(db):
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        con.row_factory = sqlite3.Row
-        return [dict(r) for r in con.execute("SELECT * FROM commands ORDER BY seq")]
-    finally:
-        con.close()
+    return rows(db, "refusals")
 
 
 def refused_lines(log_text, action):
@@ -160,7 +155,7 @@ def test_command_policy_global_and_per_runtime(broker, ctlfs, people, top, tmp_p
     assert 'ctlfs_refused_total{action="command"} 2' in read(d.path("metrics"))
 
     # every command that did go out carries its issuer in the commands table too
-    cmds = commands_table(d.db)
+    cmds = rows(d.db, "commands")
     assert [(c["user"], c["uid"], c["comm"]) for c in cmds] == \
         [(ALICE, people[ALICE], "bash"), (CAROL, people[CAROL], "bash")]
     assert all(c["pid"] > 0 and c["host"] for c in cmds)
