@@ -145,13 +145,13 @@ def test_command_policy_global_and_per_runtime(broker, ctlfs, people, top, tmp_p
     assert [(m["resource"], m["verb"], m["issued_by"]["user"]) for m in sent] == \
         [("svc", "pause", ALICE), ("svc", "pause", CAROL)]
 
-    rows = wait_until(lambda: len(refusals(d.db)) == 2 and refusals(d.db),
+    got = wait_until(lambda: len(refusals(d.db)) == 2 and refusals(d.db),
                       what="two refusals in the database")
     assert [(r["action"], r["path"], r["input"], r["errno"], r["user"], r["uid"])
-            for r in rows] == [
+            for r in got] == [
         ("command", "runtimes/rt1/svc", "resume", "EACCES", BOB, people[BOB]),
         ("command", "runtimes/rt2/svc", "resume", "EACCES", ALICE, people[ALICE])]
-    assert all(r["pid"] > 0 and r["comm"] == "bash" and r["host"] and r["ts"] > 0 for r in rows)
+    assert all(r["pid"] > 0 and r["comm"] == "bash" and r["host"] and r["ts"] > 0 for r in got)
     assert 'ctlfs_refused_total{action="command"} 2' in read(d.path("metrics"))
 
     # every command that did go out carries its issuer in the commands table too
@@ -182,9 +182,9 @@ def test_declare_policy_for_mkdir_and_rmdir(broker, ctlfs, people, top, tmp_path
     assert kv(mk)["by"] == f"uid:{people[BOB]}({BOB})", mk
     [rm] = refused_lines(read(rts / "rt1" / "log"), "declare")
     assert 'request="rmdir svc"' in rm, rm
-    rows = wait_until(lambda: len(refusals(d.db)) == 2 and refusals(d.db),
+    got = wait_until(lambda: len(refusals(d.db)) == 2 and refusals(d.db),
                       what="two refusals in the database")
-    assert [(r["action"], r["input"], r["user"]) for r in rows] == \
+    assert [(r["action"], r["input"], r["user"]) for r in got] == \
         [("declare", "mkdir rt9", BOB), ("declare", "rmdir svc", BOB)]
 
 
@@ -202,12 +202,12 @@ def test_read_policy_limits_listing_and_reading(broker, ctlfs, people, top, tmp_
     # rt2 is readable by anyone
     rc, _, out, err = as_user(BOB, "cat runtimes/rt2/svc/observed", mnt)
     assert rc == 0 and out == "unknown\n", (out, err)
-    rows = wait_until(lambda: len(refusals(d.db)) == 4 and refusals(d.db),
+    got = wait_until(lambda: len(refusals(d.db)) == 4 and refusals(d.db),
                       what="four refusals in the database")
-    assert [(r["action"], r["path"], r["input"]) for r in rows] == [
+    assert [(r["action"], r["path"], r["input"]) for r in got] == [
         ("read", "runtimes/rt1/svc", "open status"), ("read", "runtimes", "list"),
         ("read", "", "open log"), ("read", "runtimes/rt1/svc", "open state")]
-    assert all(r["user"] == BOB for r in rows)
+    assert all(r["user"] == BOB for r in got)
     assert 'ctlfs_refused_total{action="read"} 4' in read(d.path("metrics"))
 
 
