@@ -172,8 +172,9 @@ on_ack_timeout(gpointer data)
   g_free(why);
   if (inf->waiting)       /* never handed to the producer: it simply goes */
     g_hash_table_remove(e->inflight, inf->id);
-  else
+  else if (inf->handed)
     ctl_bus_purge_queued(e->bus);
+  /* else its row is not committed yet: command_committed() drops it */
   return G_SOURCE_REMOVE;
 }
 
@@ -209,6 +210,22 @@ delivered_ok(CtlEngine *e, CtlInflight *inf, gint64 offset)
 
 static void pump(CtlEngine *e);
 
+static void
+possibly_sent(CtlEngine *e, CtlInflight *inf, const char *reason)
+{
+  CtlObject *obj = inf->obj;
+  GError *error = NULL;
+  if (g_strcmp0(obj->last_cmd_id, inf->id) == 0)
+    ctl_set_str(&obj->last_error, "command may have reached the broker after its write timed out");
+  char *extra = g_strdup_printf("possibly_persisted=yes warning=\"may have reached the broker"
+                                " after the write had failed with ETIMEDOUT\"");
+  if (!record(e, obj, inf->id, inf->verb, inf->by, "failed", -1, reason, extra, &error)) {
+    g_warning("%s: cannot record command %s: %s", obj->name, inf->id, error->message);
+    g_error_free(error);
+  }
+  g_free(extra);
+}
+
 void
 ctl_engine_command_delivered(gpointer opaque, gboolean ok, gint64 offset, const char *reason,
                              gboolean timed_out, gboolean possibly_persisted, gpointer user_data)
@@ -226,7 +243,12 @@ ctl_engine_command_delivered(gpointer opaque, gboolean ok, gint64 offset, const 
   } else if (queued) {
     /* Daemon stopping: the command stays queued in the store and goes out
      * on the next start. */
-  } else if (!inf->timed_out) {
+  } else if (inf->timed_out) {
+    /* The writer saw ETIMEDOUT, but the request was on the wire: the broker
+     * may have it, and a runtime may apply it. Say so plainly. */
+    if (possibly_persisted)
+      possibly_sent(e, inf, reason);
+  } else {
     char *why = g_strdup_printf("%s%s", timed_out ? "broker did not acknowledge: " : "",
                                 e->stopping ? "daemon stopping" : reason);
     fail_command(e, inf, why, possibly_persisted ? "possibly_persisted=yes" : NULL,
@@ -265,6 +287,7 @@ pump(CtlEngine *e)
     GError *error = NULL;
     if (ctl_bus_produce(e->bus, inf->topic, inf->key, inf->value, inf, &error)) {
       e->producing++;
+      inf->handed = TRUE;
       continue;
     }
     if (e->cfg.write_mode == CTL_WRITE_DURABLE)
@@ -276,6 +299,14 @@ pump(CtlEngine *e)
   }
 }
 
+static void
+enqueue(CtlEngine *e, CtlInflight *inf)
+{
+  g_queue_push_tail(&e->waiting, inf);
+  inf->waiting = e->waiting.tail;
+  pump(e);
+}
+
 /* A stored command joins the queue before the producer. */
 static void
 publish(CtlEngine *e, CtlInflight *inf, const char *topic, const char *key, const char *value)
@@ -283,9 +314,28 @@ publish(CtlEngine *e, CtlInflight *inf, const char *topic, const char *key, cons
   inf->topic = g_strdup(topic);
   inf->key = g_strdup(key);
   inf->value = g_strdup(value);
-  g_queue_push_tail(&e->waiting, inf);
-  inf->waiting = e->waiting.tail;
-  pump(e);
+  enqueue(e, inf);
+}
+
+/* A new command reaches the producer only once the batch holding its row has
+ * committed. If that commit fails (disk full), the writer hears EIO -- in
+ * queued mode through its reply, queued after this callback -- and the
+ * command must never be delivered: it goes here, unsent. */
+static void
+command_committed(gpointer data, gboolean ok, const char *reason)
+{
+  CtlInflight *inf = data;
+  CtlEngine *e = inf->engine;
+  if (ok && !inf->timed_out) {
+    enqueue(e, inf);
+    return;
+  }
+  if (!ok) {
+    g_warning("%s: command %s not stored, never sent: %s", inf->obj->name, inf->id, reason);
+    ctl_engine_count_command(e, inf->verb, "failed");
+    answer(inf, EIO);
+  }
+  g_hash_table_remove(e->inflight, inf->id);   /* frees inf */
 }
 
 static char *
@@ -397,8 +447,10 @@ ctl_engine_command(CtlEngine *e, CtlObject *obj, const char *input, gsize len, g
     inf->user_data = user_data;
     inf->timer = g_timeout_add(e->cfg.ack_timeout_ms, on_ack_timeout, inf);
   }
-  publish(e, inf, obj->parent->command_topic, obj->name, value);
-  g_free(value);
+  inf->topic = g_strdup(obj->parent->command_topic);
+  inf->key = g_strdup(obj->name);
+  inf->value = value;
+  ctl_store_after_commit(e->store, command_committed, inf);
   if (e->cfg.write_mode == CTL_WRITE_QUEUED)
     ctl_engine_reply(e, 0, done, user_data);   /* once stored, the outbox takes it */
 }

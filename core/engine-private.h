@@ -18,6 +18,7 @@ typedef struct {
   gboolean       timed_out;  /* the writer was told ETIMEDOUT */
   char          *topic, *key, *value;  /* the message, until it is produced */
   GList         *waiting;    /* its link in the engine's queue before the producer */
+  gboolean       handed;     /* given to the producer (not waiting for its commit) */
 } CtlInflight;
 
 /* Commands handed to librdkafka at once, at most. Past librdkafka's in-flight

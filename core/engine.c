@@ -40,6 +40,21 @@ watch_runtime(CtlEngine *e, CtlObject *rt)
   ctl_bus_prepare_topic(e->bus, rt->command_topic);
 }
 
+/* A runtime that goes from the model (rmdir, or a creation whose commit was
+ * lost) stops being watched. */
+static void
+on_runtime_removed(CtlObject *obj, CtlChange what, gpointer data)
+{
+  CtlEngine *e = data;
+  if (!(what & CTL_CHANGE_REMOVED) || obj->kind != CTL_KIND_RUNTIME)
+    return;
+  if (g_hash_table_lookup(e->by_topic, obj->feedback_topic) == obj) {
+    g_hash_table_remove(e->by_topic, obj->feedback_topic);
+    if (e->bus)
+      ctl_bus_unwatch(e->bus, obj->feedback_topic);
+  }
+}
+
 CtlEngine *
 ctl_engine_new(const CtlConfig *cfg, CtlStore *st, GError **error)
 {
@@ -66,6 +81,7 @@ ctl_engine_new(const CtlConfig *cfg, CtlStore *st, GError **error)
   g_hash_table_iter_init(&it, ctl_model_runtimes(e->model)->children);
   while (g_hash_table_iter_next(&it, NULL, &rt))
     watch_runtime(e, rt);
+  ctl_model_add_listener(e->model, on_runtime_removed, e);
   ctl_engine_stale_init(e);
   ctl_engine_outbox_restart(e);
   return e;

@@ -377,10 +377,144 @@ forget_log_sizes(CtlModel *m)
     ((CtlObject *) value)->log_size = -1;
 }
 
+/* ---- a lost group commit ----
+ * When a batch fails to commit (disk full, I/O error), everything written in
+ * it is gone from the store while the objects in memory still show it. The
+ * store is the truth: each object takes back its stored fields (and says in
+ * last_error why its change was lost), objects created in the batch go, and
+ * the writers of the batch were answered EIO by their after-commit
+ * callbacks, which ran before this. An object removed in the batch stays out
+ * of the tree until the next start, where it is back. */
+
+typedef struct {
+  CtlModel   *m;
+  GHashTable *stored;      /* CtlObject* seen in the objects table */
+  GHashTable *with_cmd;    /* CtlObject* with a stored command */
+  GPtrArray  *changed;     /* CtlObject* that moved back */
+  GArray     *what;        /* CtlChange for each of .changed */
+} Resync;
+
+static void
+resync_mark(Resync *r, CtlObject *o, CtlChange what)
+{
+  for (guint i = 0; i < r->changed->len; i++)
+    if (r->changed->pdata[i] == o) {
+      g_array_index(r->what, CtlChange, i) |= what;
+      return;
+    }
+  g_ptr_array_add(r->changed, o);
+  g_array_append_val(r->what, what);
+}
+
+static void
+resync_object(const CtlObjectRow *row, gpointer data)
+{
+  Resync *r = data;
+  CtlObject *o = ctl_model_by_key(r->m, row->id + CTL_KEY_FIRST_STORED - 1);
+  if (!o)
+    return;
+  g_hash_table_add(r->stored, o);
+  CtlChange what = 0;
+  if (ctl_set_str(&o->desired, row->desired))
+    what |= CTL_CHANGE_DESIRED;
+  if (ctl_set_str(&o->observed, row->observed) | (o->observed_at != row->observed_at)
+      | (o->feedback_at != row->feedback_at))
+    what |= CTL_CHANGE_OBSERVED;
+  o->observed_at = row->observed_at;
+  o->feedback_at = row->feedback_at;
+  if (ctl_set_str(&o->pending, row->pending) | ctl_set_str(&o->last_error, row->last_error))
+    what |= CTL_CHANGE_STATE;
+  if (what)
+    resync_mark(r, o, what);
+}
+
+static void
+resync_command(const CtlCommandRow *row, gpointer data)
+{
+  Resync *r = data;
+  CtlObject *o = ctl_model_by_key(r->m, row->object_id + CTL_KEY_FIRST_STORED - 1);
+  if (!o)
+    return;
+  g_hash_table_add(r->with_cmd, o);
+  if (ctl_set_str(&o->last_cmd_id, row->id) | ctl_set_str(&o->last_cmd_verb, row->verb)
+      | ctl_set_str(&o->last_cmd_result, row->result))
+    resync_mark(r, o, CTL_CHANGE_STATE);
+}
+
+static gint
+by_id_desc(gconstpointer a, gconstpointer b)
+{
+  gint64 x = (*(CtlObject *const *) a)->id, y = (*(CtlObject *const *) b)->id;
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
 static void
 on_lost_commit(gpointer data, gboolean ok, const char *reason)
 {
-  forget_log_sizes(data);
+  CtlModel *m = data;
+  forget_log_sizes(m);
+  Resync r = {
+    .m = m,
+    .stored = g_hash_table_new(NULL, NULL),
+    .with_cmd = g_hash_table_new(NULL, NULL),
+    .changed = g_ptr_array_new(),
+    .what = g_array_new(FALSE, FALSE, sizeof(CtlChange)),
+  };
+  GError *error = NULL;
+  if (!ctl_store_objects_foreach(m->store, resync_object, &r, &error)
+      || !ctl_store_last_commands(m->store, resync_command, &r, &error)) {
+    g_warning("store: cannot re-read after a lost commit: %s", error->message);
+    g_error_free(error);
+    goto out;
+  }
+  GPtrArray *phantoms = g_ptr_array_new();
+  GHashTableIter it;
+  gpointer value;
+  g_hash_table_iter_init(&it, m->by_key);
+  while (g_hash_table_iter_next(&it, NULL, &value)) {
+    CtlObject *o = value;
+    if (o->id == 0)
+      continue;
+    if (!g_hash_table_contains(r.stored, o))
+      g_ptr_array_add(phantoms, o);
+    else if (o->last_cmd_id && !g_hash_table_contains(r.with_cmd, o)) {
+      g_clear_pointer(&o->last_cmd_id, g_free);
+      g_clear_pointer(&o->last_cmd_verb, g_free);
+      g_clear_pointer(&o->last_cmd_result, g_free);
+      resync_mark(&r, o, CTL_CHANGE_STATE);
+    }
+    if (o->kind == CTL_KIND_RUNTIME)
+      o->feedback_next = ctl_store_offset_get(m->store, o->feedback_topic, 0);
+  }
+  char *why = g_strdup_printf("change not stored: %s", reason ? reason : "commit failed");
+  for (guint i = 0; i < r.changed->len; i++) {
+    CtlObject *o = r.changed->pdata[i];
+    if (g_hash_table_contains(r.stored, o)) {
+      ctl_set_str(&o->last_error, why);
+      ctl_model_changed(m, o, g_array_index(r.what, CtlChange, i) | CTL_CHANGE_STATE);
+    }
+  }
+  g_free(why);
+  /* Children before parents: their ids are larger. */
+  g_ptr_array_sort(phantoms, by_id_desc);
+  for (guint i = 0; i < phantoms->len; i++) {
+    CtlObject *o = phantoms->pdata[i];
+    if (o->inflight > 0 || (o->children && g_hash_table_size(o->children) > 0)) {
+      g_warning("store: %s was never stored but is still in use", o->name);
+      continue;
+    }
+    CtlObject *parent = o->parent;
+    ctl_model_changed(m, o, CTL_CHANGE_REMOVED);
+    object_unlink(m, o);
+    object_free(o);
+    ctl_model_changed(m, parent, CTL_CHANGE_CHILDREN);
+  }
+  g_ptr_array_free(phantoms, TRUE);
+out:
+  g_hash_table_unref(r.stored);
+  g_hash_table_unref(r.with_cmd);
+  g_ptr_array_free(r.changed, TRUE);
+  g_array_unref(r.what);
 }
 
 void

@@ -464,8 +464,6 @@ ctl_store_flush(CtlStore *st, GError **error)
   gboolean ok = run(st, prep(st, Q_COMMIT), &local);
   if (!ok) {
     run(st, prep(st, Q_ROLLBACK), NULL);
-    if (st->on_lost)
-      st->on_lost(st->on_lost_data, FALSE, local->message);
   }
   /* Callbacks may write again (a new batch): take the list first. */
   GArray *after = st->after;
@@ -475,6 +473,10 @@ ctl_store_flush(CtlStore *st, GError **error)
     a->fn(a->data, ok, ok ? NULL : local->message);
   }
   g_array_unref(after);
+  /* After the callbacks: they answered the batch's writers EIO and dropped
+   * what depended on it; the model then goes back to what the store has. */
+  if (!ok && st->on_lost)
+    st->on_lost(st->on_lost_data, FALSE, local->message);
   if (local)
     g_propagate_error(error, local);
   return ok;

@@ -45,7 +45,8 @@ typedef void (*CtlStoreCommitted)(gpointer data, gboolean ok, const char *reason
 gboolean ctl_store_flush(CtlStore *st, GError **error);
 /* Calls FN once what was written so far is committed (at once if it is). */
 void     ctl_store_after_commit(CtlStore *st, CtlStoreCommitted fn, gpointer data);
-/* FN is told of every batch that failed to commit (its changes are lost). */
+/* FN is told of every batch that failed to commit (its changes are lost),
+ * after the batch's after-commit callbacks have run. */
 void     ctl_store_on_lost_commit(CtlStore *st, CtlStoreCommitted fn, gpointer data);
 
 /* ---- objects ---- */

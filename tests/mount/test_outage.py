@@ -389,5 +389,10 @@ def test_kill9_with_feedback_in_flight_neither_loses_nor_reapplies_feedback(
         lost = [c for c in changes if by_cmd.get(c, 0) == 0]
         again = [c for c in changes if by_cmd.get(c, 0) > 1]
         assert not again, f"{r}: feedback of {len(again)} commands applied twice: {again[:3]}"
+        if lost:        # say what the log holds around the first one, to explain a failure
+            agent_rows = [x for x in log.applied if x[0] == lost[0]]
+            near = [ln for ln in read(base / r / "log").splitlines() if lost[0] in ln]
         assert not lost, (f"{r}: feedback of {len(lost)} of {len(changes)} commands lost "
-                          f"across the restart: {lost[:3]}")
+                          f"across the restart: {lost[:3]}; the agent: {agent_rows}; "
+                          f"the log: {near}; observed lines around: "
+                          f"{[ln for ln in lines][-5:] if not near else ''}")

@@ -154,8 +154,10 @@ def test_second_daemon_on_the_same_database_is_refused(tmp_path, broker, ctlfs):
     declare(d)
     line = _refused(tmp_path, d.db)
     assert "use" in line or "lock" in line, line
-    # the first one is unharmed
+    # the first one is unharmed, and still the one writer
     assert os.listdir(d.path("runtimes")) == ["rt1"]
+    write_state(d.path("runtimes", "rt1", "svc", "state"), "pause\n")
+    assert read(d.path("runtimes", "rt1", "svc", "state")) == "paused\n"
 
 
 def test_corrupt_database_is_refused(tmp_path):
