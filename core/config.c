@@ -148,6 +148,23 @@ ctl_config_set(CtlConfig *cfg, const char *key, const char *value, GError **erro
   return TRUE;
 }
 
+/* TEXT with each control character written \xHH. A config error echoes bytes
+ * of the file (a group, a key, a principal, GKeyFile's quote of a bad line);
+ * a newline or carriage return among them would break the one-line error. */
+static char *
+one_line(const char *text)
+{
+  GString *out = g_string_new(NULL);
+  for (const char *p = text; *p; p++) {
+    guchar c = (guchar) *p;
+    if (c < 0x20 || c == 0x7f)
+      g_string_append_printf(out, "\\x%02x", c);
+    else
+      g_string_append_c(out, (char) c);
+  }
+  return g_string_free(out, FALSE);
+}
+
 static gboolean G_GNUC_PRINTF(3, 4)
 file_error(GError **error, const char *origin, const char *fmt, ...)
 {
@@ -155,7 +172,9 @@ file_error(GError **error, const char *origin, const char *fmt, ...)
   va_start(ap, fmt);
   char *what = g_strdup_vprintf(fmt, ap);
   va_end(ap);
-  g_set_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE, "config %s: %s", origin, what);
+  char *shown = one_line(what);
+  g_set_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE, "config %s: %s", origin, shown);
+  g_free(shown);
   g_free(what);
   return FALSE;
 }
@@ -168,10 +187,12 @@ parse_settings(CtlConfig *cfg, GKeyFile *kf, const char *origin, GError **error)
   gboolean ok = TRUE;
   for (gsize i = 0; ok && i < n; i++) {
     GError *local = NULL;
+    /* On a bad escape GKeyFile returns the value so far AND an error: the
+     * error decides, never the truncated value. */
     char *value = g_key_file_get_string(kf, "ctlfs", names[i], &local);
     if (!ctl_config_key(names[i]))
       ok = file_error(error, origin, "unknown key '%s' in [ctlfs]", names[i]);
-    else if (!value)
+    else if (local)
       ok = file_error(error, origin, "[ctlfs] %s: %s", names[i], local->message);
     else if (!ctl_config_set(cfg, names[i], value, &local))
       ok = file_error(error, origin, "[ctlfs] %s", local->message);
@@ -201,7 +222,7 @@ parse_access(CtlConfig *cfg, GKeyFile *kf, const char *group, const char *runtim
     }
     GError *local = NULL;
     char *value = g_key_file_get_string(kf, group, names[i], &local);
-    if (value) {
+    if (!local) {   /* see parse_settings(): an error may come with a value */
       char **list = g_strsplit_set(value, ";,", -1);
       ok = ctl_policy_set(cfg->policy, runtime, a, (const char *const *) list,
                           g_strv_length(list), &local);

@@ -66,6 +66,11 @@ ctl_time_parse(const char *text, gint64 *ms_out)
     return FALSE;   /* e.g. month 13 or 25:00 */
   gint64 ms = g_date_time_to_unix(dt) * 1000 + g_date_time_get_microsecond(dt) / 1000;
   g_date_time_unref(dt);
+  /* An offset can carry a time written within years 1..9999 outside them in
+   * UTC (9999-12-31T23:00:00-02:00), where ctl_time_format() cannot write it
+   * and would show the epoch instead: refuse it here. */
+  if (ms < CTL_TIME_MIN_MS || ms > CTL_TIME_MAX_MS)
+    return FALSE;
   if (ms_out != NULL)
     *ms_out = ms;
   return TRUE;

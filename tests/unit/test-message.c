@@ -626,6 +626,22 @@ test_time_round_trip(void)
   }
 }
 
+/* Found by tests/fuzz/fuzz-feedback: an offset could carry a time outside the
+ * years that ctl_time_format() can write, which then read back as the epoch. */
+static void
+test_time_parse_range(void)
+{
+  gint64 ms = 7;
+  g_assert_false(ctl_time_parse("9999-12-31T23:59:59.999-00:01", &ms));
+  g_assert_false(ctl_time_parse("0001-01-01T00:00:00+00:01", &ms));
+  g_assert_false(ctl_time_parse("0000-12-31T23:59:59Z", &ms));
+  g_assert_cmpint(ms, ==, 7);
+  g_assert_true(ctl_time_parse("9999-12-31T23:59:59.999+00:01", &ms));
+  g_assert_cmpint(ms, ==, CTL_TIME_MAX_MS - 60000);
+  g_assert_true(ctl_time_parse("0001-01-01T00:00:00Z", &ms));
+  g_assert_cmpint(ms, ==, CTL_TIME_MIN_MS);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -653,5 +669,6 @@ main(int argc, char **argv)
   g_test_add_func("/time/format", test_time_format);
   g_test_add_func("/time/parse", test_time_parse);
   g_test_add_func("/time/round-trip", test_time_round_trip);
+  g_test_add_func("/time/parse-range", test_time_parse_range);
   return g_test_run();
 }

@@ -171,6 +171,10 @@ test_config_errors_name_what_is_wrong(void)
     { "[elsewhere]\na=b\n", "elsewhere" },
     { "not a key file\n", "test.conf" },
     { "[ctlfs]\nbrokers=\xff\n", "brokers" },
+    /* a bad escape: GKeyFile returns "*" with an error; the error decides
+     * (found by tests/fuzz/fuzz-config) */
+    { "[access]\ncommand=*\\\n", "command" },
+    { "[ctlfs]\ndb=/tmp/\\q\n", "db" },
   };
   for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
     CtlConfig cfg;
@@ -182,6 +186,7 @@ test_config_errors_name_what_is_wrong(void)
     if (!strstr(error->message, cases[i].named))
       g_error("case %zu: '%s' does not name '%s'", i, error->message, cases[i].named);
     g_assert_nonnull(strstr(error->message, "test.conf"));
+    g_assert_null(strchr(error->message, '\n'));
     g_error_free(error);
     ctl_config_clear(&cfg);
   }

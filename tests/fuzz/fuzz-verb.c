@@ -1,0 +1,49 @@
+/* libFuzzer target: ctl_verb_parse() (core/command.h), the parser of the value
+ * a user writes to a `state` file. Input: any bytes, NULs included, not
+ * NUL-terminated (the daemon passes at most 64; the parser must not care). */
+#include "command.h"
+#include "fuzz.h"
+
+static const char *const known_verbs[] = { "pause", "resume", "start", "stop" };
+
+static gboolean
+is_known_verb(const char *verb)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS(known_verbs); i++)
+    if (strcmp(verb, known_verbs[i]) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+/* An accepted input is exactly the verb, optionally followed by one "\n". */
+static void
+check_accepted(const uint8_t *data, size_t size, const char *verb)
+{
+  size_t n = strlen(verb);
+  CHECK(is_known_verb(verb));
+  CHECK(ctl_verb_target(verb) != NULL);
+  CHECK(size == n || (size == n + 1 && data[n] == '\n'));
+  CHECK(memcmp(data, verb, n) == 0);
+
+  /* The canonical forms parse back to the same verb. */
+  char *reason = NULL;
+  CHECK(ctl_verb_parse(verb, n, &reason) == verb && reason == NULL);
+  char *line = g_strconcat(verb, "\n", NULL);
+  CHECK(ctl_verb_parse(line, n + 1, &reason) == verb && reason == NULL);
+  g_free(line);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+  char *reason = NULL;
+  const char *verb = ctl_verb_parse((const char *) data, size, &reason);
+  if (verb == NULL) {
+    CHECK_REASON(reason);
+    g_free(reason);
+    return 0;
+  }
+  CHECK(reason == NULL);
+  check_accepted(data, size, verb);
+  return 0;
+}
