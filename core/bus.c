@@ -18,6 +18,8 @@ struct CtlBus {
   int               ppipe[2], cpipe[2];
   guint             psrc, csrc;
   GHashTable       *watched;      /* topic -> gint64* next offset */
+  GHashTable       *assigned;     /* topics the consumer has now (a set) */
+  guint             reassign_src; /* a reassignment waiting for the loop to be idle */
   GHashTable       *topics;       /* producer topic handles, made ahead of use */
   gboolean          link_up;
   CtlBusCallbacks   cb;
@@ -197,7 +199,11 @@ base_conf(CtlBus *bus, const char *brokers, GError **error)
       && conf_set(conf, "client.id", "ctlfs", error)
       && conf_set(conf, "socket.nagle.disable", "true", error)
       && conf_set(conf, "reconnect.backoff.ms", "20", error)
-      && conf_set(conf, "reconnect.backoff.max.ms", "500", error))
+      && conf_set(conf, "reconnect.backoff.max.ms", "500", error)
+      /* librdkafka's own tracing, for a bug report: CTLFS_KAFKA_DEBUG=all or
+       * a list such as "consumer,fetch,topic" (see librdkafka's "debug"). */
+      && (!g_getenv("CTLFS_KAFKA_DEBUG")
+          || conf_set(conf, "debug", g_getenv("CTLFS_KAFKA_DEBUG"), error)))
     return conf;
   rd_kafka_conf_destroy(conf);
   return NULL;
@@ -247,7 +253,10 @@ consumer_new(CtlBus *bus, const char *brokers, GError **error)
        * broker waits the whole time, which a round trip then pays twice. */
       || !conf_set(conf, "fetch.wait.max.ms", "5", error)
       || !conf_set(conf, "fetch.error.backoff.ms", "50", error)
-      || !conf_set(conf, "topic.metadata.refresh.interval.ms", "2000", error)) {
+      || !conf_set(conf, "topic.metadata.refresh.interval.ms", "2000", error)
+      /* A topic another host is creating right now (its first command) is
+       * looked up again soon, not after librdkafka's 250 ms-and-more. */
+      || !conf_set(conf, "topic.metadata.refresh.fast.interval.ms", "20", error)) {
     rd_kafka_conf_destroy(conf);
     return FALSE;
   }
@@ -270,6 +279,7 @@ ctl_bus_new(const char *brokers, int message_timeout_ms, const CtlBusCallbacks *
   bus->user_data = user_data;
   bus->ppipe[0] = bus->ppipe[1] = bus->cpipe[0] = bus->cpipe[1] = -1;
   bus->watched = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  bus->assigned = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
   bus->topics = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                       (GDestroyNotify) rd_kafka_topic_destroy);
   if (!make_pipe(bus->ppipe, error) || !make_pipe(bus->cpipe, error)
@@ -297,6 +307,8 @@ ctl_bus_free(CtlBus *bus, int flush_ms)
     g_source_remove(bus->psrc);
   if (bus->csrc)
     g_source_remove(bus->csrc);
+  if (bus->reassign_src)
+    g_source_remove(bus->reassign_src);
   if (bus->consumer) {
     rd_kafka_queue_io_event_enable(bus->cq, -1, NULL, 0);
     rd_kafka_queue_destroy(bus->cq);
@@ -320,6 +332,7 @@ ctl_bus_free(CtlBus *bus, int flush_ms)
       close(bus->cpipe[i]);
   }
   g_hash_table_unref(bus->watched);
+  g_hash_table_unref(bus->assigned);
   g_hash_table_unref(bus->topics);
   g_free(bus);
 }
@@ -365,41 +378,101 @@ ctl_bus_purge_queued(CtlBus *bus)
   /* The purged messages' reports are queued now: serve them on the next wakeup. */
 }
 
-/* librdkafka replaces the whole assignment at once, so every watched topic is
- * assigned again at its current position. */
+/* The consumer's assignment follows `watched` by increments, once per
+ * main-loop iteration: only partitions that come or go are touched, and
+ * several changes in a row (a runtime's two topics, every runtime at start,
+ * rmdir then mkdir) cost one step. A whole-list rd_kafka_assign() stops and
+ * restarts every partition; done twice in quick succession, librdkafka 2.0
+ * can then abort on a partition stopped twice (the "rktp_started" assertion,
+ * librdkafka issue 5573). */
 static void
-reassign(CtlBus *bus)
+apply_increment(CtlBus *bus, rd_kafka_topic_partition_list_t *list, gboolean add)
 {
-  rd_kafka_topic_partition_list_t *list =
-    rd_kafka_topic_partition_list_new(g_hash_table_size(bus->watched));
+  if (list->cnt == 0)
+    return;
+  rd_kafka_error_t *err = add ? rd_kafka_incremental_assign(bus->consumer, list)
+                              : rd_kafka_incremental_unassign(bus->consumer, list);
+  if (err) {
+    g_warning("kafka %s: %s", add ? "assign" : "unassign", rd_kafka_error_string(err));
+    rd_kafka_error_destroy(err);
+  }
+}
+
+static gboolean
+reassign(gpointer data)
+{
+  CtlBus *bus = data;
+  bus->reassign_src = 0;
+  rd_kafka_topic_partition_list_t *gone = rd_kafka_topic_partition_list_new(4);
+  rd_kafka_topic_partition_list_t *fresh = rd_kafka_topic_partition_list_new(4);
   GHashTableIter it;
   gpointer key, value;
+  g_hash_table_iter_init(&it, bus->assigned);
+  while (g_hash_table_iter_next(&it, &key, NULL)) {
+    if (!g_hash_table_contains(bus->watched, key)) {
+      rd_kafka_topic_partition_list_add(gone, key, 0);
+      g_hash_table_iter_remove(&it);
+    }
+  }
   g_hash_table_iter_init(&it, bus->watched);
   while (g_hash_table_iter_next(&it, &key, &value)) {
+    if (g_hash_table_contains(bus->assigned, key))
+      continue;
     gint64 next = *(gint64 *) value;
-    rd_kafka_topic_partition_list_add(list, key, 0)->offset =
-      next >= 0 ? next : RD_KAFKA_OFFSET_BEGINNING;
+    /* Offset 0, not "beginning": a logical offset is first resolved with the
+     * partition's leader, and when that is not known yet librdkafka retries
+     * only after half a second. Where retention removed offset 0,
+     * auto.offset.reset=earliest takes over. */
+    rd_kafka_topic_partition_list_add(fresh, key, 0)->offset = next >= 0 ? next : 0;
+    g_hash_table_add(bus->assigned, g_strdup(key));
   }
-  rd_kafka_resp_err_t err = rd_kafka_assign(bus->consumer, list);
-  if (err)
-    g_warning("kafka assign: %s", rd_kafka_err2str(err));
-  rd_kafka_topic_partition_list_destroy(list);
+  apply_increment(bus, gone, FALSE);
+  apply_increment(bus, fresh, TRUE);
+  rd_kafka_topic_partition_list_destroy(gone);
+  rd_kafka_topic_partition_list_destroy(fresh);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+reassign_soon(CtlBus *bus)
+{
+  if (!bus->reassign_src)
+    bus->reassign_src = g_idle_add(reassign, bus);
+}
+
+/* Asks the consumer's broker about TOPIC now. A partition whose topic the
+ * consumer has no metadata for waits for librdkafka's periodic scan (up to a
+ * second) before its first fetch; the first command another host sends to a
+ * new runtime would wait as long. The request is sent and the answer fills
+ * librdkafka's cache in its own threads: the 1 ms wait here only lets the
+ * call return at once, whatever the broker's distance. */
+static void
+look_up_soon(CtlBus *bus, const char *topic)
+{
+  rd_kafka_topic_t *rkt = rd_kafka_topic_new(bus->consumer, topic, NULL);
+  if (!rkt)
+    return;
+  const struct rd_kafka_metadata *md = NULL;
+  if (rd_kafka_metadata(bus->consumer, 0, rkt, &md, 1) == RD_KAFKA_RESP_ERR_NO_ERROR)
+    rd_kafka_metadata_destroy(md);
+  rd_kafka_topic_destroy(rkt);
 }
 
 void
 ctl_bus_watch(CtlBus *bus, const char *topic, gint64 next_offset)
 {
+  look_up_soon(bus, topic);
   gint64 *next = g_new(gint64, 1);
   *next = next_offset;
   g_hash_table_replace(bus->watched, g_strdup(topic), next);
-  reassign(bus);
+  reassign_soon(bus);
 }
 
 void
 ctl_bus_unwatch(CtlBus *bus, const char *topic)
 {
   if (g_hash_table_remove(bus->watched, topic))
-    reassign(bus);
+    reassign_soon(bus);
 }
 
 gboolean

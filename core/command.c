@@ -110,9 +110,26 @@ pending_changed(CtlEngine *e)
   ctl_model_changed(e->model, ctl_model_root(e->model), CTL_CHANGE_STATE);
 }
 
+static void show_desired(CtlEngine *e, CtlObject *res, gboolean elsewhere);
+
+/* A command's place in its topic is known: the broker acknowledged it, it
+ * was read back, or it failed. Until all of an object's are placed, commands
+ * read from the topic are older than one of ours (see ctl_engine_desire). */
+static void
+place(CtlInflight *inf)
+{
+  if (inf->placed)
+    return;
+  inf->placed = TRUE;
+  if (--inf->obj->unplaced == 0)
+    show_desired(inf->engine, inf->obj,
+                 inf->engine->cfg.write_mode == CTL_WRITE_QUEUED);
+}
+
 static void
 inflight_free(CtlInflight *inf)
 {
+  place(inf);
   if (inf->timer)
     g_source_remove(inf->timer);
   if (inf->waiting)
@@ -193,9 +210,8 @@ delivered_ok(CtlEngine *e, CtlInflight *inf, gint64 offset)
     ctl_set_str(&obj->pending, inf->id);
     ctl_set_str(&obj->last_error, "command acknowledged after its write timed out");
   } else {
-    if (e->cfg.write_mode == CTL_WRITE_DURABLE
-        && ctl_set_str(&obj->desired, ctl_verb_target(inf->verb)))
-      ctl_model_changed(e->model, obj, CTL_CHANGE_DESIRED);
+    ctl_engine_desire(e, obj, inf->verb, inf->id, TRUE, offset,
+                      e->cfg.write_mode == CTL_WRITE_QUEUED);
     if (g_strcmp0(obj->last_cmd_id, inf->id) == 0)
       ctl_set_str(&obj->last_error, NULL);
   }
@@ -270,6 +286,7 @@ inflight_new(CtlEngine *e, CtlObject *obj, const char *id, const char *verb,
   inf->verb = g_strdup(verb);
   inf->by = ctl_caller_describe(who);
   obj->inflight++;
+  obj->unplaced++;
   g_hash_table_insert(e->inflight, inf->id, inf);
   pending_changed(e);
   return inf;
@@ -400,6 +417,7 @@ void
 ctl_engine_command(CtlEngine *e, CtlObject *obj, const char *input, gsize len, gint64 offset,
                    const CtlCaller *who, CtlCommandDone done, gpointer user_data)
 {
+  ctl_engine_time_write(e, &done, &user_data);   /* every answer below is timed */
   char *reason = NULL;
   const char *verb = NULL;
   if (offset != 0)
@@ -453,6 +471,123 @@ ctl_engine_command(CtlEngine *e, CtlObject *obj, const char *input, gsize len, g
   ctl_store_after_commit(e->store, command_committed, inf);
   if (e->cfg.write_mode == CTL_WRITE_QUEUED)
     ctl_engine_reply(e, 0, done, user_data);   /* once stored, the outbox takes it */
+}
+
+/* Commands set `desired` in the order of their runtime's command topic,
+ * whichever host issued them: `desired` shows the verb of the newest command
+ * placed there. While a command of ours is not placed yet (sent, not yet
+ * acknowledged nor read back), whatever is read from the topic is older than
+ * it, so `desired` keeps what the write set. Every host thus ends with the
+ * same desired state however their writes interleaved, with no flicker. */
+static void
+show_desired(CtlEngine *e, CtlObject *res, gboolean elsewhere)
+{
+  if (res->unplaced > 0 || !res->desired_verb
+      || !ctl_set_str(&res->desired, ctl_verb_target(res->desired_verb)))
+    return;
+  /* Stored at once: a lost commit or a restart goes back to what is stored. */
+  GError *error = NULL;
+  if (!ctl_store_begin(e->store, &error) || !ctl_model_save(e->model, res, &error)
+      || !ctl_store_commit(e->store, &error)) {
+    ctl_model_rollback(e->model);
+    g_warning("%s: cannot store the desired state: %s", res->name, error->message);
+    g_error_free(error);
+  }
+  ctl_model_changed(e->model, res, CTL_CHANGE_DESIRED | (elsewhere ? CTL_CHANGE_ELSEWHERE : 0));
+}
+
+void
+ctl_engine_desire(CtlEngine *e, CtlObject *res, const char *verb, const char *id, gboolean ours,
+                  gint64 offset, gboolean elsewhere)
+{
+  if (offset >= 0 && offset <= res->desired_offset)
+    return;
+  /* A copy of an older command of ours (the outbox sends again what it could
+   * not record as sent, after a crash or a full disk): its first copy came
+   * earlier in the topic, and agents apply an id once. UUIDv7 ids of one
+   * host sort in issue order. */
+  if (ours && res->desired_ours && res->desired_id && strcmp(id, res->desired_id) < 0)
+    return;
+  if (offset >= 0)
+    res->desired_offset = offset;
+  ctl_set_str(&res->desired_verb, verb);
+  ctl_set_str(&res->desired_id, id);
+  res->desired_ours = ours;
+  show_desired(e, res, elsewhere);
+}
+
+/* A command another host issued, as read from RT's command topic at OFFSET:
+ * recorded here too (commands table, log, status), so that every admin host
+ * shows every command. Our own come back the same way and are skipped. */
+static void
+record_peer_command(CtlEngine *e, CtlObject *res, const CtlCommandMsg *msg, gint64 offset,
+                    GError **error)
+{
+  CtlCaller who = { .uid = msg->uid, .pid = msg->pid, .user = msg->user, .comm = msg->comm,
+                    .host = msg->host };
+  CtlCommandRow row = {
+    .id = msg->id, .object_id = res->id, .runtime = msg->runtime, .resource = msg->resource,
+    .verb = msg->verb, .mode = "peer", .uid = msg->uid, .user = msg->user, .pid = msg->pid,
+    .comm = msg->comm, .host = msg->host, .issued_at = msg->issued_at_ms, .result = "sent",
+    .offset = offset,
+  };
+  ctl_set_str(&res->pending, msg->id);
+  ctl_set_str(&res->last_cmd_id, msg->id);
+  ctl_set_str(&res->last_cmd_verb, msg->verb);
+  ctl_set_str(&res->last_cmd_result, "sent");
+  ctl_engine_desire(e, res, msg->verb, msg->id, FALSE, offset, TRUE);
+  char *by = ctl_caller_describe(&who);
+  GString *d = g_string_new(NULL);
+  command_details(d, msg->id, msg->verb, by, "sent");
+  g_string_append_printf(d, " offset=%" G_GINT64_FORMAT, offset);
+  gboolean ok = ctl_store_begin(e->store, error);
+  ok = ok && ctl_store_command_insert(e->store, &row, error);
+  ok = ok && ctl_model_save(e->model, res, error);
+  ok = ok && ctl_model_log(e->model, res, "command", d->str, error);
+  ok = ok && ctl_store_commit(e->store, error);
+  if (!ok)
+    ctl_model_rollback(e->model);
+  ctl_model_changed(e->model, res, CTL_CHANGE_STATE);
+  g_string_free(d, TRUE);
+  g_free(by);
+}
+
+void
+ctl_engine_command_seen(CtlEngine *e, CtlObject *rt, gint64 offset, const char *value,
+                        gsize len)
+{
+  CtlCommandMsg msg;
+  GError *error = NULL;
+  if (!ctl_command_msg_decode(value, len, &msg, &error)) {
+    ctl_engine_peer_skip(e, rt, offset, error->message);
+    g_error_free(error);
+    return;
+  }
+  CtlObject *res = ctl_model_child(rt, msg.resource);
+  CtlInflight *inf = g_hash_table_lookup(e->inflight, msg.id);
+  gboolean peer = FALSE;
+  gint64 placed_at = -1;
+  gboolean known = inf || ctl_store_command_lookup(e->store, msg.id, &peer, &placed_at);
+  if (strcmp(msg.runtime, rt->name) != 0) {
+    ctl_engine_peer_skip(e, rt, offset, "the command names another runtime");
+  } else if (known && peer) {
+    /* another host's command seen before: a copy it sent again */
+  } else if (known) {
+    if (res)
+      ctl_engine_desire(e, res, msg.verb, msg.id, TRUE, offset, FALSE);
+    if (inf)
+      place(inf);   /* read back before its acknowledgement */
+  } else {
+    if (!res)
+      res = ctl_engine_peer_object(e, rt, msg.resource, offset);
+    if (res)
+      record_peer_command(e, res, &msg, offset, &error);
+    if (error) {
+      g_warning("%s: cannot record command %s: %s", msg.resource, msg.id, error->message);
+      g_clear_error(&error);
+    }
+  }
+  ctl_command_msg_clear(&msg);
 }
 
 /* Called from the feedback path when a runtime reports on command ID. */

@@ -19,6 +19,7 @@ typedef struct {
   char          *topic, *key, *value;  /* the message, until it is produced */
   GList         *waiting;    /* its link in the engine's queue before the producer */
   gboolean       handed;     /* given to the producer (not waiting for its commit) */
+  gboolean       placed;     /* its offset in the command topic is known (or never will be) */
 } CtlInflight;
 
 /* Commands handed to librdkafka at once, at most. Past librdkafka's in-flight
@@ -27,12 +28,27 @@ typedef struct {
  * the rest wait in order in the engine's own queue instead. */
 #define CTL_PRODUCE_WINDOW 4
 
+/* metrics.c: how long `state` writes took, from their arrival in
+ * ctl_engine_command() to their answer; upper bounds in microseconds. */
+#define CTL_WRITE_BUCKETS 16
+typedef struct {
+  guint64 count[CTL_WRITE_BUCKETS + 1];  /* per bucket, not cumulative; +Inf last */
+  guint64 sum_us;
+} CtlWriteHistogram;
+
 struct CtlEngine {
   CtlConfig   cfg;
   CtlStore   *store;
   CtlModel   *model;
   CtlBus     *bus;
   GHashTable *by_topic;      /* feedback topic -> runtime CtlObject* */
+  GHashTable *by_command_topic;  /* command topic -> runtime CtlObject* (peers.c) */
+  GHashTable *announcing;    /* live announcements, owned (peers.c) */
+  GHashTable *announce_ids;  /* their record ids -> announcement */
+  GHashTable *tree_unplaced; /* tree key -> how many of ours are not placed yet */
+  GHashTable *tree_offsets;  /* tree key -> gint64*: the newest record applied (peers.c) */
+  char       *tree_topic;    /* PREFIX.tree */
+  gint64      tree_next;     /* its next offset, -1 before any */
   GHashTable *inflight;      /* command id -> CtlInflight* */
   gint64      started_us;
   GQueue      waiting;       /* CtlInflight not yet handed to the producer */
@@ -40,10 +56,13 @@ struct CtlEngine {
   gboolean    stopping;
   GQueue      fresh;         /* resources by last feedback, oldest first (stale.c) */
   guint       stale_timer;
+  GHashTable *stale;         /* resources moved out of .fresh: stale (stale.c) */
   /* counters for `metrics` */
   GHashTable *commands;      /* "verb\037result" -> guint64* */
   guint64     rejected_writes, refused[CTL_ACCESS_COUNT];
   guint64     feedback_total, feedback_rejected, feedback_discovered;
+  gint64      started_real_us;           /* wall clock at start: ctlfs_start_time_seconds */
+  CtlWriteHistogram writes[2];           /* [0] answered 0, [1] answered an errno */
 };
 
 /* engine.c: answers DONE with ERR once the batch holding what was just written
@@ -67,12 +86,45 @@ void ctl_engine_count_command(CtlEngine *e, const char *verb, const char *result
 void ctl_engine_command_applied(CtlEngine *e, CtlObject *res, const char *id, gboolean ok,
                                 const char *why);
 
+/* command.c: the command topic's order decides `desired` (see there). */
+void ctl_engine_desire(CtlEngine *e, CtlObject *res, const char *verb, const char *id,
+                       gboolean ours, gint64 offset, gboolean elsewhere);
+/* A message read from RT's command topic at OFFSET (any host's command). */
+void ctl_engine_command_seen(CtlEngine *e, CtlObject *rt, gint64 offset, const char *value,
+                             gsize len);
+
+/* peers.c: the other admin hosts (the shared tree topic, command topics). */
+void       ctl_engine_peers_start(CtlEngine *e);
+void       ctl_engine_peers_stop(CtlEngine *e);
+void       ctl_engine_watch_runtime(CtlEngine *e, CtlObject *rt);
+void       ctl_engine_unwatch_runtime(CtlEngine *e, CtlObject *rt);
+/* Stores, in the caller's transaction, that OBJ was declared (or removed) here,
+ * and sends it to the tree topic once committed. */
+gboolean   ctl_engine_announce(CtlEngine *e, CtlObject *obj, gboolean declared, const char *by,
+                               GError **error);
+/* TRUE when TOPIC is the tree topic or a command topic (and the message was taken). */
+gboolean   ctl_engine_peer_message(CtlEngine *e, const char *topic, gint64 offset,
+                                   const char *key, gsize key_len, const char *value,
+                                   gsize value_len);
+/* TRUE when OPAQUE was an announcement (and its delivery was taken). */
+gboolean   ctl_engine_peer_delivered(CtlEngine *e, gpointer opaque, gboolean ok, gint64 offset);
+/* A resource of RT named by another host's command or declaration. */
+CtlObject *ctl_engine_peer_object(CtlEngine *e, CtlObject *rt, const char *name, gint64 offset);
+/* A message on a shared topic that could not be used: logged on OBJ, counted. */
+void       ctl_engine_peer_skip(CtlEngine *e, CtlObject *obj, gint64 offset, const char *why);
+
 /* stale.c: `observed` turns to stale --stale-after-ms after the last feedback;
  * that change is logged and wakes watchers like any other. */
 void ctl_engine_stale_init(CtlEngine *e);
 void ctl_engine_stale_touch(CtlEngine *e, CtlObject *res);
 void ctl_engine_stale_forget(CtlEngine *e, CtlObject *res);
 void ctl_engine_stale_fini(CtlEngine *e);
+/* Resources whose `observed` reads stale now. */
+guint ctl_engine_stale_count(CtlEngine *e);
+
+/* metrics.c: wraps a write's DONE so that its answer is timed (from now) into
+ * the histogram; the returned pair replaces DONE and USER_DATA. */
+void ctl_engine_time_write(CtlEngine *e, CtlCommandDone *done, gpointer *user_data);
 
 /* feedback.c */
 void ctl_engine_feedback_begin(gpointer user_data);

@@ -1,4 +1,4 @@
-/* The engine: wiring, mkdir/rmdir, and the text of status and metrics. */
+/* The engine: wiring, mkdir/rmdir, and the text of status (metrics: metrics.c). */
 #include "engine-private.h"
 
 #include <errno.h>
@@ -24,35 +24,40 @@ on_link(gboolean up, gpointer user_data)
   ctl_model_changed(e->model, root, CTL_CHANGE_STATE);
 }
 
+/* Announcements to other hosts and commands share the producer; messages on
+ * the tree and command topics share the consumer with feedback. */
+static void
+on_delivered(gpointer opaque, gboolean ok, gint64 offset, const char *reason, gboolean timed_out,
+             gboolean possibly_persisted, gpointer user_data)
+{
+  if (!ctl_engine_peer_delivered(user_data, opaque, ok, offset))
+    ctl_engine_command_delivered(opaque, ok, offset, reason, timed_out, possibly_persisted,
+                                 user_data);
+}
+
+static void
+on_message(const char *topic, gint64 offset, const char *key, gsize key_len, const char *value,
+           gsize value_len, gpointer user_data)
+{
+  if (!ctl_engine_peer_message(user_data, topic, offset, key, key_len, value, value_len))
+    ctl_engine_feedback_message(topic, offset, key, key_len, value, value_len, user_data);
+}
+
 static const CtlBusCallbacks bus_callbacks = {
-  .delivered = ctl_engine_command_delivered,
+  .delivered = on_delivered,
   .batch_begin = ctl_engine_feedback_begin,
-  .message = ctl_engine_feedback_message,
+  .message = on_message,
   .batch_end = ctl_engine_feedback_end,
   .link = on_link,
 };
-
-static void
-watch_runtime(CtlEngine *e, CtlObject *rt)
-{
-  g_hash_table_insert(e->by_topic, g_strdup(rt->feedback_topic), rt);
-  ctl_bus_watch(e->bus, rt->feedback_topic, rt->feedback_next);
-  ctl_bus_prepare_topic(e->bus, rt->command_topic);
-}
 
 /* A runtime that goes from the model (rmdir, or a creation whose commit was
  * lost) stops being watched. */
 static void
 on_runtime_removed(CtlObject *obj, CtlChange what, gpointer data)
 {
-  CtlEngine *e = data;
-  if (!(what & CTL_CHANGE_REMOVED) || obj->kind != CTL_KIND_RUNTIME)
-    return;
-  if (g_hash_table_lookup(e->by_topic, obj->feedback_topic) == obj) {
-    g_hash_table_remove(e->by_topic, obj->feedback_topic);
-    if (e->bus)
-      ctl_bus_unwatch(e->bus, obj->feedback_topic);
-  }
+  if ((what & CTL_CHANGE_REMOVED) && obj->kind == CTL_KIND_RUNTIME)
+    ctl_engine_unwatch_runtime(data, obj);
 }
 
 CtlEngine *
@@ -62,6 +67,7 @@ ctl_engine_new(const CtlConfig *cfg, CtlStore *st, GError **error)
   ctl_config_copy(&e->cfg, cfg);
   e->store = st;
   e->started_us = g_get_monotonic_time();
+  e->started_real_us = g_get_real_time();
   /* Keys are copies: a runtime's own strings die with it at rmdir. */
   e->by_topic = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
   e->inflight = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, ctl_inflight_free);
@@ -76,11 +82,12 @@ ctl_engine_new(const CtlConfig *cfg, CtlStore *st, GError **error)
     ctl_engine_free(e);
     return NULL;
   }
+  ctl_engine_peers_start(e);
   GHashTableIter it;
   gpointer rt;
   g_hash_table_iter_init(&it, ctl_model_runtimes(e->model)->children);
   while (g_hash_table_iter_next(&it, NULL, &rt))
-    watch_runtime(e, rt);
+    ctl_engine_watch_runtime(e, rt);
   ctl_model_add_listener(e->model, on_runtime_removed, e);
   ctl_engine_stale_init(e);
   ctl_engine_outbox_restart(e);
@@ -106,6 +113,8 @@ ctl_engine_free(CtlEngine *e)
     g_warning("store: last commit failed: %s", error->message);
     g_error_free(error);
   }
+  /* After the flush: announcements waiting for it are then in the table. */
+  ctl_engine_peers_stop(e);
   g_hash_table_unref(e->inflight);
   g_hash_table_unref(e->by_topic);
   g_hash_table_unref(e->commands);
@@ -133,10 +142,19 @@ ctl_engine_mkdir(CtlEngine *e, CtlObject *parent, const char *name, const CtlCal
 {
   char *by = ctl_caller_describe(who);
   int err = 0;
+  GError *error = NULL;
   CtlObject *obj = ctl_model_create(e->model, parent, name, "created", by, &err);
+  if (obj && !ctl_engine_announce(e, obj, TRUE, by, &error)) {
+    /* Other hosts could not be told: the object must not exist only here. */
+    g_warning("%s: cannot announce: %s", name, error->message);
+    g_error_free(error);
+    ctl_model_remove(e->model, obj, by);
+    obj = NULL;
+    err = EIO;
+  }
   g_free(by);
   if (obj && obj->kind == CTL_KIND_RUNTIME)
-    watch_runtime(e, obj);
+    ctl_engine_watch_runtime(e, obj);
   *out = obj;
   return err;
 }
@@ -144,14 +162,23 @@ ctl_engine_mkdir(CtlEngine *e, CtlObject *parent, const char *name, const CtlCal
 int
 ctl_engine_rmdir(CtlEngine *e, CtlObject *obj, const CtlCaller *who)
 {
+  if (obj->children && g_hash_table_size(obj->children) > 0)
+    return ENOTEMPTY;
+  if (obj->inflight > 0)
+    return EBUSY;
   char *by = ctl_caller_describe(who);
-  char *topic = obj->kind == CTL_KIND_RUNTIME ? g_strdup(obj->feedback_topic) : NULL;
-  int err = ctl_model_remove(e->model, obj, by);
-  if (err == 0 && topic) {
-    g_hash_table_remove(e->by_topic, topic);
-    ctl_bus_unwatch(e->bus, topic);
+  GError *error = NULL;
+  /* Announced first (it is in the same transaction as the removal): the
+   * announcement still names the object. */
+  int err = ctl_engine_announce(e, obj, FALSE, by, &error) ? 0 : EIO;
+  if (err) {
+    g_warning("%s: cannot announce removal: %s", obj->name, error->message);
+    g_error_free(error);
+  } else {
+    if (obj->kind == CTL_KIND_RUNTIME)
+      ctl_engine_unwatch_runtime(e, obj);
+    err = ctl_model_remove(e->model, obj, by);
   }
-  g_free(topic);
   g_free(by);
   return err;
 }
@@ -294,55 +321,4 @@ ctl_engine_show_status(CtlEngine *e, CtlObject *obj, GString *out)
   case CTL_KIND_RESOURCE: status_resource(e, obj, out); break;
   default: break;
   }
-}
-
-/* ---- metrics (Prometheus text exposition format 0.0.4) ---- */
-
-static void
-metric_head(GString *out, const char *name, const char *type, const char *help)
-{
-  g_string_append_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static gint
-compare_keys(gconstpointer a, gconstpointer b)
-{
-  return strcmp(*(const char *const *) a, *(const char *const *) b);
-}
-
-void
-ctl_engine_show_metrics(CtlEngine *e, GString *out)
-{
-  metric_head(out, "ctlfs_commands_total", "counter", "Commands by verb and result.");
-  guint n = 0;
-  char **keys = (char **) g_hash_table_get_keys_as_array(e->commands, &n);
-  qsort(keys, n, sizeof *keys, compare_keys);   /* stable output for scrapers and diffs */
-  for (guint i = 0; i < n; i++) {
-    char **vr = g_strsplit(keys[i], "\037", 2);
-    guint64 *count = g_hash_table_lookup(e->commands, keys[i]);
-    g_string_append_printf(out, "ctlfs_commands_total{verb=\"%s\",result=\"%s\"} %" G_GUINT64_FORMAT "\n",
-                           vr[0], vr[1], *count);
-    g_strfreev(vr);
-  }
-  g_free(keys);
-  metric_head(out, "ctlfs_rejected_writes_total", "counter", "Writes refused as invalid input.");
-  g_string_append_printf(out, "ctlfs_rejected_writes_total %" G_GUINT64_FORMAT "\n", e->rejected_writes);
-  metric_head(out, "ctlfs_refused_total", "counter",
-              "Requests refused by the access policy (EACCES), by action.");
-  for (int a = 0; a < CTL_ACCESS_COUNT; a++)
-    g_string_append_printf(out, "ctlfs_refused_total{action=\"%s\"} %" G_GUINT64_FORMAT "\n",
-                           ctl_access_name(a), e->refused[a]);
-  metric_head(out, "ctlfs_feedback_messages_total", "counter", "Feedback messages consumed.");
-  g_string_append_printf(out, "ctlfs_feedback_messages_total %" G_GUINT64_FORMAT "\n", e->feedback_total);
-  metric_head(out, "ctlfs_feedback_rejected_total", "counter", "Malformed feedback messages skipped.");
-  g_string_append_printf(out, "ctlfs_feedback_rejected_total %" G_GUINT64_FORMAT "\n", e->feedback_rejected);
-  metric_head(out, "ctlfs_broker_up", "gauge", "1 when the broker link is up.");
-  g_string_append_printf(out, "ctlfs_broker_up %d\n", ctl_bus_link_up(e->bus) ? 1 : 0);
-  metric_head(out, "ctlfs_pending_commands", "gauge", "Commands awaiting the broker's acknowledgement.");
-  g_string_append_printf(out, "ctlfs_pending_commands %u\n", g_hash_table_size(e->inflight));
-  metric_head(out, "ctlfs_objects", "gauge", "Objects in the tree by kind.");
-  g_string_append_printf(out, "ctlfs_objects{kind=\"runtime\"} %u\n",
-                         ctl_model_count(e->model, CTL_KIND_RUNTIME));
-  g_string_append_printf(out, "ctlfs_objects{kind=\"resource\"} %u\n",
-                         ctl_model_count(e->model, CTL_KIND_RESOURCE));
 }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "log.h"
 #include "message.h"
 #include "name.h"
 #include "timefmt.h"
@@ -43,6 +44,8 @@ object_new(CtlModel *m, gint64 key, gint64 id, CtlKind kind, const char *name, C
   o->parent = parent;
   o->log_size = -1;
   o->feedback_next = -1;
+  o->command_next = -1;
+  o->desired_offset = -1;
   if (kind != CTL_KIND_RESOURCE)
     o->children = g_hash_table_new(g_str_hash, g_str_equal);
   if (kind == CTL_KIND_RUNTIME) {
@@ -67,6 +70,8 @@ object_free(CtlObject *o)
     g_ptr_array_unref(o->sorted);
   g_free(o->name);
   g_free(o->desired);
+  g_free(o->desired_verb);
+  g_free(o->desired_id);
   g_free(o->observed);
   g_free(o->pending);
   g_free(o->last_error);
@@ -124,6 +129,21 @@ load_last_command(const CtlCommandRow *row, gpointer user_data)
   ctl_set_str(&o->last_cmd_result, row->result);
 }
 
+/* Where `desired` stands in the command topic: commands read again after a
+ * restart that are not newer than this are not applied again (peers.c). */
+static void
+load_placed(gint64 object_id, const char *verb, gint64 offset, const char *id, gboolean peer,
+            gpointer user_data)
+{
+  CtlObject *o = ctl_model_by_key(user_data, object_id + CTL_KEY_FIRST_STORED - 1);
+  if (!o)
+    return;
+  o->desired_offset = offset;
+  ctl_set_str(&o->desired_verb, verb);
+  ctl_set_str(&o->desired_id, id);
+  o->desired_ours = !peer;
+}
+
 static void
 load_offsets(CtlModel *m)
 {
@@ -133,6 +153,7 @@ load_offsets(CtlModel *m)
   while (g_hash_table_iter_next(&it, NULL, &value)) {
     CtlObject *rt = value;
     rt->feedback_next = ctl_store_offset_get(m->store, rt->feedback_topic, 0);
+    rt->command_next = ctl_store_offset_get(m->store, rt->command_topic, 0);
   }
 }
 
@@ -149,7 +170,8 @@ ctl_model_new(CtlStore *st, const char *topic_prefix, GError **error)
   m->root = object_new(m, CTL_KEY_ROOT, 0, CTL_KIND_ROOT, "", NULL);
   m->runtimes = object_new(m, CTL_KEY_RUNTIMES, 0, CTL_KIND_RUNTIMES, "runtimes", m->root);
   if (!ctl_store_objects_foreach(st, load_object, m, error)
-      || !ctl_store_last_commands(st, load_last_command, m, error)) {
+      || !ctl_store_last_commands(st, load_last_command, m, error)
+      || !ctl_store_placed_commands(st, load_placed, m, error)) {
     ctl_model_free(m);
     return NULL;
   }
@@ -350,7 +372,8 @@ ctl_model_remove(CtlModel *m, CtlObject *obj, const char *by)
   ok = ok && ctl_model_log(m, obj, "removed", by, &error);
   ok = ok && ctl_store_object_delete(m->store, obj->id, &error);
   if (ok && obj->kind == CTL_KIND_RUNTIME)
-    ok = ctl_store_offset_delete(m->store, obj->feedback_topic, &error);
+    ok = ctl_store_offset_delete(m->store, obj->feedback_topic, &error)
+         && ctl_store_offset_delete(m->store, obj->command_topic, &error);
   ok = ok && ctl_store_commit(m->store, &error);
   if (!ok) {
     ctl_model_rollback(m);
@@ -483,8 +506,10 @@ on_lost_commit(gpointer data, gboolean ok, const char *reason)
       g_clear_pointer(&o->last_cmd_result, g_free);
       resync_mark(&r, o, CTL_CHANGE_STATE);
     }
-    if (o->kind == CTL_KIND_RUNTIME)
+    if (o->kind == CTL_KIND_RUNTIME) {
       o->feedback_next = ctl_store_offset_get(m->store, o->feedback_topic, 0);
+      o->command_next = ctl_store_offset_get(m->store, o->command_topic, 0);
+    }
   }
   char *why = g_strdup_printf("change not stored: %s", reason ? reason : "commit failed");
   for (guint i = 0; i < r.changed->len; i++) {
@@ -609,6 +634,35 @@ ctl_kv_append(GString *out, const char *key, const char *value)
   g_free(esc);
 }
 
+/* The command id an event line names: `id=` of a command line, `command=`
+ * of an observed line; NULL when none (g_free). Values in quotes (escaped
+ * text from a caller or a runtime) are skipped whole, so that a message cannot
+ * pass for an id. */
+static char *
+event_command_id(const char *event, const char *details)
+{
+  const char *key = strcmp(event, "command") == 0 ? "id" : "command";
+  gsize klen = strlen(key);
+  const char *p = details;
+  while (p && *p) {
+    while (*p == ' ')
+      p++;
+    const char *eq = p + strcspn(p, "= ");
+    const char *v = *eq == '=' ? eq + 1 : eq;
+    const char *end = v;
+    if (*v == '"')
+      for (end = v + 1; *end && *end != '"'; end++)
+        if (*end == '\\' && end[1])
+          end++;
+    end += strcspn(end, " ");
+    if (*eq == '=' && *v != '"' && (gsize) (eq - p) == klen && strncmp(p, key, klen) == 0
+        && end > v && !(end - v == 1 && *v == '-'))
+      return g_strndup(v, end - v);
+    p = end;
+  }
+  return NULL;
+}
+
 gboolean
 ctl_model_log(CtlModel *m, CtlObject *obj, const char *event, const char *details,
               GError **error)
@@ -640,6 +694,13 @@ ctl_model_log(CtlModel *m, CtlObject *obj, const char *event, const char *detail
     if (obj->kind == CTL_KIND_RESOURCE)
       obj->log_size += len;
     ctl_model_changed(m, obj, CTL_CHANGE_LOG);
+    /* The same event for the journal (or stderr with -d), with its fields. */
+    char *cmd_id = event_command_id(event, details);
+    line[len - 1] = '\0';
+    ctl_log_fields(G_LOG_LEVEL_INFO, rt ? rt->name : NULL,
+                   obj->kind == CTL_KIND_RESOURCE ? obj->name : NULL, cmd_id, event,
+                   strchr(line, ' ') + 1);
+    g_free(cmd_id);
   }
   g_free(line);
   g_free(path);

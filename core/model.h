@@ -41,10 +41,17 @@ struct CtlObject {
   char       *last_error;
   char       *last_cmd_id, *last_cmd_verb, *last_cmd_result;
   guint       inflight;      /* durable commands awaiting the broker */
+  /* The command topic's offset of the command that set `desired`, -1 unknown:
+   * commands apply in the topic's order, whichever host issued them (peers.c). */
+  gint64      desired_offset;
+  char       *desired_verb;  /* ... its verb, its id, and whether it was ours */
+  char       *desired_id;
+  gboolean    desired_ours;
+  guint       unplaced;      /* local commands whose place in that topic is not known yet */
   GList      *stale_link;    /* the engine's staleness queue (stale.c) */
 
-  /* runtimes: the feedback partition's next offset, -1 before any */
-  gint64      feedback_next;
+  /* runtimes: the feedback and command partitions' next offsets, -1 before any */
+  gint64      feedback_next, command_next;
   char       *command_topic, *feedback_topic;
 
   /* Bytes of the object's `log` stream (the root's: every event; a runtime's:
@@ -60,6 +67,8 @@ typedef enum {
   CTL_CHANGE_REMOVED  = 1 << 3,   /* the object itself is gone (last call) */
   CTL_CHANGE_DESIRED  = 1 << 4,   /* desired state (the `state` file) */
   CTL_CHANGE_OBSERVED = 1 << 5,   /* observed state */
+  CTL_CHANGE_ELSEWHERE = 1 << 6,  /* with DESIRED: not by a write to this `state` file
+                                     (another host), so its watchers must be woken */
 } CtlChange;
 
 typedef void (*CtlModelListener)(CtlObject *obj, CtlChange what, gpointer user_data);

@@ -1,7 +1,11 @@
 /* Staleness. Resources that reported are kept in a queue ordered by the time
  * of their last feedback (each report moves one to the tail, so the queue stays
- * sorted); one timer waits for the head's deadline. No scan of all resources. */
+ * sorted); one timer waits for the head's deadline. No scan of all resources.
+ * Those that went stale are kept in a set until they report again, so that
+ * `metrics` counts them without a scan either. */
 #include "engine-private.h"
+
+#include <string.h>
 
 #include "timefmt.h"
 
@@ -52,6 +56,7 @@ on_stale_timer(gpointer data)
   while ((head = g_queue_peek_head(&e->fresh)) && deadline(e, head) < now) {
     g_queue_pop_head(&e->fresh);
     head->stale_link = NULL;
+    g_hash_table_add(e->stale, head);
     went_stale(e, head);
   }
   schedule(e);
@@ -76,6 +81,7 @@ void
 ctl_engine_stale_init(CtlEngine *e)
 {
   g_queue_init(&e->fresh);
+  e->stale = g_hash_table_new(NULL, NULL);
   ctl_model_add_listener(e->model, on_removed, e);
   gint64 now = ctl_now_ms();
   GHashTableIter rts, res;
@@ -86,6 +92,8 @@ ctl_engine_stale_init(CtlEngine *e)
     while (g_hash_table_iter_next(&res, NULL, &o))
       if (((CtlObject *) o)->feedback_at > 0 && deadline(e, o) >= now)
         g_queue_push_tail(&e->fresh, o);
+      else if (((CtlObject *) o)->feedback_at > 0)
+        g_hash_table_add(e->stale, o);
   }
   g_queue_sort(&e->fresh, by_feedback, NULL);   /* the only order that matters here */
   for (GList *l = e->fresh.head; l; l = l->next)
@@ -97,6 +105,7 @@ void
 ctl_engine_stale_touch(CtlEngine *e, CtlObject *res)
 {
   gboolean was_head = e->fresh.head && e->fresh.head->data == res;
+  g_hash_table_remove(e->stale, res);
   if (res->stale_link)
     g_queue_unlink(&e->fresh, res->stale_link);
   else
@@ -110,6 +119,8 @@ ctl_engine_stale_touch(CtlEngine *e, CtlObject *res)
 void
 ctl_engine_stale_forget(CtlEngine *e, CtlObject *res)
 {
+  if (e->stale)
+    g_hash_table_remove(e->stale, res);
   if (!res->stale_link)
     return;
   g_queue_delete_link(&e->fresh, res->stale_link);
@@ -126,4 +137,24 @@ ctl_engine_stale_fini(CtlEngine *e)
   for (GList *l = e->fresh.head; l; l = l->next)
     ((CtlObject *) l->data)->stale_link = NULL;
   g_queue_clear(&e->fresh);
+  g_clear_pointer(&e->stale, g_hash_table_unref);
+}
+
+/* What `observed` reads decides: the set, and the head of the queue whose
+ * deadline passed a moment before the timer fires. */
+guint
+ctl_engine_stale_count(CtlEngine *e)
+{
+  guint n = 0;
+  GHashTableIter it;
+  gpointer o;
+  if (e->stale) {
+    g_hash_table_iter_init(&it, e->stale);
+    while (g_hash_table_iter_next(&it, &o, NULL))
+      n += strcmp(ctl_engine_observed(e, o), "stale") == 0;
+  }
+  for (GList *l = e->fresh.head; l && strcmp(ctl_engine_observed(e, l->data), "stale") == 0;
+       l = l->next)
+    n++;
+  return n;
 }

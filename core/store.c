@@ -10,7 +10,7 @@
 
 G_DEFINE_QUARK(ctl-store-error-quark, ctl_store_error)
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 /* Version 1. Offsets of the three log streams are stored with each line so that
  * a read at any offset is one index seek. AUTOINCREMENT keeps ids (and so inode
@@ -70,6 +70,20 @@ static const char schema_v2[] =
   "  reason TEXT NOT NULL,"
   "  uid INTEGER, user TEXT, pid INTEGER, comm TEXT, host TEXT);";
 
+/* Version 3: the announcement outbox. A declaration or removal made here is
+ * stored with the object, in the same transaction, and deleted once the
+ * broker has it on the shared tree topic: other hosts never miss one. */
+static const char schema_v3[] =
+  "CREATE TABLE announcements("
+  "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+  "  key TEXT NOT NULL,"
+  "  value TEXT);"
+  /* per tree key, the offset of the record the tree shows: a record read
+   * again after a restart is never applied over a newer one */
+  "CREATE TABLE tree_keys("
+  "  key TEXT PRIMARY KEY,"
+  "  tree_offset INTEGER NOT NULL);";
+
 enum {
   Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_SAVEPOINT, Q_RELEASE, Q_ROLLBACK_TO,
   Q_OBJ_ALL, Q_OBJ_INSERT, Q_OBJ_DELETE, Q_OBJ_SAVE,
@@ -79,6 +93,7 @@ enum {
   Q_READ_ROOT, Q_READ_RT, Q_READ_OBJ,
   Q_OFF_GET, Q_OFF_SET, Q_OFF_DEL,
   Q_REFUSAL_INSERT,
+  Q_ANN_INSERT, Q_ANN_DELETE, Q_ANN_ALL, Q_CMD_EXISTS, Q_TREE_SET, Q_TREE_ALL, Q_CMD_PLACED,
   Q_COUNT
 };
 
@@ -131,6 +146,16 @@ static const char *const queries[Q_COUNT] = {
   [Q_OFF_DEL] = "DELETE FROM offsets WHERE topic=?",
   [Q_REFUSAL_INSERT] = "INSERT INTO refusals(ts, action, path, input, errno, reason, uid, user,"
                        " pid, comm, host) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+  [Q_ANN_INSERT] = "INSERT INTO announcements(key, value) VALUES(?,?)",
+  [Q_ANN_DELETE] = "DELETE FROM announcements WHERE seq=?",
+  [Q_ANN_ALL]    = "SELECT seq, key, value FROM announcements ORDER BY seq",
+  [Q_CMD_EXISTS] = "SELECT mode = 'peer', kafka_offset FROM commands WHERE id=?",
+  [Q_TREE_SET]   = "INSERT INTO tree_keys(key, tree_offset) VALUES(?1,?2)"
+                   " ON CONFLICT(key) DO UPDATE SET tree_offset=?2",
+  [Q_TREE_ALL]   = "SELECT key, tree_offset FROM tree_keys",
+  /* SQLite gives the bare column (verb) of the row holding the MAX */
+  [Q_CMD_PLACED] = "SELECT object_id, verb, MAX(kafka_offset), id, mode = 'peer' FROM commands"
+                   " WHERE kafka_offset >= 0 GROUP BY object_id",
 };
 
 typedef struct {
@@ -258,6 +283,8 @@ migrate(CtlStore *st, GError **error)
     ok = exec(st, schema_v1, error);
   if (ok && version < 2)
     ok = exec(st, schema_v2, error);
+  if (ok && version < 3)
+    ok = exec(st, schema_v3, error);
   if (ok) {
     char *sql = g_strdup_printf("PRAGMA user_version = %d", SCHEMA_VERSION);
     ok = exec(st, sql, error);
@@ -829,4 +856,83 @@ ctl_store_refusal_insert(CtlStore *st, const CtlRefusalRow *row, GError **error)
   bind_text(s, 10, row->comm);
   bind_text(s, 11, row->host);
   return run(st, s, error);
+}
+
+gint64
+ctl_store_announcement_insert(CtlStore *st, const char *key, const char *value, GError **error)
+{
+  sqlite3_stmt *s = prep(st, Q_ANN_INSERT);
+  bind_text(s, 1, key);
+  bind_text(s, 2, value);
+  if (!run(st, s, error))
+    return -1;
+  return sqlite3_last_insert_rowid(st->db);
+}
+
+gboolean
+ctl_store_announcement_delete(CtlStore *st, gint64 seq, GError **error)
+{
+  sqlite3_stmt *s = prep(st, Q_ANN_DELETE);
+  sqlite3_bind_int64(s, 1, seq);
+  return run(st, s, error);
+}
+
+gboolean
+ctl_store_announcements_foreach(CtlStore *st, CtlAnnouncementFn fn, gpointer user_data,
+                                GError **error)
+{
+  sqlite3_stmt *s = prep(st, Q_ANN_ALL);
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+    fn(sqlite3_column_int64(s, 0), (const char *) sqlite3_column_text(s, 1),
+       (const char *) sqlite3_column_text(s, 2), user_data);
+  sqlite3_reset(s);
+  return rc == SQLITE_DONE ? TRUE : fail(st, rc, error);
+}
+
+gboolean
+ctl_store_command_lookup(CtlStore *st, const char *id, gboolean *peer, gint64 *offset)
+{
+  sqlite3_stmt *s = prep(st, Q_CMD_EXISTS);
+  bind_text(s, 1, id);
+  gboolean found = sqlite3_step(s) == SQLITE_ROW;
+  if (found) {
+    *peer = sqlite3_column_int(s, 0) != 0;
+    *offset = sqlite3_column_int64(s, 1);
+  }
+  sqlite3_reset(s);
+  return found;
+}
+
+gboolean
+ctl_store_tree_key_set(CtlStore *st, const char *key, gint64 offset, GError **error)
+{
+  sqlite3_stmt *s = prep(st, Q_TREE_SET);
+  bind_text(s, 1, key);
+  sqlite3_bind_int64(s, 2, offset);
+  return run(st, s, error);
+}
+
+gboolean
+ctl_store_tree_keys_foreach(CtlStore *st, CtlTreeKeyFn fn, gpointer user_data, GError **error)
+{
+  sqlite3_stmt *s = prep(st, Q_TREE_ALL);
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+    fn((const char *) sqlite3_column_text(s, 0), sqlite3_column_int64(s, 1), user_data);
+  sqlite3_reset(s);
+  return rc == SQLITE_DONE ? TRUE : fail(st, rc, error);
+}
+
+gboolean
+ctl_store_placed_commands(CtlStore *st, CtlPlacedFn fn, gpointer user_data, GError **error)
+{
+  sqlite3_stmt *s = prep(st, Q_CMD_PLACED);
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+    fn(sqlite3_column_int64(s, 0), (const char *) sqlite3_column_text(s, 1),
+       sqlite3_column_int64(s, 2), (const char *) sqlite3_column_text(s, 3),
+       sqlite3_column_int(s, 4) != 0, user_data);
+  sqlite3_reset(s);
+  return rc == SQLITE_DONE ? TRUE : fail(st, rc, error);
 }

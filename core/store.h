@@ -104,6 +104,15 @@ gboolean ctl_store_commands_by_result(CtlStore *st, const char *mode, const char
                                       CtlCommandRowFn fn, gpointer user_data, GError **error);
 /* The newest command of every object. */
 gboolean ctl_store_last_commands(CtlStore *st, CtlCommandRowFn fn, gpointer user_data, GError **error);
+/* Per object, the command with the highest topic offset known: its verb, id,
+ * and whether another host issued it. */
+typedef void (*CtlPlacedFn)(gint64 object_id, const char *verb, gint64 offset, const char *id,
+                            gboolean peer, gpointer user_data);
+gboolean ctl_store_placed_commands(CtlStore *st, CtlPlacedFn fn, gpointer user_data,
+                                   GError **error);
+/* Is command ID in the table (issued here, or seen from another host: PEER)?
+ * OFFSET: its topic offset as known, -1 unknown. */
+gboolean ctl_store_command_lookup(CtlStore *st, const char *id, gboolean *peer, gint64 *offset);
 /* Number of commands in RESULT (any mode). */
 gint64   ctl_store_commands_count(CtlStore *st, const char *result);
 
@@ -123,6 +132,22 @@ typedef struct {
 } CtlRefusalRow;
 
 gboolean ctl_store_refusal_insert(CtlStore *st, const CtlRefusalRow *row, GError **error);
+
+/* ---- announcements: declarations and removals not yet on the tree topic ---- */
+typedef void (*CtlAnnouncementFn)(gint64 seq, const char *key, const char *value,
+                                  gpointer user_data);
+/* VALUE NULL: a removal (a tombstone on the topic). Returns the seq, -1 on error. */
+gint64   ctl_store_announcement_insert(CtlStore *st, const char *key, const char *value,
+                                       GError **error);
+gboolean ctl_store_announcement_delete(CtlStore *st, gint64 seq, GError **error);
+gboolean ctl_store_announcements_foreach(CtlStore *st, CtlAnnouncementFn fn, gpointer user_data,
+                                         GError **error);
+
+/* Per key of the tree topic, the offset of the record the tree shows. */
+typedef void (*CtlTreeKeyFn)(const char *key, gint64 offset, gpointer user_data);
+gboolean ctl_store_tree_key_set(CtlStore *st, const char *key, gint64 offset, GError **error);
+gboolean ctl_store_tree_keys_foreach(CtlStore *st, CtlTreeKeyFn fn, gpointer user_data,
+                                     GError **error);
 
 /* ---- event streams ----
  * Every event is one line that belongs to three append-only byte streams: the

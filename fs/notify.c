@@ -156,8 +156,10 @@ on_change(CtlObject *obj, CtlChange what, gpointer data)
 {
   CtlNotify *n = data;
   CtlObject *rt = ctl_model_runtime_of(obj);
-  if (what & CTL_CHANGE_DESIRED)    /* only ever from a write to `state` */
-    mark_file(n, obj, "state", FALSE);
+  /* A write to `state` raises IN_MODIFY by itself; a change from another host
+   * needs the kick. */
+  if (what & CTL_CHANGE_DESIRED)
+    mark_file(n, obj, "state", (what & CTL_CHANGE_ELSEWHERE) != 0);
   if (what & CTL_CHANGE_OBSERVED) {
     mark(n, obj, "observed");
     if (rt != obj)

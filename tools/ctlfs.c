@@ -10,7 +10,11 @@
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <unistd.h>
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "engine.h"
 #include "fs.h"
@@ -48,6 +52,28 @@ canonical_key(const char *key)
   return config ? "config" : ctl_config_key(key);
 }
 
+/* Options that mount(8) and mount.fuse3 pass on from an fstab line or -o and
+ * that mean nothing to a FUSE filesystem, which libfuse would refuse: the
+ * atime and other VFS flags libfuse does not know, and fstab's own words
+ * (which mount(8) normally keeps to itself). Dropped, so that any fstab line
+ * mounts. */
+static gboolean
+ignored_mount_opt(const char *key)
+{
+  static const char *const ignored[] = {
+    "defaults", "auto", "noauto", "nofail", "_netdev", "user", "users", "nouser",
+    "owner", "group", "comment", "diratime", "nodiratime", "relatime", "norelatime",
+    "strictatime", "nostrictatime", "lazytime", "nolazytime", "mand", "nomand",
+    "iversion", "noiversion", "silent", "loud", NULL,
+  };
+  if (g_str_has_prefix(key, "x-"))
+    return TRUE;
+  for (int i = 0; ignored[i]; i++)
+    if (strcmp(key, ignored[i]) == 0)
+      return TRUE;
+  return FALSE;
+}
+
 /* -o a=b,c: our keys become settings, the rest goes to libfuse. */
 static void
 parse_mount_opts(Options *o, const char *opts)
@@ -65,6 +91,8 @@ parse_mount_opts(Options *o, const char *opts)
       die_usage("option -o %s needs a value", key);
     else if (strcmp(key, "foreground") == 0)
       o->foreground = TRUE;
+    else if (ignored_mount_opt(key))
+      g_debug("ignoring mount option %s", items[i]);
     else
       g_ptr_array_add(o->fuse_opts, g_strdup(items[i]));
     g_free(key);
@@ -189,6 +217,115 @@ build_config(Options *o, CtlConfig *cfg)
   check_mountpoint(o->mountpoint);
 }
 
+/* ---- logging ----
+ * Every message goes through GLib's structured log (core/log.h adds ctlfs's
+ * fields) to one of:
+ *   journal  systemd's journal, every field kept; INFO and up (each event of
+ *            the tree's logs is an INFO message), DEBUG with -d or
+ *            G_MESSAGES_DEBUG;
+ *   syslog   syslog(3), facility daemon, the MESSAGE only; same levels;
+ *   stderr   GLib's default: WARNING and up, INFO and DEBUG with -d or
+ *            G_MESSAGES_DEBUG.
+ * CTLFS_LOG=journal|syslog|stderr picks one. Unset (or auto): the journal
+ * when stderr is a stream into it (a systemd service), else stderr; and a
+ * daemon that detached from its terminal logs to the journal when its socket
+ * exists, else to syslog, rather than into /dev/null. */
+
+typedef enum { TO_STDERR, TO_JOURNAL, TO_SYSLOG } LogTarget;
+
+static LogTarget log_target = TO_STDERR;
+static gboolean  log_chosen;      /* CTLFS_LOG said where */
+static gboolean  log_detached;    /* stderr is /dev/null (daemon mode) */
+
+static const char *
+log_field(const GLogField *fields, gsize n, const char *key)
+{
+  for (gsize i = 0; i < n; i++)
+    if (strcmp(fields[i].key, key) == 0 && fields[i].length < 0)
+      return fields[i].value;
+  return NULL;
+}
+
+static GLogWriterOutput
+log_to_syslog(GLogLevelFlags level, const GLogField *fields, gsize n)
+{
+  static gboolean opened;
+  if (!opened) {
+    openlog("ctlfs", LOG_PID, LOG_DAEMON);
+    opened = TRUE;
+  }
+  const char *prio = log_field(fields, n, "PRIORITY");
+  const char *msg = log_field(fields, n, "MESSAGE");
+  syslog(prio && g_ascii_isdigit(*prio) ? *prio - '0' : LOG_INFO, "%s", msg ? msg : "");
+  return G_LOG_WRITER_HANDLED;
+}
+
+static GLogWriterOutput
+log_writer(GLogLevelFlags level, const GLogField *fields, gsize n, gpointer data)
+{
+  if (log_target == TO_STDERR)
+    return g_log_writer_default(level, fields, n, data);
+  if ((level & G_LOG_LEVEL_DEBUG)
+      && g_log_writer_default_would_drop(level, log_field(fields, n, "GLIB_DOMAIN")))
+    return G_LOG_WRITER_HANDLED;
+  if (log_target == TO_JOURNAL) {
+    /* SYSLOG_IDENTIFIER, so that `journalctl -t ctlfs` finds it too. */
+    GLogField *all = g_newa(GLogField, n + 1);
+    memcpy(all, fields, n * sizeof *fields);
+    all[n] = (GLogField) { "SYSLOG_IDENTIFIER", "ctlfs", -1 };
+    if (g_log_writer_journald(level, all, n + 1, data) == G_LOG_WRITER_HANDLED)
+      return G_LOG_WRITER_HANDLED;
+    /* no journal after all: not into /dev/null */
+  }
+  if (log_target == TO_SYSLOG || log_detached)
+    return log_to_syslog(level, fields, n);
+  return g_log_writer_default(level, fields, n, data);
+}
+
+static void
+setup_logging(void)
+{
+  const char *want = g_getenv("CTLFS_LOG");
+  log_chosen = TRUE;
+  if (g_strcmp0(want, "journal") == 0)
+    log_target = TO_JOURNAL;
+  else if (g_strcmp0(want, "syslog") == 0)
+    log_target = TO_SYSLOG;
+  else if (g_strcmp0(want, "stderr") == 0)
+    log_target = TO_STDERR;
+  else if (!want || !*want || strcmp(want, "auto") == 0) {
+    log_chosen = FALSE;
+    log_target = g_log_writer_is_journald(fileno(stderr)) ? TO_JOURNAL : TO_STDERR;
+  } else
+    die_usage("CTLFS_LOG=%s: expected journal, syslog, stderr or auto", want);
+  g_log_set_writer_func(log_writer, NULL, NULL);
+}
+
+/* stderr now goes nowhere: keep the messages. */
+static void
+logging_detached(void)
+{
+  log_detached = TRUE;
+  if (!log_chosen && log_target == TO_STDERR)
+    log_target = g_file_test("/run/systemd/journal/socket", G_FILE_TEST_EXISTS)
+                 ? TO_JOURNAL : TO_SYSLOG;
+}
+
+/* The service manager's readiness protocol (sd_notify(3)): READY=1 once the
+ * mount is usable, STOPPING=1 when the daemon stops. Without NOTIFY_SOCKET
+ * (not started by systemd as Type=notify), nothing. */
+static void
+notify_manager(const char *state)
+{
+#ifdef HAVE_LIBSYSTEMD
+  int r = sd_notify(0, state);
+  if (r < 0)
+    g_warning("cannot notify the service manager (%s): %s", state, g_strerror(-r));
+#else
+  (void) state;
+#endif
+}
+
 /* ---- daemon mode ----
  * The parent stays until the child has mounted (or failed), relays what the
  * child prints for the user (the embedded broker's address), and exits with
@@ -252,8 +389,11 @@ announce(const char *line)
 }
 
 static void
-announce_ready(void)
+announce_ready(const char *mountpoint)
 {
+  char *ready = g_strdup_printf("READY=1\nSTATUS=mounted on %s", mountpoint);
+  notify_manager(ready);
+  g_free(ready);
   if (ready_fd < 0)
     return;
   if (write(ready_fd, READY_MARK, strlen(READY_MARK)) < 0)
@@ -268,6 +408,7 @@ announce_ready(void)
     if (null > 2)
       close(null);
   }
+  logging_detached();
 }
 
 static gboolean
@@ -294,6 +435,7 @@ main(int argc, char **argv)
 {
   o.settings = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   o.fuse_opts = g_ptr_array_new_with_free_func(g_free);
+  setup_logging();
   parse_args(&o, argc, argv);
   CtlConfig cfg;
   build_config(&o, &cfg);
@@ -358,8 +500,9 @@ main(int argc, char **argv)
     g_unix_signal_add(SIGHUP, on_signal, loop),
   };
   g_info("mounted %s (db %s, brokers %s)", o.mountpoint, cfg.db_path, cfg.brokers);
-  announce_ready();
+  announce_ready(o.mountpoint);
   g_main_loop_run(loop);
+  notify_manager("STOPPING=1\nSTATUS=unmounting");
 
   /* Writers still waiting are answered before the session goes away. */
   ctl_fs_stop(fs);

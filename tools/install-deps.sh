@@ -9,10 +9,17 @@ PACKAGES=(
   # build
   gcc libc6-dev meson ninja-build pkg-config
   libfuse3-dev librdkafka-dev libsqlite3-dev libjansson-dev libglib2.0-dev
-  # run: fusermount3
+  # sd_notify for the Type=notify unit (optional for the build)
+  libsystemd-dev
+  # run: fusermount3, mount.fuse3
   fuse3
+  # install tests: systemd-analyze verify on the units, man --warnings on the pages
+  systemd man-db
   # demo and tests
-  kcat inotify-tools python3 python3-pytest util-linux coreutils sqlite3 passwd
+  kcat inotify-tools python3 python3-pytest python3-prometheus-client util-linux coreutils sqlite3 passwd
+  # fuzzing (tests/fuzz): clang, its libFuzzer and sanitizer runtimes (not
+  # pulled in by clang without recommends), llvm-symbolizer for stack traces
+  clang libclang-rt-dev llvm
 )
 
 missing=()

@@ -5,14 +5,15 @@ import subprocess
 
 from conftest import BUILD, REPO
 
-KEYS = [   # the figures of issue 5, and the wake-up delays of issue 4
+KEYS = [   # the figures of issue 5, the wake-up delays of issue 4, cross-host of issue 8
     "write_durable_p50_ms", "write_durable_p99_ms", "write_queued_p50_ms",
     "write_queued_p99_ms", "kcat_oneshot_p50_ms", "producer_rtt_p50_ms", "ratio_vs_kcat",
     "ratio_vs_producer", "roundtrip_p50_ms", "roundtrip_p99_ms", "throughput_durable_cmds_s",
     "throughput_queued_cmds_s", "stat_ratio", "read_ratio", "readdir_ratio",
     "resources_100k_mount_s", "resources_100k_rss_mb", "resources_1m_rss_mb",
     "restart_1m_history_s", "tail_1m_history_ms", "wake_inotify_p50_ms", "wake_inotify_p99_ms",
-    "wake_poll_p50_ms", "wake_poll_p99_ms", "shell_echo_p50_ms",
+    "wake_poll_p50_ms", "wake_poll_p99_ms", "shell_echo_p50_ms", "cross_host_p50_ms",
+    "cross_host_p99_ms",
 ]
 
 

@@ -318,7 +318,7 @@ test_version_1_migrated(Fixture *f, gconstpointer data)
   g_assert_true(ctl_store_flush(f->st, &error));
   ctl_store_close(f->st);
   f->st = NULL;
-  char *cmd = g_strdup_printf("sqlite3 '%s' 'DROP TABLE refusals; PRAGMA user_version=1'", f->path);
+  char *cmd = g_strdup_printf("sqlite3 '%s' 'DROP TABLE refusals; DROP TABLE announcements; DROP TABLE tree_keys; PRAGMA user_version=1'", f->path);
   int status = 0;
   gboolean ran = g_spawn_command_line_sync(cmd, NULL, NULL, &status, NULL) && status == 0;
   g_free(cmd);
