@@ -18,6 +18,18 @@ def hosts(ctlfs, broker, n=3, *extra):
     return [ctlfs(f"--brokers={broker.bootstrap}", *extra) for _ in range(n)]
 
 
+def declared_on_all(ds, rel):
+    """Waits until directory REL (under runtimes/) exists on every host of DS."""
+    for d in ds:
+        wait_until(lambda: os.path.isdir(d.path("runtimes", *rel.split("/"))),
+                   what=f"runtimes/{rel} on {d.mnt.name}")
+
+
+def declare_on(d, rt="rt1", res="svc"):
+    os.mkdir(d.path("runtimes", rt))
+    os.mkdir(d.path("runtimes", rt, res))
+
+
 def on_all(ds, rel, expect, what):
     for d in ds:
         wait_until(lambda: read_word(d.path(*rel.split("/"))) == expect,
@@ -26,11 +38,9 @@ def on_all(ds, rel, expect, what):
 
 def test_declarations_commands_and_feedback_show_on_every_host(broker, ctlfs, agent):
     a, b, c = hosts(ctlfs, broker)
-    os.mkdir(a.path("runtimes", "rt1"))
-    os.mkdir(a.path("runtimes", "rt1", "svc"))
+    declare_on(a)
+    declared_on_all((b, c), "rt1/svc")
     for d in (b, c):
-        wait_until(lambda: os.path.isdir(d.path("runtimes", "rt1", "svc")),
-                   what=f"rt1/svc declared on {d.mnt.name}")
         [line] = [ln for ln in read(d.path("runtimes", "rt1", "svc", "log")).splitlines()
                   if " created " in ln]
         assert f"host={hostname()}" in line and f"pid={os.getpid()} " in line, line
@@ -68,9 +78,7 @@ def test_removal_shows_on_every_host(broker, ctlfs):
     a, b, c = hosts(ctlfs, broker)
     for rel in ("rt1", "rt1/svc", "rt1/db"):
         os.mkdir(a.path("runtimes", *rel.split("/")))
-    for d in (b, c):
-        wait_until(lambda: os.path.isdir(d.path("runtimes", "rt1", "db")),
-                   what=f"rt1/db on {d.mnt.name}")
+    declared_on_all((b, c), "rt1/db")
     os.rmdir(b.path("runtimes", "rt1", "db"))
     for d in (a, c):
         wait_until(lambda: sorted(os.listdir(d.path("runtimes", "rt1"))) ==
@@ -84,11 +92,8 @@ def test_removal_shows_on_every_host(broker, ctlfs):
 
 def test_conflicting_writes_end_the_same_on_every_host(broker, ctlfs):
     a, b, c = hosts(ctlfs, broker)
-    os.mkdir(a.path("runtimes", "rt1"))
-    os.mkdir(a.path("runtimes", "rt1", "svc"))
-    for d in (b, c):
-        wait_until(lambda: os.path.isdir(d.path("runtimes", "rt1", "svc")),
-                   what=f"rt1/svc on {d.mnt.name}")
+    declare_on(a)
+    declared_on_all((b, c), "rt1/svc")
     errors = []
 
     def writer(d, first):
@@ -117,9 +122,8 @@ def test_conflicting_writes_end_the_same_on_every_host(broker, ctlfs):
 
 def test_a_host_that_was_down_catches_up_and_a_new_host_sees_everything(broker, ctlfs, tmp_path):
     a, b = hosts(ctlfs, broker, 2)
-    os.mkdir(a.path("runtimes", "rt1"))
-    os.mkdir(a.path("runtimes", "rt1", "svc"))
-    wait_until(lambda: os.path.isdir(b.path("runtimes", "rt1", "svc")), what="rt1/svc on b")
+    declare_on(a)
+    declared_on_all((b,), "rt1/svc")
     b.stop()
     # while b is down
     os.mkdir(a.path("runtimes", "rt2"))
@@ -146,10 +150,9 @@ def test_cross_host_propagation_latency(broker, ctlfs):
     """How long a command written on one host takes to show in `state` on
     another (printed; the assertion is only that every one arrives)."""
     a, b = hosts(ctlfs, broker, 2)
-    os.mkdir(a.path("runtimes", "rt1"))
-    os.mkdir(a.path("runtimes", "rt1", "svc"))
+    declare_on(a)
+    declared_on_all((b,), "rt1/svc")
     state_b = b.path("runtimes", "rt1", "svc", "state")
-    wait_until(lambda: os.path.exists(state_b), what="rt1/svc on b")
     delays, writes = [], []
     for i in range(200):
         verb = ("pause", "resume")[i % 2]
