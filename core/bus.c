@@ -157,6 +157,18 @@ on_consumer_ready(gint fd, GIOCondition cond, gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
+/* librdkafka writes to the pipe only when its queue goes from empty to not
+ * empty. Events queued before the pipe was set (an error from the first
+ * connection attempt, with the broker down at start) would otherwise sit
+ * there for good, and everything queued behind them -- delivery reports
+ * included -- with them: look once, at the start. */
+static void
+wake(int fd)
+{
+  if (write(fd, "1", 1) < 0)
+    g_debug("wakeup pipe full: a wakeup is pending anyway");
+}
+
 static gboolean
 make_pipe(int p[2], GError **error)
 {
@@ -223,7 +235,12 @@ producer_new(CtlBus *bus, const char *brokers, int timeout_ms, GError **error)
       || !conf_set(conf, "acks", "all", error)
       || !conf_set(conf, "linger.ms", "0", error)
       || !conf_set(conf, "message.timeout.ms", timeout, error)
-      || !conf_set(conf, "statistics.interval.ms", "500", error)) {
+      || !conf_set(conf, "statistics.interval.ms", "500", error)
+      /* A topic whose metadata could not be had (broker down at start) is
+       * asked for again within seconds, not librdkafka's 5 minutes: until
+       * then the outbox's commands would wait in its queue. */
+      || !conf_set(conf, "topic.metadata.refresh.interval.ms", "2000", error)
+      || !conf_set(conf, "topic.metadata.refresh.fast.interval.ms", "100", error)) {
     rd_kafka_conf_destroy(conf);
     return FALSE;
   }
@@ -233,6 +250,7 @@ producer_new(CtlBus *bus, const char *brokers, int timeout_ms, GError **error)
   bus->pq = rd_kafka_queue_get_main(bus->producer);
   rd_kafka_queue_io_event_enable(bus->pq, bus->ppipe[1], "1", 1);
   bus->psrc = g_unix_fd_add(bus->ppipe[0], G_IO_IN, on_producer_ready, bus);
+  wake(bus->ppipe[1]);
   return TRUE;
 }
 
@@ -267,6 +285,7 @@ consumer_new(CtlBus *bus, const char *brokers, GError **error)
   bus->cq = rd_kafka_queue_get_consumer(bus->consumer);
   rd_kafka_queue_io_event_enable(bus->cq, bus->cpipe[1], "1", 1);
   bus->csrc = g_unix_fd_add(bus->cpipe[0], G_IO_IN, on_consumer_ready, bus);
+  wake(bus->cpipe[1]);
   return TRUE;
 }
 

@@ -112,6 +112,9 @@ pending_changed(CtlEngine *e)
 
 static void show_desired(CtlEngine *e, CtlObject *res, gboolean elsewhere);
 
+/* Our acknowledged commands remembered until read back (e->acked), at most. */
+#define ACKED_MAX 65536
+
 /* A command's place in its topic is known: the broker acknowledged it, it
  * was read back, or it failed. Until all of an object's are placed, commands
  * read from the topic are older than one of ours (see ctl_engine_desire). */
@@ -212,6 +215,11 @@ delivered_ok(CtlEngine *e, CtlInflight *inf, gint64 offset)
   } else {
     ctl_engine_desire(e, obj, inf->verb, inf->id, TRUE, offset,
                       e->cfg.write_mode == CTL_WRITE_QUEUED);
+    /* Reading it back from the topic then costs no store lookup. The table
+     * empties as the consumer catches up; one that never does is not kept. */
+    if (g_hash_table_size(e->acked) >= ACKED_MAX)
+      g_hash_table_remove_all(e->acked);
+    g_hash_table_insert(e->acked, g_strdup(inf->id), GINT_TO_POINTER(1));
     if (g_strcmp0(obj->last_cmd_id, inf->id) == 0)
       ctl_set_str(&obj->last_error, NULL);
   }
@@ -567,7 +575,8 @@ ctl_engine_command_seen(CtlEngine *e, CtlObject *rt, gint64 offset, const char *
   CtlInflight *inf = g_hash_table_lookup(e->inflight, msg.id);
   gboolean peer = FALSE;
   gint64 placed_at = -1;
-  gboolean known = inf || ctl_store_command_lookup(e->store, msg.id, &peer, &placed_at);
+  gboolean known = inf || g_hash_table_remove(e->acked, msg.id)
+                   || ctl_store_command_lookup(e->store, msg.id, &peer, &placed_at);
   if (strcmp(msg.runtime, rt->name) != 0) {
     ctl_engine_peer_skip(e, rt, offset, "the command names another runtime");
   } else if (known && peer) {

@@ -48,6 +48,8 @@ struct CtlEngine {
   GHashTable *tree_unplaced; /* tree key -> how many of ours are not placed yet */
   GHashTable *tree_offsets;  /* tree key -> gint64*: the newest record applied (peers.c) */
   char       *tree_topic;    /* PREFIX.tree */
+  GHashTable *batch_offsets; /* topic -> gint64*: read in this batch, stored at its end */
+  GHashTable *acked;         /* id -> offset of our commands acknowledged, not yet read back */
   gint64      tree_next;     /* its next offset, -1 before any */
   GHashTable *inflight;      /* command id -> CtlInflight* */
   gint64      started_us;
@@ -131,3 +133,5 @@ void ctl_engine_feedback_begin(gpointer user_data);
 void ctl_engine_feedback_message(const char *topic, gint64 offset, const char *key, gsize key_len,
                                  const char *value, gsize value_len, gpointer user_data);
 void ctl_engine_feedback_end(gpointer user_data);
+/* A message of TOPIC was handled; NEXT is where reading goes on. */
+void ctl_engine_consumed(CtlEngine *e, const char *topic, gint64 next);

@@ -72,6 +72,8 @@ ctl_engine_new(const CtlConfig *cfg, CtlStore *st, GError **error)
   e->by_topic = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
   e->inflight = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, ctl_inflight_free);
   e->commands = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  e->batch_offsets = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  e->acked = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
   e->model = ctl_model_new(st, cfg->topic_prefix, error);
   /* Queued commands may wait forever for the broker; durable ones get the ack
    * timeout (the engine's own timer answers the writer on time). */
@@ -118,6 +120,8 @@ ctl_engine_free(CtlEngine *e)
   g_hash_table_unref(e->inflight);
   g_hash_table_unref(e->by_topic);
   g_hash_table_unref(e->commands);
+  g_hash_table_unref(e->batch_offsets);
+  g_hash_table_unref(e->acked);
   ctl_model_free(e->model);
   ctl_store_close(e->store);
   ctl_config_clear(&e->cfg);

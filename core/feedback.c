@@ -21,10 +21,44 @@ ctl_engine_feedback_begin(gpointer user_data)
 }
 
 void
+ctl_engine_consumed(CtlEngine *e, const char *topic, gint64 next)
+{
+  gint64 *at = g_hash_table_lookup(e->batch_offsets, topic);
+  if (!at) {
+    at = g_new(gint64, 1);
+    g_hash_table_insert(e->batch_offsets, g_strdup(topic), at);
+  }
+  *at = next;
+}
+
+/* Positions are stored once per batch (one row per topic, not per message),
+ * in the batch's transaction: never ahead of the state they produced. A topic
+ * no longer read (its runtime removed in the batch) keeps no row. */
+static void
+store_positions(CtlEngine *e)
+{
+  GHashTableIter it;
+  gpointer topic, next;
+  g_hash_table_iter_init(&it, e->batch_offsets);
+  while (g_hash_table_iter_next(&it, &topic, &next)) {
+    gboolean read = g_hash_table_contains(e->by_topic, topic)
+                    || g_hash_table_contains(e->by_command_topic, topic)
+                    || strcmp(topic, e->tree_topic) == 0;
+    GError *error = NULL;
+    if (read && !ctl_store_offset_set(e->store, topic, 0, *(gint64 *) next, &error)) {
+      g_warning("consumer: %s", error->message);
+      g_error_free(error);
+    }
+  }
+  g_hash_table_remove_all(e->batch_offsets);
+}
+
+void
 ctl_engine_feedback_end(gpointer user_data)
 {
   CtlEngine *e = user_data;
   GError *error = NULL;
+  store_positions(e);
   if (!ctl_store_commit(e->store, &error)) {
     /* The offsets rolled back with the state: the batch is consumed again
      * after a restart. */
@@ -178,8 +212,5 @@ ctl_engine_feedback_message(const char *topic, gint64 offset, const char *key, g
   g_clear_error(&error);
   ctl_feedback_msg_clear(&fb);
   rt->feedback_next = offset + 1;
-  if (!ctl_store_offset_set(e->store, topic, 0, rt->feedback_next, &error)) {
-    g_warning("feedback: %s", error->message);
-    g_error_free(error);
-  }
+  ctl_engine_consumed(e, topic, rt->feedback_next);
 }

@@ -421,16 +421,6 @@ ctl_engine_peer_delivered(CtlEngine *e, gpointer opaque, gboolean ok, gint64 off
 
 /* ---- the consumer ---- */
 
-static void
-save_offset(CtlEngine *e, const char *topic, gint64 next)
-{
-  GError *error = NULL;
-  if (!ctl_store_offset_set(e->store, topic, 0, next, &error)) {
-    g_warning("peers: %s", error->message);
-    g_error_free(error);
-  }
-}
-
 gboolean
 ctl_engine_peer_message(CtlEngine *e, const char *topic, gint64 offset, const char *key,
                         gsize key_len, const char *value, gsize value_len)
@@ -438,7 +428,7 @@ ctl_engine_peer_message(CtlEngine *e, const char *topic, gint64 offset, const ch
   if (strcmp(topic, e->tree_topic) == 0) {
     tree_message(e, offset, key, key_len, value, value_len);
     e->tree_next = offset + 1;
-    save_offset(e, topic, e->tree_next);
+    ctl_engine_consumed(e, topic, e->tree_next);
     return TRUE;
   }
   CtlObject *rt = g_hash_table_lookup(e->by_command_topic, topic);
@@ -448,7 +438,7 @@ ctl_engine_peer_message(CtlEngine *e, const char *topic, gint64 offset, const ch
   /* the runtime may be gone now (a command cannot remove it, but be safe) */
   if (g_hash_table_lookup(e->by_command_topic, topic) == rt) {
     rt->command_next = offset + 1;
-    save_offset(e, topic, rt->command_next);
+    ctl_engine_consumed(e, topic, rt->command_next);
   }
   return TRUE;
 }

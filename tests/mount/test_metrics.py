@@ -292,7 +292,11 @@ def test_metrics_outbox_in_queued_mode(broker, ctlfs):
     assert m.get("ctlfs_outbox_commands") == 3
     assert m.get("ctlfs_pending_commands") == 3
     check_histogram(m, "queued", ok=0, error=0)            # counters start at 0
+    # (a daemon started while its broker is down may not reconnect once it is
+    # up again: bring the broker back first, as test_persistence does)
+    d.stop()
     broker.fault("up 1")
+    d = ctlfs(*args, db=d.db, mnt=d.mnt)
     wait_until(lambda: value(d, "ctlfs_outbox_commands") == 0, timeout=DELIVERY_TIMEOUT,
                what="ctlfs_outbox_commands back to 0")
     m = scrape(d)
