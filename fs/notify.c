@@ -253,7 +253,9 @@ guint64
 ctl_notify_seq(CtlNotify *n, fuse_ino_t ino)
 {
   guint64 *seq = g_hash_table_lookup(n->seq, &ino);
-  return seq ? *seq : 0;
+  /* A change already made but not yet flushed counts: a read now shows it,
+   * and the flush must not then wake that reader's poll() for nothing. */
+  return (seq ? *seq : 0) + (g_hash_table_contains(n->dirty, &ino) ? 1 : 0);
 }
 
 void
