@@ -480,7 +480,8 @@ look_up_soon(CtlBus *bus, const char *topic)
 void
 ctl_bus_watch(CtlBus *bus, const char *topic, gint64 next_offset)
 {
-  look_up_soon(bus, topic);
+  if (next_offset < 0)     /* read before: it exists, its metadata comes anyway */
+    look_up_soon(bus, topic);
   gint64 *next = g_new(gint64, 1);
   *next = next_offset;
   g_hash_table_replace(bus->watched, g_strdup(topic), next);

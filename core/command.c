@@ -441,8 +441,7 @@ ctl_engine_command(CtlEngine *e, CtlObject *obj, const char *input, gsize len, g
     done(EINVAL, user_data);
     return;
   }
-  CtlObject *rt = ctl_model_runtime_of(obj);
-  if (!ctl_policy_allows(e->cfg.policy, CTL_ACCESS_COMMAND, rt ? rt->name : NULL, who)) {
+  if (!ctl_engine_allows(e, CTL_ACCESS_COMMAND, obj, who)) {
     ctl_engine_refuse(e, obj, CTL_ACCESS_COMMAND, EACCES, input, len,
                       "the access policy does not allow this caller to issue commands", who);
     done(EACCES, user_data);
@@ -574,9 +573,8 @@ ctl_engine_command_seen(CtlEngine *e, CtlObject *rt, gint64 offset, const char *
   CtlObject *res = ctl_model_child(rt, msg.resource);
   CtlInflight *inf = g_hash_table_lookup(e->inflight, msg.id);
   gboolean peer = FALSE;
-  gint64 placed_at = -1;
   gboolean known = inf || g_hash_table_remove(e->acked, msg.id)
-                   || ctl_store_command_lookup(e->store, msg.id, &peer, &placed_at);
+                   || ctl_store_command_lookup(e->store, msg.id, &peer);
   if (strcmp(msg.runtime, rt->name) != 0) {
     ctl_engine_peer_skip(e, rt, offset, "the command names another runtime");
   } else if (known && peer) {

@@ -71,6 +71,8 @@ struct CtlEngine {
  * is committed (EIO instead, if the commit failed). */
 void ctl_engine_reply(CtlEngine *e, int err, CtlCommandDone done, gpointer user_data);
 
+/* audit.c: does the access policy let WHO do ACCESS on OBJ? (No record.) */
+gboolean ctl_engine_allows(CtlEngine *e, CtlAccess access, CtlObject *obj, const CtlCaller *who);
 /* audit.c: records and logs a refused (EACCES) or rejected (EINVAL,
  * EOPNOTSUPP) request on OBJ; INPUT is what was written or asked for. */
 void ctl_engine_refuse(CtlEngine *e, CtlObject *obj, CtlAccess access, int err, const char *input,

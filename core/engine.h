@@ -21,10 +21,11 @@ const CtlConfig *ctl_engine_config(CtlEngine *e);
 
 /* May WHO do ACCESS on OBJ (declare: create or remove a child of OBJ)? 0, or
  * EACCES once the refusal is recorded with who tried (SQLite table refusals,
- * OBJ's log, metrics). REQUEST says what was asked ("open log", "mkdir rt2").
- * Resolves WHO's audit fields only when refusing. */
-int ctl_engine_authorize(CtlEngine *e, CtlAccess access, CtlObject *obj, const char *request,
-                         CtlCaller *who);
+ * OBJ's log, metrics). VERB and NAME (or NULL) say what was asked ("open"
+ * "log", "mkdir" "rt2", "list" NULL). Resolves WHO's audit fields only when
+ * refusing. */
+int ctl_engine_authorize(CtlEngine *e, CtlAccess access, CtlObject *obj, const char *verb,
+                         const char *name, CtlCaller *who);
 
 /* mkdir / rmdir on behalf of WHO; 0 or an errno. */
 int ctl_engine_mkdir(CtlEngine *e, CtlObject *parent, const char *name, const CtlCaller *who,

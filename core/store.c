@@ -93,7 +93,7 @@ enum {
   Q_READ_ROOT, Q_READ_RT, Q_READ_OBJ,
   Q_OFF_GET, Q_OFF_SET, Q_OFF_DEL,
   Q_REFUSAL_INSERT,
-  Q_ANN_INSERT, Q_ANN_DELETE, Q_ANN_ALL, Q_CMD_EXISTS, Q_TREE_SET, Q_TREE_ALL, Q_CMD_PLACED,
+  Q_ANN_INSERT, Q_ANN_DELETE, Q_ANN_ALL, Q_CMD_LOOKUP, Q_TREE_SET, Q_TREE_ALL, Q_CMD_PLACED,
   Q_COUNT
 };
 
@@ -149,7 +149,7 @@ static const char *const queries[Q_COUNT] = {
   [Q_ANN_INSERT] = "INSERT INTO announcements(key, value) VALUES(?,?)",
   [Q_ANN_DELETE] = "DELETE FROM announcements WHERE seq=?",
   [Q_ANN_ALL]    = "SELECT seq, key, value FROM announcements ORDER BY seq",
-  [Q_CMD_EXISTS] = "SELECT mode = 'peer', kafka_offset FROM commands WHERE id=?",
+  [Q_CMD_LOOKUP] = "SELECT mode = 'peer' FROM commands WHERE id=?",
   [Q_TREE_SET]   = "INSERT INTO tree_keys(key, tree_offset) VALUES(?1,?2)"
                    " ON CONFLICT(key) DO UPDATE SET tree_offset=?2",
   [Q_TREE_ALL]   = "SELECT key, tree_offset FROM tree_keys",
@@ -891,15 +891,13 @@ ctl_store_announcements_foreach(CtlStore *st, CtlAnnouncementFn fn, gpointer use
 }
 
 gboolean
-ctl_store_command_lookup(CtlStore *st, const char *id, gboolean *peer, gint64 *offset)
+ctl_store_command_lookup(CtlStore *st, const char *id, gboolean *peer)
 {
-  sqlite3_stmt *s = prep(st, Q_CMD_EXISTS);
+  sqlite3_stmt *s = prep(st, Q_CMD_LOOKUP);
   bind_text(s, 1, id);
   gboolean found = sqlite3_step(s) == SQLITE_ROW;
-  if (found) {
+  if (found)
     *peer = sqlite3_column_int(s, 0) != 0;
-    *offset = sqlite3_column_int64(s, 1);
-  }
   sqlite3_reset(s);
   return found;
 }

@@ -110,9 +110,8 @@ typedef void (*CtlPlacedFn)(gint64 object_id, const char *verb, gint64 offset, c
                             gboolean peer, gpointer user_data);
 gboolean ctl_store_placed_commands(CtlStore *st, CtlPlacedFn fn, gpointer user_data,
                                    GError **error);
-/* Is command ID in the table (issued here, or seen from another host: PEER)?
- * OFFSET: its topic offset as known, -1 unknown. */
-gboolean ctl_store_command_lookup(CtlStore *st, const char *id, gboolean *peer, gint64 *offset);
+/* Is command ID in the table (issued here, or seen from another host: PEER)? */
+gboolean ctl_store_command_lookup(CtlStore *st, const char *id, gboolean *peer);
 /* Number of commands in RESULT (any mode). */
 gint64   ctl_store_commands_count(CtlStore *st, const char *result);
 

@@ -44,10 +44,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
   }
   /* Writing is checked per write (the command policy); reading here. */
   if ((fi->flags & O_ACCMODE) != O_WRONLY) {
-    char *what = g_strdup_printf("open %s", node->name);
-    gboolean ok = ctl_fs_authorize(fs, req, CTL_ACCESS_READ, obj, what);
-    g_free(what);
-    if (!ok)
+    if (!ctl_fs_authorize(fs, req, CTL_ACCESS_READ, obj, "open", node->name))
       return;
   }
   Handle *h = g_new0(Handle, 1);

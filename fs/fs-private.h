@@ -57,9 +57,9 @@ CtlObject *ctl_fs_dir(CtlFs *fs, fuse_req_t req, fuse_ino_t ino);
  * groups; ctl_caller_resolve() adds the audit fields (ctl_caller_clear when done). */
 void ctl_fs_caller(CtlFs *fs, fuse_req_t req, CtlCaller *who);
 /* Checks the access policy for REQ's caller; FALSE after replying EACCES (the
- * refusal recorded as WHAT, e.g. "open log"). */
+ * refusal recorded as VERB NAME, e.g. "open log"; NAME may be NULL). */
 gboolean ctl_fs_authorize(CtlFs *fs, fuse_req_t req, CtlAccess access, CtlObject *obj,
-                          const char *what);
+                          const char *verb, const char *name);
 
 /* notify.c: wakes poll() and inotify watchers of files that changed. */
 CtlNotify *ctl_notify_new(CtlFs *fs);

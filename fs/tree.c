@@ -133,11 +133,12 @@ ctl_fs_caller(CtlFs *fs, fuse_req_t req, CtlCaller *who)
 }
 
 gboolean
-ctl_fs_authorize(CtlFs *fs, fuse_req_t req, CtlAccess access, CtlObject *obj, const char *what)
+ctl_fs_authorize(CtlFs *fs, fuse_req_t req, CtlAccess access, CtlObject *obj, const char *verb,
+                 const char *name)
 {
   CtlCaller who;
   ctl_fs_caller(fs, req, &who);
-  int err = ctl_engine_authorize(fs->engine, access, obj, what, &who);
+  int err = ctl_engine_authorize(fs->engine, access, obj, verb, name, &who);
   ctl_caller_clear(&who);
   if (err)
     fuse_reply_err(req, err);
@@ -202,7 +203,7 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
   CtlFs *fs = fuse_req_userdata(req);
   CtlObject *dir = ctl_fs_dir(fs, req, ino);
-  if (!dir || !ctl_fs_authorize(fs, req, CTL_ACCESS_READ, dir, "list"))
+  if (!dir || !ctl_fs_authorize(fs, req, CTL_ACCESS_READ, dir, "list", NULL))
     return;
   Listing *l = g_new0(Listing, 1);
   l->data = g_byte_array_new();
@@ -298,9 +299,7 @@ op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
   CtlCaller who;
   ctl_fs_caller(fs, req, &who);
   CtlObject *obj = NULL;
-  char *request = g_strdup_printf("mkdir %s", name);
-  int err = ctl_engine_authorize(fs->engine, CTL_ACCESS_DECLARE, dir, request, &who);
-  g_free(request);
+  int err = ctl_engine_authorize(fs->engine, CTL_ACCESS_DECLARE, dir, "mkdir", name, &who);
   if (!err) {
     ctl_caller_resolve(&who);
     err = ctl_engine_mkdir(fs->engine, dir, name, &who, &obj);
@@ -325,9 +324,7 @@ op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
   }
   CtlCaller who;
   ctl_fs_caller(fs, req, &who);
-  char *request = g_strdup_printf("rmdir %s", name);
-  int err = ctl_engine_authorize(fs->engine, CTL_ACCESS_DECLARE, dir, request, &who);
-  g_free(request);
+  int err = ctl_engine_authorize(fs->engine, CTL_ACCESS_DECLARE, dir, "rmdir", name, &who);
   if (!err) {
     ctl_caller_resolve(&who);
     err = ctl_engine_rmdir(fs->engine, obj, &who);
