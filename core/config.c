@@ -8,7 +8,8 @@
 
 static const char *const keys[] = {
   "brokers", "db", "topic-prefix", "write-mode", "ack-timeout-ms", "stale-after-ms",
-  "admin-group", "discover-max", NULL,
+  "admin-group", "discover-max", "backend", "dialect", "expire-after-ms", "expire",
+  "rama-cli", "rama-timeout-ms", NULL,
 };
 
 #define ACCESS_GROUP "access"
@@ -22,6 +23,11 @@ ctl_config_init(CtlConfig *cfg)
   cfg->ack_timeout_ms = 5000;
   cfg->stale_after_ms = 10000;
   cfg->discover_max = 10000;
+  cfg->runtime_default.backend = CTL_BACKEND_KAFKA;
+  cfg->runtime_default.dialect = CTL_DIALECT_CTLFS;
+  cfg->runtimes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  cfg->rama_cli = g_strdup("rama");
+  cfg->rama_timeout_ms = 30000;
   cfg->owner_uid = geteuid();
   cfg->policy = ctl_policy_new(cfg->owner_uid);
 }
@@ -32,6 +38,9 @@ ctl_config_clear(CtlConfig *cfg)
   g_free(cfg->brokers);
   g_free(cfg->db_path);
   g_free(cfg->topic_prefix);
+  g_free(cfg->rama_cli);
+  if (cfg->runtimes)
+    g_hash_table_unref(cfg->runtimes);
   ctl_policy_unref(cfg->policy);
   memset(cfg, 0, sizeof *cfg);
 }
@@ -43,7 +52,36 @@ ctl_config_copy(CtlConfig *dst, const CtlConfig *src)
   dst->brokers = g_strdup(src->brokers);
   dst->db_path = g_strdup(src->db_path);
   dst->topic_prefix = g_strdup(src->topic_prefix);
+  dst->rama_cli = g_strdup(src->rama_cli);
+  dst->runtimes = g_hash_table_ref(src->runtimes);   /* never changed once parsed */
   dst->policy = ctl_policy_ref(src->policy);
+}
+
+/* A [runtime RT] key not given (-1) follows [ctlfs] and the command line. */
+CtlBackendKind
+ctl_config_backend(const CtlConfig *cfg, const char *runtime)
+{
+  const CtlRuntimeConfig *rc = runtime ? g_hash_table_lookup(cfg->runtimes, runtime) : NULL;
+  return rc && (int) rc->backend != -1 ? rc->backend : cfg->runtime_default.backend;
+}
+
+CtlDialect
+ctl_config_dialect(const CtlConfig *cfg, const char *runtime)
+{
+  const CtlRuntimeConfig *rc = runtime ? g_hash_table_lookup(cfg->runtimes, runtime) : NULL;
+  return rc && (int) rc->dialect != -1 ? rc->dialect : cfg->runtime_default.dialect;
+}
+
+const char *
+ctl_backend_name(CtlBackendKind backend)
+{
+  return backend == CTL_BACKEND_LIFECYCLE ? "lifecycle" : "kafka";
+}
+
+const char *
+ctl_dialect_name(CtlDialect dialect)
+{
+  return dialect == CTL_DIALECT_MIA ? "mia" : "ctlfs";
 }
 
 const char *
@@ -80,6 +118,30 @@ set_int(int *out, const char *key, const char *value, GError **error)
   if (!g_ascii_string_to_signed(value, 10, 1, G_MAXINT, &n, NULL))
     return bad_value(error, key, value, "expected an integer >= 1");
   *out = (int) n;
+  return TRUE;
+}
+
+static gboolean
+set_backend(CtlBackendKind *out, const char *key, const char *value, GError **error)
+{
+  if (strcmp(value, "kafka") == 0)
+    *out = CTL_BACKEND_KAFKA;
+  else if (strcmp(value, "lifecycle") == 0)
+    *out = CTL_BACKEND_LIFECYCLE;
+  else
+    return bad_value(error, key, value, "expected kafka or lifecycle");
+  return TRUE;
+}
+
+static gboolean
+set_dialect(CtlDialect *out, const char *key, const char *value, GError **error)
+{
+  if (strcmp(value, "ctlfs") == 0)
+    *out = CTL_DIALECT_CTLFS;
+  else if (strcmp(value, "mia") == 0)
+    *out = CTL_DIALECT_MIA;
+  else
+    return bad_value(error, key, value, "expected ctlfs or mia");
   return TRUE;
 }
 
@@ -144,6 +206,29 @@ ctl_config_set(CtlConfig *cfg, const char *key, const char *value, GError **erro
     return set_int(&cfg->discover_max, k, value, error);
   } else if (strcmp(k, "admin-group") == 0) {
     return set_admin_group(cfg, value, error);
+  } else if (strcmp(k, "backend") == 0) {
+    return set_backend(&cfg->runtime_default.backend, k, value, error);
+  } else if (strcmp(k, "dialect") == 0) {
+    return set_dialect(&cfg->runtime_default.dialect, k, value, error);
+  } else if (strcmp(k, "expire-after-ms") == 0) {
+    gint64 n;
+    if (!g_ascii_string_to_signed(value, 10, 0, G_MAXINT, &n, NULL))
+      return bad_value(error, k, value, "expected an integer >= 0 (0: never)");
+    cfg->expire_after_ms = (int) n;
+  } else if (strcmp(k, "expire") == 0) {
+    if (strcmp(value, "mark") == 0)
+      cfg->expire_remove = FALSE;
+    else if (strcmp(value, "remove") == 0)
+      cfg->expire_remove = TRUE;
+    else
+      return bad_value(error, k, value, "expected mark or remove");
+  } else if (strcmp(k, "rama-cli") == 0) {
+    if (!*value)
+      return bad_value(error, k, value, "expected a program name or path");
+    g_free(cfg->rama_cli);
+    cfg->rama_cli = g_strdup(value);
+  } else if (strcmp(k, "rama-timeout-ms") == 0) {
+    return set_int(&cfg->rama_timeout_ms, k, value, error);
   }
   return TRUE;
 }
@@ -239,16 +324,94 @@ parse_access(CtlConfig *cfg, GKeyFile *kf, const char *group, const char *runtim
   return ok;
 }
 
+/* Reads each key of GROUP in turn; FN checks and applies one. */
+typedef gboolean (*KeyFn)(CtlConfig *cfg, const char *group, const char *key, const char *value,
+                          gpointer data, GError **error);
+
+static gboolean
+parse_keys(CtlConfig *cfg, GKeyFile *kf, const char *group, const char *origin, KeyFn fn,
+           gpointer data, GError **error)
+{
+  gsize n = 0;
+  char **names = g_key_file_get_keys(kf, group, &n, NULL);
+  gboolean ok = TRUE;
+  for (gsize i = 0; ok && i < n; i++) {
+    GError *local = NULL;
+    char *value = g_key_file_get_string(kf, group, names[i], &local);
+    if (local)   /* see parse_settings(): an error may come with a value */
+      ok = file_error(error, origin, "[%s] %s: %s", group, names[i], local->message);
+    else if (!fn(cfg, group, names[i], value, data, &local))
+      ok = file_error(error, origin, "[%s] %s", group, local->message);
+    g_clear_error(&local);
+    g_free(value);
+  }
+  g_strfreev(names);
+  return ok;
+}
+
+static gboolean
+unknown_key(GError **error, const char *group, const char *key, const char *known)
+{
+  g_set_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+              "unknown key '%s' (%s)", key, known);
+  return FALSE;
+}
+
+/* [rama]: cli, timeout-ms (also rama-cli, rama-timeout-ms in [ctlfs]). */
+static gboolean
+rama_key(CtlConfig *cfg, const char *group, const char *key, const char *value, gpointer data,
+         GError **error)
+{
+  if (strcmp(key, "cli") == 0)
+    return ctl_config_set(cfg, "rama-cli", value, error);
+  if (strcmp(key, "timeout-ms") == 0 || strcmp(key, "timeout_ms") == 0)
+    return ctl_config_set(cfg, "rama-timeout-ms", value, error);
+  return unknown_key(error, group, key, "cli, timeout-ms");
+}
+
+/* [runtime RT]: backend, dialect; the rest as in [ctlfs]. */
+static gboolean
+runtime_key(CtlConfig *cfg, const char *group, const char *key, const char *value, gpointer data,
+            GError **error)
+{
+  CtlRuntimeConfig *rc = data;
+  if (strcmp(key, "backend") == 0)
+    return set_backend(&rc->backend, key, value, error);
+  if (strcmp(key, "dialect") == 0)
+    return set_dialect(&rc->dialect, key, value, error);
+  return unknown_key(error, group, key, "backend, dialect");
+}
+
+static gboolean
+parse_runtime(CtlConfig *cfg, GKeyFile *kf, const char *group, const char *runtime,
+              const char *origin, GError **error)
+{
+  if (!ctl_name_valid(runtime))
+    return file_error(error, origin, "[%s]: '%s' is not a valid runtime name", group, runtime);
+  /* Keys not given follow [ctlfs], wherever in the file that group is. */
+  CtlRuntimeConfig *rc = g_new0(CtlRuntimeConfig, 1);
+  rc->backend = (CtlBackendKind) -1;
+  rc->dialect = (CtlDialect) -1;
+  g_hash_table_replace(cfg->runtimes, g_strdup(runtime), rc);
+  return parse_keys(cfg, kf, group, origin, runtime_key, rc, error);
+}
+
 static gboolean
 parse_group(CtlConfig *cfg, GKeyFile *kf, const char *group, const char *origin, GError **error)
 {
+  if (strcmp(group, "rama") == 0)
+    return parse_keys(cfg, kf, group, origin, rama_key, NULL, error);
+  if (g_str_has_prefix(group, "runtime "))
+    return parse_runtime(cfg, kf, group, group + strlen("runtime "), origin, error);
   if (strcmp(group, "ctlfs") == 0)
     return parse_settings(cfg, kf, origin, error);
   if (strcmp(group, ACCESS_GROUP) == 0)
     return parse_access(cfg, kf, group, NULL, origin, error);
   if (g_str_has_prefix(group, ACCESS_GROUP " "))
     return parse_access(cfg, kf, group, group + strlen(ACCESS_GROUP " "), origin, error);
-  return file_error(error, origin, "unknown group [%s] (ctlfs, access, access RUNTIME)", group);
+  return file_error(error, origin,
+                    "unknown group [%s] (ctlfs, access, access RUNTIME, runtime RUNTIME, rama)",
+                    group);
 }
 
 gboolean

@@ -9,6 +9,20 @@
 
 typedef enum { CTL_WRITE_DURABLE, CTL_WRITE_QUEUED } CtlWriteMode;
 
+/* How a runtime is driven (its backend): kafka (pause, resume: Mia-Platform
+ * Fast Data, the default) or lifecycle (also start, stop, and a `mode` file:
+ * elastic.io flows). Modules and topologies have their own (rama). */
+typedef enum { CTL_BACKEND_KAFKA, CTL_BACKEND_LIFECYCLE } CtlBackendKind;
+/* The shape of a runtime's Kafka messages: ctlfs's own (SPEC.md) or the
+ * Mia-Platform Fast Data runtime management shape. */
+typedef enum { CTL_DIALECT_CTLFS, CTL_DIALECT_MIA } CtlDialect;
+
+/* Per-runtime settings ([runtime RT] in the config file). */
+typedef struct {
+  CtlBackendKind backend;
+  CtlDialect     dialect;
+} CtlRuntimeConfig;
+
 typedef struct {
   char        *brokers;         /* NULL: embedded broker */
   char        *db_path;         /* NULL until set: the caller picks the default */
@@ -17,6 +31,12 @@ typedef struct {
   int          ack_timeout_ms;  /* 5000 */
   int          stale_after_ms;  /* 10000 */
   int          discover_max;    /* feedback creates resources while a runtime has fewer (10000) */
+  CtlRuntimeConfig runtime_default;  /* [ctlfs] backend, dialect */
+  GHashTable  *runtimes;        /* runtime name -> CtlRuntimeConfig*: [runtime RT] groups */
+  int          expire_after_ms; /* janitor: feedback silent this long -> inactive (0: never) */
+  gboolean     expire_remove;   /* expire=remove: inactive runtimes are cleaned up */
+  char        *rama_cli;        /* [rama] cli: the cluster CLI ("rama": on PATH) */
+  int          rama_timeout_ms; /* [rama] timeout-ms: a CLI call is killed after this */
   uid_t        owner_uid;       /* the mounting user */
   CtlPolicy   *policy;          /* never NULL after ctl_config_init() */
 } CtlConfig;
@@ -26,6 +46,13 @@ void     ctl_config_init(CtlConfig *cfg);
 void     ctl_config_clear(CtlConfig *cfg);
 void     ctl_config_copy(CtlConfig *dst, const CtlConfig *src);
 
+/* Runtime RUNTIME's backend and dialect: its [runtime RUNTIME] group, else
+ * [ctlfs] or the command line (--backend, --dialect). */
+CtlBackendKind ctl_config_backend(const CtlConfig *cfg, const char *runtime);
+CtlDialect     ctl_config_dialect(const CtlConfig *cfg, const char *runtime);
+const char *ctl_backend_name(CtlBackendKind backend);
+const char *ctl_dialect_name(CtlDialect dialect);
+
 /* KEY as in the config file's [ctlfs] group (dashes or underscores). Returns
  * the canonical name, or NULL when KEY is not a setting. */
 const char *ctl_config_key(const char *key);
@@ -34,7 +61,8 @@ gboolean ctl_config_set(CtlConfig *cfg, const char *key, const char *value, GErr
 
 /* A config file's text: [ctlfs] settings, [access] and [access RUNTIME] rules
  * (keys read, command, declare; values are lists of principals separated by
- * ';' or ','). Unknown groups and keys are errors. ORIGIN names the file in
+ * ';' or ','), [runtime RUNTIME] (backend, dialect) and [rama] (cli,
+ * timeout-ms). Unknown groups and keys are errors. ORIGIN names the file in
  * errors. On failure CFG may hold part of the file: the caller gives up. */
 gboolean ctl_config_parse(CtlConfig *cfg, const char *data, gsize len, const char *origin,
                           GError **error);

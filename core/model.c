@@ -80,6 +80,8 @@ object_free(CtlObject *o)
   g_free(o->last_cmd_result);
   g_free(o->command_topic);
   g_free(o->feedback_topic);
+  if (o->settings)
+    g_hash_table_unref(o->settings);
   g_free(o);
 }
 
@@ -115,6 +117,39 @@ load_object(const CtlObjectRow *row, gpointer user_data)
   o->feedback_at = row->feedback_at;
   o->pending = g_strdup(row->pending);
   o->last_error = g_strdup(row->last_error);
+}
+
+static void
+put_setting(CtlObject *o, const char *name, const char *value)
+{
+  if (!o->settings)
+    o->settings = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  g_hash_table_replace(o->settings, g_strdup(name), g_strdup(value));
+}
+
+static void
+load_setting(gint64 object_id, const char *name, const char *value, gint64 updated_at,
+             gpointer user_data)
+{
+  CtlObject *o = ctl_model_by_key(user_data, object_id + CTL_KEY_FIRST_STORED - 1);
+  if (o)
+    put_setting(o, name, value);
+}
+
+const char *
+ctl_model_setting(CtlObject *obj, const char *name)
+{
+  return obj->settings ? g_hash_table_lookup(obj->settings, name) : NULL;
+}
+
+gboolean
+ctl_model_set_setting(CtlModel *m, CtlObject *obj, const char *name, const char *value,
+                      GError **error)
+{
+  if (!ctl_store_setting_put(m->store, obj->id, name, value, ctl_now_ms(), error))
+    return FALSE;
+  put_setting(obj, name, value);
+  return TRUE;
 }
 
 static void
@@ -171,6 +206,7 @@ ctl_model_new(CtlStore *st, const char *topic_prefix, GError **error)
   m->runtimes = object_new(m, CTL_KEY_RUNTIMES, 0, CTL_KIND_RUNTIMES, "runtimes", m->root);
   if (!ctl_store_objects_foreach(st, load_object, m, error)
       || !ctl_store_last_commands(st, load_last_command, m, error)
+      || !ctl_store_settings_foreach(st, load_setting, m, error)
       || !ctl_store_placed_commands(st, load_placed, m, error)) {
     ctl_model_free(m);
     return NULL;
@@ -510,6 +546,12 @@ on_lost_commit(gpointer data, gboolean ok, const char *reason)
       o->feedback_next = ctl_store_offset_get(m->store, o->feedback_topic, 0);
       o->command_next = ctl_store_offset_get(m->store, o->command_topic, 0);
     }
+    if (o->settings)   /* read again below */
+      g_hash_table_remove_all(o->settings);
+  }
+  if (!ctl_store_settings_foreach(m->store, load_setting, m, &error)) {
+    g_warning("store: cannot re-read settings after a lost commit: %s", error->message);
+    g_clear_error(&error);
   }
   char *why = g_strdup_printf("change not stored: %s", reason ? reason : "commit failed");
   for (guint i = 0; i < r.changed->len; i++) {

@@ -54,6 +54,10 @@ struct CtlObject {
   gint64      feedback_next, command_next;
   char       *command_topic, *feedback_topic;
 
+  /* Named settings (name -> value, NULL until one is set): a flow's mode, a
+   * module's options; stored in the settings table. */
+  GHashTable *settings;
+
   /* Bytes of the object's `log` stream (the root's: every event; a runtime's:
    * its own and its resources'; a resource's: its own), -1 until first needed. */
   gint64      log_size;
@@ -113,6 +117,13 @@ void       ctl_model_rollback(CtlModel *m);
 
 /* Writes OBJ's mutable state to the store (inside the caller's transaction if any). */
 gboolean   ctl_model_save(CtlModel *m, CtlObject *obj, GError **error);
+
+/* A named setting of OBJ, or NULL. Setting one writes it to the store (inside
+ * the caller's transaction if any); the caller logs and tells listeners. A
+ * lost commit reads them all back from the store. */
+const char *ctl_model_setting(CtlObject *obj, const char *name);
+gboolean   ctl_model_set_setting(CtlModel *m, CtlObject *obj, const char *name,
+                                 const char *value, GError **error);
 
 /* Appends one line "TS PATH EVENT DETAILS" to OBJ's log (and its runtime's and
  * the root's), inside the caller's transaction if any, and tells listeners.

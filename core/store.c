@@ -10,7 +10,7 @@
 
 G_DEFINE_QUARK(ctl-store-error-quark, ctl_store_error)
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 
 /* Version 1. Offsets of the three log streams are stored with each line so that
  * a read at any offset is one index seek. AUTOINCREMENT keeps ids (and so inode
@@ -84,6 +84,17 @@ static const char schema_v3[] =
   "  key TEXT PRIMARY KEY,"
   "  tree_offset INTEGER NOT NULL);";
 
+/* Version 4: named settings of an object, one value each: a flow's `mode`
+ * (elastic.io), a module's dynamic options and scale (Rama). Kept apart from
+ * objects' columns because each backend has its own. */
+static const char schema_v4[] =
+  "CREATE TABLE settings("
+  "  object_id INTEGER NOT NULL,"
+  "  name TEXT NOT NULL,"
+  "  value TEXT NOT NULL,"
+  "  updated_at INTEGER NOT NULL,"
+  "  PRIMARY KEY(object_id, name));";
+
 enum {
   Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_SAVEPOINT, Q_RELEASE, Q_ROLLBACK_TO,
   Q_OBJ_ALL, Q_OBJ_INSERT, Q_OBJ_DELETE, Q_OBJ_SAVE,
@@ -94,6 +105,7 @@ enum {
   Q_OFF_GET, Q_OFF_SET, Q_OFF_DEL,
   Q_REFUSAL_INSERT,
   Q_ANN_INSERT, Q_ANN_DELETE, Q_ANN_ALL, Q_CMD_LOOKUP, Q_TREE_SET, Q_TREE_ALL, Q_CMD_PLACED,
+  Q_SET_PUT, Q_SET_ALL, Q_SET_DEL_OBJ,
   Q_COUNT
 };
 
@@ -156,6 +168,10 @@ static const char *const queries[Q_COUNT] = {
   /* SQLite gives the bare column (verb) of the row holding the MAX */
   [Q_CMD_PLACED] = "SELECT object_id, verb, MAX(kafka_offset), id, mode = 'peer' FROM commands"
                    " WHERE kafka_offset >= 0 GROUP BY object_id",
+  [Q_SET_PUT] = "INSERT INTO settings(object_id, name, value, updated_at) VALUES(?1,?2,?3,?4)"
+                " ON CONFLICT(object_id, name) DO UPDATE SET value=?3, updated_at=?4",
+  [Q_SET_ALL] = "SELECT object_id, name, value, updated_at FROM settings ORDER BY object_id, name",
+  [Q_SET_DEL_OBJ] = "DELETE FROM settings WHERE object_id=?",
 };
 
 typedef struct {
@@ -285,6 +301,8 @@ migrate(CtlStore *st, GError **error)
     ok = exec(st, schema_v2, error);
   if (ok && version < 3)
     ok = exec(st, schema_v3, error);
+  if (ok && version < 4)
+    ok = exec(st, schema_v4, error);
   if (ok) {
     char *sql = g_strdup_printf("PRAGMA user_version = %d", SCHEMA_VERSION);
     ok = exec(st, sql, error);
@@ -622,9 +640,37 @@ ctl_store_object_insert(CtlStore *st, gint64 parent_id, int kind, const char *na
 gboolean
 ctl_store_object_delete(CtlStore *st, gint64 id, GError **error)
 {
-  sqlite3_stmt *s = prep(st, Q_OBJ_DELETE);
+  sqlite3_stmt *s = prep(st, Q_SET_DEL_OBJ);
+  sqlite3_bind_int64(s, 1, id);
+  if (!run(st, s, error))
+    return FALSE;
+  s = prep(st, Q_OBJ_DELETE);
   sqlite3_bind_int64(s, 1, id);
   return run(st, s, error);
+}
+
+gboolean
+ctl_store_setting_put(CtlStore *st, gint64 object_id, const char *name, const char *value,
+                      gint64 now_ms, GError **error)
+{
+  sqlite3_stmt *s = prep(st, Q_SET_PUT);
+  sqlite3_bind_int64(s, 1, object_id);
+  bind_text(s, 2, name);
+  bind_text(s, 3, value);
+  sqlite3_bind_int64(s, 4, now_ms);
+  return run(st, s, error);
+}
+
+gboolean
+ctl_store_settings_foreach(CtlStore *st, CtlSettingFn fn, gpointer user_data, GError **error)
+{
+  sqlite3_stmt *s = prep(st, Q_SET_ALL);
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+    fn(sqlite3_column_int64(s, 0), col_text(s, 1), col_text(s, 2), sqlite3_column_int64(s, 3),
+       user_data);
+  sqlite3_reset(s);
+  return rc == SQLITE_DONE ? TRUE : fail(st, rc, error);
 }
 
 gboolean

@@ -70,7 +70,16 @@ gboolean ctl_store_objects_foreach(CtlStore *st, CtlObjectRowFn fn, gpointer use
 /* Returns the new id, or 0 with ERROR set. */
 gint64   ctl_store_object_insert(CtlStore *st, gint64 parent_id, int kind, const char *name,
                                  gint64 now_ms, GError **error);
+/* Deletes the object's row and its settings. */
 gboolean ctl_store_object_delete(CtlStore *st, gint64 id, GError **error);
+
+/* Named settings of an object (schema v4): a flow's mode, a module's options. */
+gboolean ctl_store_setting_put(CtlStore *st, gint64 object_id, const char *name,
+                               const char *value, gint64 now_ms, GError **error);
+typedef void (*CtlSettingFn)(gint64 object_id, const char *name, const char *value,
+                             gint64 updated_at, gpointer user_data);
+gboolean ctl_store_settings_foreach(CtlStore *st, CtlSettingFn fn, gpointer user_data,
+                                    GError **error);
 /* Writes the mutable columns (desired .. last_error) of ROW->id. */
 gboolean ctl_store_object_save(CtlStore *st, const CtlObjectRow *row, GError **error);
 

@@ -37,7 +37,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     return;
   }
   guint n;
-  const CtlNode *node = &ctl_nodes(obj->kind, &n)[slot - 1];
+  const CtlNode *node = &ctl_nodes(fs, obj, &n)[slot - 1];
   if ((fi->flags & O_ACCMODE) != O_RDONLY && !node->store) {
     fuse_reply_err(req, EACCES);
     return;
@@ -199,7 +199,7 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
     return;
   }
   guint n;
-  const CtlNode *node = slot > 0 ? &ctl_nodes(obj->kind, &n)[slot - 1] : NULL;
+  const CtlNode *node = slot > 0 ? &ctl_nodes(fs, obj, &n)[slot - 1] : NULL;
   int allowed = FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME
                 | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
   if (to_set & ~allowed) {

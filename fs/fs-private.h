@@ -19,8 +19,10 @@ typedef struct {
 
 #define CTL_MAX_NODES 15
 
-const CtlNode *ctl_nodes(CtlKind kind, guint *count);
-const CtlNode *ctl_node_find(CtlKind kind, const char *name, guint *slot);
+/* OBJ's files: by its kind, and for a runtime's resources by the runtime's
+ * backend (a lifecycle flow has a `mode` file). */
+const CtlNode *ctl_nodes(CtlFs *fs, CtlObject *obj, guint *count);
+const CtlNode *ctl_node_find(CtlFs *fs, CtlObject *obj, const char *name, guint *slot);
 
 typedef struct CtlNotify CtlNotify;
 

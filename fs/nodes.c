@@ -85,6 +85,14 @@ static const CtlNode resource_nodes[] = {
   LOG_NODE,
 };
 
+/* A lifecycle backend's resources (elastic.io flows). */
+static const CtlNode lifecycle_nodes[] = {
+  { .name = "state",    .mode = S_IFREG | 0664, .show = show_state, .store = store_state },
+  { .name = "observed", .mode = S_IFREG | 0444, .show = show_observed },
+  { .name = "status",   .mode = S_IFREG | 0444, .show = show_status },
+  LOG_NODE,
+};
+
 static const struct { const CtlNode *nodes; guint count; } table[CTL_KIND_COUNT] = {
   [CTL_KIND_ROOT]     = { root_nodes, G_N_ELEMENTS(root_nodes) },
   [CTL_KIND_RUNTIMES] = { NULL, 0 },
@@ -93,17 +101,23 @@ static const struct { const CtlNode *nodes; guint count; } table[CTL_KIND_COUNT]
 };
 
 const CtlNode *
-ctl_nodes(CtlKind kind, guint *count)
+ctl_nodes(CtlFs *fs, CtlObject *obj, guint *count)
 {
-  *count = table[kind].count;
-  return table[kind].nodes;
+  if (obj->kind == CTL_KIND_RESOURCE
+      && ctl_config_backend(ctl_engine_config(fs->engine), obj->parent->name)
+         == CTL_BACKEND_LIFECYCLE) {
+    *count = G_N_ELEMENTS(lifecycle_nodes);
+    return lifecycle_nodes;
+  }
+  *count = table[obj->kind].count;
+  return table[obj->kind].nodes;
 }
 
 const CtlNode *
-ctl_node_find(CtlKind kind, const char *name, guint *slot)
+ctl_node_find(CtlFs *fs, CtlObject *obj, const char *name, guint *slot)
 {
   guint n;
-  const CtlNode *nodes = ctl_nodes(kind, &n);
+  const CtlNode *nodes = ctl_nodes(fs, obj, &n);
   for (guint i = 0; i < n; i++) {
     if (strcmp(nodes[i].name, name) == 0) {
       *slot = i + 1;

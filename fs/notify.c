@@ -96,7 +96,7 @@ flush_one(CtlNotify *n, fuse_ino_t ino, gboolean kick)
   guint slot;
   CtlObject *obj = ctl_ino_object(n->fs, ino, &slot);
   guint count;
-  const CtlNode *nodes = obj ? ctl_nodes(obj->kind, &count) : NULL;
+  const CtlNode *nodes = obj ? ctl_nodes(n->fs, obj, &count) : NULL;
   /* inotify pins the inode it watches: an inode the kernel forgot (or never
    * looked up) has no watcher, and a kick would only hold the mount busy. */
   gint64 *known = g_hash_table_lookup(n->known, &ino);
@@ -135,7 +135,7 @@ static void
 mark_file(CtlNotify *n, CtlObject *obj, const char *name, gboolean kick)
 {
   guint slot;
-  if (!obj || !ctl_node_find(obj->kind, name, &slot))
+  if (!obj || !ctl_node_find(n->fs, obj, name, &slot))
     return;
   fuse_ino_t ino = ctl_ino(obj, slot);
   kick = kick || GPOINTER_TO_INT(g_hash_table_lookup(n->dirty, &ino));

@@ -30,15 +30,15 @@ ctl_ino_object(CtlFs *fs, fuse_ino_t ino, guint *slot)
   if (!obj)
     return NULL;
   guint n;
-  ctl_nodes(obj->kind, &n);
+  ctl_nodes(fs, obj, &n);
   return *slot <= n ? obj : NULL;
 }
 
 static const CtlNode *
-node_of(CtlObject *obj, guint slot)
+node_of(CtlFs *fs, CtlObject *obj, guint slot)
 {
   guint n;
-  const CtlNode *nodes = ctl_nodes(obj->kind, &n);
+  const CtlNode *nodes = ctl_nodes(fs, obj, &n);
   return slot > 0 && slot <= n ? &nodes[slot - 1] : NULL;
 }
 
@@ -50,7 +50,7 @@ ctl_fs_stat(CtlFs *fs, CtlObject *obj, guint slot, struct stat *st)
   st->st_uid = fs->uid;
   st->st_gid = fs->gid;
   st->st_atim = st->st_mtim = st->st_ctim = fs->mount_time;
-  const CtlNode *node = node_of(obj, slot);
+  const CtlNode *node = node_of(fs, obj, slot);
   const CtlPolicy *policy = ctl_engine_config(fs->engine)->policy;
   CtlObject *rt = ctl_model_runtime_of(obj);
   if (!node) {
@@ -153,7 +153,7 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
   CtlObject *dir = ctl_fs_dir(fs, req, parent);
   if (!dir)
     return;
-  if (ctl_node_find(dir->kind, name, &slot)) {
+  if (ctl_node_find(fs, dir, name, &slot)) {
     reply_entry(fs, req, dir, slot);
     return;
   }
@@ -211,7 +211,7 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
   listing_add(l, req, ".", ino, S_IFDIR);
   listing_add(l, req, "..", dir->parent ? ctl_ino(dir->parent, 0) : ino, S_IFDIR);
   guint n;
-  const CtlNode *nodes = ctl_nodes(dir->kind, &n);
+  const CtlNode *nodes = ctl_nodes(fs, dir, &n);
   for (guint i = 0; i < n; i++)
     listing_add(l, req, nodes[i].name, ctl_ino(dir, i + 1), nodes[i].mode);
   GPtrArray *children = ctl_model_children_array(dir);
@@ -292,7 +292,7 @@ op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
   CtlObject *dir = ctl_fs_dir(fs, req, parent);
   if (!dir)
     return;
-  if (ctl_node_find(dir->kind, name, &slot)) {
+  if (ctl_node_find(fs, dir, name, &slot)) {
     fuse_reply_err(req, EEXIST);
     return;
   }
@@ -319,7 +319,7 @@ op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
   CtlObject *dir = ctl_ino_object(fs, parent, &slot);
   CtlObject *obj = dir && slot == 0 ? ctl_model_child(dir, name) : NULL;
   if (!obj) {
-    fuse_reply_err(req, dir && ctl_node_find(dir->kind, name, &slot) ? ENOTDIR : ENOENT);
+    fuse_reply_err(req, dir && ctl_node_find(fs, dir, name, &slot) ? ENOTDIR : ENOENT);
     return;
   }
   CtlCaller who;

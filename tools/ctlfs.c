@@ -105,7 +105,9 @@ parse_args(Options *o, int argc, char **argv)
 {
   char *brokers = NULL, *db = NULL, *config = NULL, *prefix = NULL, *mode = NULL;
   char *admin_group = NULL, **mount_opts = NULL, **rest = NULL;
+  char *backend = NULL, *dialect = NULL, *expire = NULL, *rama_cli = NULL;
   int ack = G_MININT, stale = G_MININT, discover = G_MININT;  /* G_MININT: not given */
+  int expire_after = G_MININT, rama_timeout = G_MININT;
   gboolean version = FALSE;
   GOptionEntry entries[] = {
     { "brokers", 0, 0, G_OPTION_ARG_STRING, &brokers, "Kafka bootstrap servers (default: start an embedded broker)", "HOST:PORT,..." },
@@ -117,6 +119,12 @@ parse_args(Options *o, int argc, char **argv)
     { "stale-after-ms", 0, 0, G_OPTION_ARG_INT, &stale, "observed reads stale after this long without feedback (default 10000)", "MS" },
     { "admin-group", 0, 0, G_OPTION_ARG_STRING, &admin_group, "Group whose members may issue commands", "GROUP" },
     { "discover-max", 0, 0, G_OPTION_ARG_INT, &discover, "Feedback creates resources only while a runtime has fewer (default 10000)", "N" },
+    { "backend", 0, 0, G_OPTION_ARG_STRING, &backend, "Runtimes' backend: kafka (default) or lifecycle (start/stop, mode)", "KIND" },
+    { "dialect", 0, 0, G_OPTION_ARG_STRING, &dialect, "Runtimes' message shape: ctlfs (default) or mia", "DIALECT" },
+    { "expire-after-ms", 0, 0, G_OPTION_ARG_INT, &expire_after, "A runtime silent this long is inactive (default 0: never)", "MS" },
+    { "expire", 0, 0, G_OPTION_ARG_STRING, &expire, "What happens to inactive runtimes: mark (default) or remove", "ACTION" },
+    { "rama-cli", 0, 0, G_OPTION_ARG_FILENAME, &rama_cli, "The Rama CLI for modules/ (default rama on PATH)", "PATH" },
+    { "rama-timeout-ms", 0, 0, G_OPTION_ARG_INT, &rama_timeout, "A Rama CLI call is killed after this (default 30000)", "MS" },
     { "foreground", 'f', 0, G_OPTION_ARG_NONE, &o->foreground, "Stay in the foreground", NULL },
     { "debug", 'd', 0, G_OPTION_ARG_NONE, &o->debug, "Foreground, with FUSE and debug messages", NULL },
     { "options", 'o', 0, G_OPTION_ARG_STRING_ARRAY, &mount_opts, "Mount options, ours (key=value) and libfuse's", "OPT,..." },
@@ -151,6 +159,10 @@ parse_args(Options *o, int argc, char **argv)
   SET("topic-prefix", prefix);
   SET("write-mode", mode);
   SET("admin-group", admin_group);
+  SET("backend", backend);
+  SET("dialect", dialect);
+  SET("expire", expire);
+  SET("rama-cli", rama_cli);
 #undef SET
   if (ack != G_MININT)
     g_hash_table_replace(o->settings, g_strdup("ack-timeout-ms"), g_strdup_printf("%d", ack));
@@ -158,6 +170,12 @@ parse_args(Options *o, int argc, char **argv)
     g_hash_table_replace(o->settings, g_strdup("stale-after-ms"), g_strdup_printf("%d", stale));
   if (discover != G_MININT)
     g_hash_table_replace(o->settings, g_strdup("discover-max"), g_strdup_printf("%d", discover));
+  if (expire_after != G_MININT)
+    g_hash_table_replace(o->settings, g_strdup("expire-after-ms"),
+                         g_strdup_printf("%d", expire_after));
+  if (rama_timeout != G_MININT)
+    g_hash_table_replace(o->settings, g_strdup("rama-timeout-ms"),
+                         g_strdup_printf("%d", rama_timeout));
   /* mount.fuse passes "SOURCE MOUNTPOINT"; the source means nothing to us. */
   guint nrest = rest ? g_strv_length(rest) : 0;
   if (nrest == 0 || nrest > 2)
