@@ -318,7 +318,7 @@ test_version_1_migrated(Fixture *f, gconstpointer data)
   g_assert_true(ctl_store_flush(f->st, &error));
   ctl_store_close(f->st);
   f->st = NULL;
-  char *cmd = g_strdup_printf("sqlite3 '%s' 'DROP TABLE refusals; DROP TABLE announcements; DROP TABLE tree_keys; PRAGMA user_version=1'", f->path);
+  char *cmd = g_strdup_printf("sqlite3 '%s' 'DROP TABLE refusals; DROP TABLE announcements; DROP TABLE tree_keys; DROP TABLE settings; PRAGMA user_version=1'", f->path);
   int status = 0;
   gboolean ran = g_spawn_command_line_sync(cmd, NULL, NULL, &status, NULL) && status == 0;
   g_free(cmd);
@@ -336,8 +336,45 @@ test_version_1_migrated(Fixture *f, gconstpointer data)
                         .user = "alice", .pid = 42, .comm = "bash", .host = "adm1" };
   g_assert_true(ctl_store_begin(f->st, &error));
   g_assert_true(ctl_store_refusal_insert(f->st, &row, &error));
+  g_assert_true(ctl_store_setting_put(f->st, 1, "mode", "realtime", 2, &error));
   g_assert_true(ctl_store_commit(f->st, &error));
   g_assert_true(ctl_store_flush(f->st, &error));
+  g_assert_no_error(error);
+}
+
+static void
+collect_setting(gint64 object_id, const char *name, const char *value, gint64 updated_at,
+                gpointer data)
+{
+  g_string_append_printf(data, "%" G_GINT64_FORMAT ":%s=%s;", object_id, name, value);
+}
+
+/* Settings survive a reopen, a second put replaces the value, and they go
+ * with their object. */
+static void
+test_settings(Fixture *f, gconstpointer data)
+{
+  GError *error = NULL;
+  gint64 a = ctl_store_object_insert(f->st, 0, 2, "rt1", 1, &error);
+  gint64 b = ctl_store_object_insert(f->st, a, 3, "flow", 1, &error);
+  g_assert_true(ctl_store_setting_put(f->st, b, "mode", "ordinary", 1, &error));
+  g_assert_true(ctl_store_setting_put(f->st, b, "mode", "realtime", 2, &error));
+  g_assert_true(ctl_store_setting_put(f->st, a, "x", "1", 2, &error));
+  g_assert_true(ctl_store_flush(f->st, &error));
+  reopen(f);
+  GString *got = g_string_new(NULL);
+  g_assert_true(ctl_store_settings_foreach(f->st, collect_setting, got, &error));
+  char *want = g_strdup_printf("%" G_GINT64_FORMAT ":x=1;%" G_GINT64_FORMAT ":mode=realtime;",
+                               a, b);
+  g_assert_cmpstr(got->str, ==, want);
+  g_free(want);
+  g_assert_true(ctl_store_object_delete(f->st, b, &error));
+  g_string_truncate(got, 0);
+  g_assert_true(ctl_store_settings_foreach(f->st, collect_setting, got, &error));
+  want = g_strdup_printf("%" G_GINT64_FORMAT ":x=1;", a);
+  g_assert_cmpstr(got->str, ==, want);
+  g_free(want);
+  g_string_free(got, TRUE);
   g_assert_no_error(error);
 }
 
@@ -357,6 +394,7 @@ main(int argc, char **argv)
   T("second-open-refused", test_second_open_refused);
   T("newer-schema-refused", test_newer_schema_refused);
   T("version-1-migrated", test_version_1_migrated);
+  T("settings", test_settings);
 #undef T
   g_test_add_func("/store/garbage-file-refused", test_garbage_file_refused);
   g_test_add_func("/store/missing-directory-refused", test_missing_directory_refused);
