@@ -2,6 +2,7 @@
 #pragma once
 #include "bus.h"
 #include "engine.h"
+#include "janitor.h"
 #include "store.h"
 
 /* A command handed to the producer and not yet reported on. */
@@ -59,6 +60,7 @@ struct CtlEngine {
   GQueue      fresh;         /* resources by last feedback, oldest first (stale.c) */
   guint       stale_timer;
   GHashTable *stale;         /* resources moved out of .fresh: stale (stale.c) */
+  CtlJanitor *janitor;       /* NULL unless --expire-after-ms (janitor.c) */
   /* counters for `metrics` */
   GHashTable *commands;      /* "verb\037result" -> guint64* */
   guint64     rejected_writes, refused[CTL_ACCESS_COUNT];

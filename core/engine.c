@@ -85,6 +85,7 @@ ctl_engine_new(const CtlConfig *cfg, CtlStore *st, GError **error)
     return NULL;
   }
   ctl_engine_peers_start(e);
+  e->janitor = ctl_janitor_new(e);
   GHashTableIter it;
   gpointer rt;
   g_hash_table_iter_init(&it, ctl_model_runtimes(e->model)->children);
@@ -109,6 +110,8 @@ ctl_engine_free(CtlEngine *e)
   }
   ctl_engine_inflight_fail_all(e, "daemon stopping");
   ctl_engine_stale_fini(e);
+  ctl_janitor_free(e->janitor);
+  e->janitor = NULL;
   /* Replies waiting for the last commit still see a whole model. */
   GError *error = NULL;
   if (!ctl_store_flush(e->store, &error)) {
@@ -249,6 +252,15 @@ kv_int(GString *out, const char *key, gint64 n)
 }
 
 static void
+kv_offset(GString *out, const char *key, gint64 next)
+{
+  if (next > 0)
+    kv_int(out, key, next - 1);
+  else
+    kv(out, key, NULL);
+}
+
+static void
 status_resource(CtlEngine *e, CtlObject *obj, GString *out)
 {
   kv(out, "desired", obj->desired);
@@ -278,10 +290,10 @@ status_runtime(CtlEngine *e, CtlObject *rt, GString *out)
   kv(out, "backend", "kafka");
   kv(out, "command_topic", rt->command_topic);
   kv(out, "feedback_topic", rt->feedback_topic);
-  if (rt->feedback_next > 0)
-    kv_int(out, "feedback_offset", rt->feedback_next - 1);
-  else
-    kv(out, "feedback_offset", NULL);
+  /* The last offset handled on each topic, as stored (CDAP keeps them per
+   * runtime and topic too). */
+  kv_offset(out, "feedback_offset", rt->feedback_next);
+  kv_offset(out, "command_offset", rt->command_next);
   kv_int(out, "resources", g_hash_table_size(rt->children));
   guint counts[G_N_ELEMENTS(observed_states)] = { 0 };
   GHashTableIter it;
@@ -299,6 +311,12 @@ status_runtime(CtlEngine *e, CtlObject *rt, GString *out)
   char *access = ctl_policy_describe(e->cfg.policy, rt->name);
   kv(out, "access", access);
   g_free(access);
+  kv(out, "activity", ctl_janitor_activity(e->janitor, rt));
+  gint64 silent = ctl_janitor_silent_ms(e->janitor, rt);
+  if (silent >= 0)
+    kv_int(out, "silent_ms", silent);
+  else
+    kv(out, "silent_ms", NULL);
 }
 
 static void

@@ -156,6 +156,7 @@ apply(CtlEngine *e, CtlObject *rt, gint64 offset, const CtlFeedbackMsg *fb)
   res->observed_at = fb->ts_ms > 0 ? fb->ts_ms : now;
   res->feedback_at = now;
   rt->feedback_at = now;
+  ctl_janitor_heard(e->janitor, rt);
   ctl_engine_stale_touch(e, res);
   GError *error = NULL;
   if (changed) {

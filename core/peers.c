@@ -69,6 +69,7 @@ ctl_engine_watch_runtime(CtlEngine *e, CtlObject *rt)
   ctl_bus_watch(e->bus, rt->feedback_topic, rt->feedback_next);
   ctl_bus_watch(e->bus, rt->command_topic, rt->command_next);
   ctl_bus_prepare_topic(e->bus, rt->command_topic);
+  ctl_janitor_watch(e->janitor, rt);
 }
 
 void

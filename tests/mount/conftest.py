@@ -40,10 +40,10 @@ WAIT_TIMEOUT = 15.0 * SLOW       # default for wait_until
 RESOURCE_STATUS_KEYS = ["desired", "observed", "observed_at", "pending",
                         "last_command", "last_error", "heartbeat_age_ms", "reported"]
 RUNTIME_STATUS_KEYS = ["backend", "command_topic", "feedback_topic",
-                       "feedback_offset", "resources",
+                       "feedback_offset", "command_offset", "resources",
                        "running", "paused", "pausing", "resuming", "starting",
                        "stopping", "stopped", "unknown", "stale",
-                       "last_heartbeat", "access"]
+                       "last_heartbeat", "access", "activity", "silent_ms"]
 ROOT_STATUS_KEYS = ["version", "brokers", "broker_link", "db", "write_mode",
                     "pending_commands", "uptime_s", "access"]
 RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

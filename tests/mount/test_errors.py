@@ -318,8 +318,13 @@ def test_durable_write_times_out_when_broker_down_and_is_never_delivered(broker,
     (["--config=/nonexistent/ctlfs.conf"], ["/nonexistent/ctlfs.conf"]),
     (["-o", "write_mode=sometimes"], ["write_mode", "write-mode"]),
     (["-o", "no_such_option=1"], ["no_such_option"]),
+    (["--dialect=klingon"], ["dialect"]),
+    (["--backend=carrier-pigeon"], ["backend"]),
+    (["--expire=sometimes"], ["expire"]),
+    (["--expire-after-ms=-1"], ["expire-after-ms"]),
+    (["-o", "rama_timeout_ms=0"], ["rama-timeout-ms", "rama_timeout_ms"]),
 ], ids=["unknown", "write-mode", "ack-timeout", "stale-after", "config", "o-write-mode",
-        "o-unknown"])
+        "o-unknown", "dialect", "backend", "expire", "expire-after", "o-rama-timeout"])
 def test_bad_option_exits_2_with_one_line(tmp_path, args, names):
     if not CTLFS_BIN.exists():
         pytest.fail(f"{CTLFS_BIN} is not built")
@@ -359,6 +364,29 @@ def test_config_with_an_unknown_key_exits_2(tmp_path):
                                  tmp_path / "mnt")
     assert p.returncode == 2, f"exit {p.returncode}, stderr: {p.stderr}"
     assert "no-such-key" in p.stderr
+
+
+@pytest.mark.parametrize("text,names", [
+    ("[runtime rt1]\ndialect=klingon\n", ["dialect", "klingon"]),
+    ("[runtime rt1]\nwrite-mode=queued\n", ["write-mode", "runtime rt1"]),
+    ("[runtime bad/name]\ndialect=mia\n", ["bad/name"]),
+    ("[rama]\nclli=/usr/bin/rama\n", ["clli"]),
+    ("[rama]\ntimeout-ms=never\n", ["timeout-ms", "never"]),
+    ("[janitor]\nx=1\n", ["janitor"]),
+], ids=["runtime-dialect", "runtime-key", "runtime-name", "rama-key", "rama-value", "group"])
+def test_config_runtime_and_rama_groups_are_checked(tmp_path, text, names):
+    """[runtime RT] and [rama] groups: a bad key, value or name is a one-line
+    error naming it, exit 2, nothing mounted."""
+    if not CTLFS_BIN.exists():
+        pytest.fail(f"{CTLFS_BIN} is not built")
+    conf = tmp_path / "ctlfs.conf"
+    conf.write_text(text)
+    p = start_expecting_failure([f"--db={tmp_path / 'x.db'}", f"--config={conf}"],
+                                 tmp_path / "mnt")
+    assert p.returncode == 2, f"exit {p.returncode}, stderr: {p.stderr}"
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"expected a one-line error, got:\n{p.stderr}"
+    assert all(n in lines[0] for n in names), f"error does not name {names}: {lines[0]}"
 
 
 def test_a_waiting_write_does_not_block_other_requests(broker, ctlfs):
