@@ -57,10 +57,6 @@ set_inactive(CtlJanitor *j, CtlObject *rt, gint64 silent_ms)
   ctl_model_changed(e->model, rt, CTL_CHANGE_STATE);
 }
 
-/* Resources first (a runtime with children cannot go), then the runtime; its
- * offsets go with it (ctl_model_remove). A runtime with a command in flight
- * is left for a later round. Removals are not announced to other admin hosts:
- * each host's janitor follows its own configuration. */
 static gboolean
 busy(CtlObject *rt)
 {
@@ -73,6 +69,10 @@ busy(CtlObject *rt)
   return rt->inflight > 0;
 }
 
+/* Resources first (a runtime with children cannot go), then the runtime; its
+ * offsets go with it (ctl_model_remove). A runtime with a command in flight
+ * is left for a later round. Removals are not announced to other admin hosts:
+ * each host's janitor follows its own configuration. */
 static void
 expire(CtlJanitor *j, CtlObject *rt)
 {
