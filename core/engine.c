@@ -299,6 +299,7 @@ status_runtime(CtlEngine *e, CtlObject *rt, GString *out)
   char *access = ctl_policy_describe(e->cfg.policy, rt->name);
   kv(out, "access", access);
   g_free(access);
+  kv(out, "dialect", ctl_dialect_name(ctl_config_dialect(&e->cfg, rt->name)));
 }
 
 static void

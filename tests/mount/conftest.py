@@ -43,7 +43,7 @@ RUNTIME_STATUS_KEYS = ["backend", "command_topic", "feedback_topic",
                        "feedback_offset", "resources",
                        "running", "paused", "pausing", "resuming", "starting",
                        "stopping", "stopped", "unknown", "stale",
-                       "last_heartbeat", "access"]
+                       "last_heartbeat", "access", "dialect"]
 ROOT_STATUS_KEYS = ["version", "brokers", "broker_link", "db", "write_mode",
                     "pending_commands", "uptime_s", "access"]
 RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
