@@ -56,8 +56,9 @@ ctl_engine_mia_encode(CtlEngine *e, CtlObject *obj, const CtlCommandMsg *msg)
     const char *state = c == obj ? ctl_verb_target(msg->verb)
                       : inf ? ctl_verb_target(inf->verb)
                       : c->desired;
-    /* A resource never commanded has no known desired state: the runtime
-     * default (resume) covers it. */
+    /* Every resource as its `state` file shows it (a declared or discovered
+     * one: running); anything else (a lifecycle verb's "stopped") has no Mia
+     * state and is left to the runtime-wide default. */
     if (g_strcmp0(state, "paused") == 0 || g_strcmp0(state, "running") == 0) {
       CtlMiaDesired d = { .resource = c->name, .pause = strcmp(state, "paused") == 0 };
       g_array_append_val(desired, d);
