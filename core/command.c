@@ -7,6 +7,7 @@
 
 #include "engine-private.h"
 #include "message.h"
+#include "mia.h"
 #include "timefmt.h"
 
 static const struct { const char *verb, *target; } verbs[] = {
@@ -379,6 +380,8 @@ encode(CtlEngine *e, const char *id, CtlObject *obj, const char *verb, gint64 is
     .comm = who->comm,
     .host = (char *) who->host,
   };
+  if (ctl_engine_mia(e, obj->parent))
+    return ctl_engine_mia_encode(e, obj, &msg);
   return ctl_command_msg_encode(&msg);
 }
 
@@ -473,7 +476,7 @@ ctl_engine_command(CtlEngine *e, CtlObject *obj, const char *input, gsize len, g
     inf->timer = g_timeout_add(e->cfg.ack_timeout_ms, on_ack_timeout, inf);
   }
   inf->topic = g_strdup(obj->parent->command_topic);
-  inf->key = g_strdup(obj->name);
+  inf->key = ctl_engine_command_key(e, obj);
   inf->value = value;
   ctl_store_after_commit(e->store, command_committed, inf);
   if (e->cfg.write_mode == CTL_WRITE_QUEUED)
@@ -565,7 +568,8 @@ ctl_engine_command_seen(CtlEngine *e, CtlObject *rt, gint64 offset, const char *
 {
   CtlCommandMsg msg;
   GError *error = NULL;
-  if (!ctl_command_msg_decode(value, len, &msg, &error)) {
+  if (!(ctl_engine_mia(e, rt) ? ctl_engine_mia_command_decode(value, len, &msg, &error)
+                              : ctl_command_msg_decode(value, len, &msg, &error))) {
     ctl_engine_peer_skip(e, rt, offset, error->message);
     g_error_free(error);
     return;
@@ -697,7 +701,9 @@ resend_queued(CtlEngine *e, GPtrArray *rows)
                       .host = s->host };
     char *value = encode(e, s->id, obj, s->verb, s->issued_at, &who);
     CtlInflight *inf = inflight_new(e, obj, s->id, s->verb, &who);
-    publish(e, inf, obj->parent->command_topic, obj->name, value);
+    char *key = ctl_engine_command_key(e, obj);
+    publish(e, inf, obj->parent->command_topic, key, value);
+    g_free(key);
     g_free(value);
   }
 }

@@ -288,6 +288,7 @@ static void
 status_runtime(CtlEngine *e, CtlObject *rt, GString *out)
 {
   kv(out, "backend", "kafka");
+  kv(out, "dialect", ctl_dialect_name(ctl_config_dialect(&e->cfg, rt->name)));
   kv(out, "command_topic", rt->command_topic);
   kv(out, "feedback_topic", rt->feedback_topic);
   /* The last offset handled on each topic, as stored (CDAP keeps them per

@@ -6,7 +6,9 @@
 
 #include "command.h"
 #include "engine-private.h"
+#include "dialect-mia.h"
 #include "message.h"
+#include "mia.h"
 #include "timefmt.h"
 
 void
@@ -144,8 +146,9 @@ settle_command(CtlEngine *e, CtlObject *res, const CtlFeedbackMsg *fb)
   g_free(why);
 }
 
+/* BY_STATE: the report names no command (mia), see ctl_engine_mia_settle(). */
 static void
-apply(CtlEngine *e, CtlObject *rt, gint64 offset, const CtlFeedbackMsg *fb)
+apply(CtlEngine *e, CtlObject *rt, gint64 offset, const CtlFeedbackMsg *fb, gboolean by_state)
 {
   CtlObject *res = resource_for(e, rt, fb->resource, offset);
   if (!res)
@@ -179,6 +182,8 @@ apply(CtlEngine *e, CtlObject *rt, gint64 offset, const CtlFeedbackMsg *fb)
     g_string_free(d, TRUE);
   }
   settle_command(e, res, fb);
+  if (by_state)
+    ctl_engine_mia_settle(e, res, fb->state);
   if (!ctl_model_save(e->model, res, &error) || !ctl_model_save(e->model, rt, &error)) {
     g_warning("feedback: %s", error->message);
     g_clear_error(&error);
@@ -200,13 +205,23 @@ ctl_engine_feedback_message(const char *topic, gint64 offset, const char *key, g
   e->feedback_total++;
   CtlFeedbackMsg fb = { 0 };
   GError *error = NULL;
+  GPtrArray *edges = NULL;
+  CtlMiaFeedbackResult mia = CTL_MIA_NOT_MIA;
   if (value_len > FEEDBACK_MAX_BYTES) {
     char *why = g_strdup_printf("message of %" G_GSIZE_FORMAT " bytes, over the %d-byte limit",
                                 value_len, FEEDBACK_MAX_BYTES);
     reject(e, rt, offset, why);
     g_free(why);
+  } else if (ctl_engine_mia(e, rt)
+             && (mia = ctl_mia_feedback_decode(value, value_len, &edges, &error)) != CTL_MIA_NOT_MIA) {
+    /* Fast Data's shape: one report per artifact; ctlfs's shape is taken too */
+    for (guint i = 0; edges && i < edges->len; i++)
+      apply(e, rt, offset, edges->pdata[i], TRUE);
+    if (mia == CTL_MIA_MALFORMED)
+      reject(e, rt, offset, error->message);
+    g_clear_pointer(&edges, g_ptr_array_unref);
   } else if (ctl_feedback_msg_decode(value, value_len, &fb, &error)) {
-    apply(e, rt, offset, &fb);
+    apply(e, rt, offset, &fb, FALSE);
   } else {
     reject(e, rt, offset, error->message);
   }

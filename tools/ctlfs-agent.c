@@ -6,6 +6,7 @@
  * initial feedback is delivered; everything else is logged on stderr. */
 #define G_LOG_DOMAIN "ctlfs-agent"
 #include "command.h"
+#include "dialect-mia.h"
 #include "message.h"
 #include "name.h"
 #include "timefmt.h"
@@ -33,6 +34,7 @@ typedef struct {
   char   *topic_prefix;
   char   *group;
   char   *initial_state;
+  char   *dialect;         /* ctlfs | mia */
 } Options;
 
 /* A librdkafka queue made visible to the GLib loop: librdkafka writes a byte
@@ -48,6 +50,7 @@ typedef struct {
   ApplyKind   apply;
   pid_t       signal_pid;
   char      **exec_argv;
+  gboolean    mia;             /* --dialect=mia: Mia-Platform Fast Data messages */
 
   char       *cmd_topic;
   char       *fb_topic;
@@ -145,6 +148,9 @@ check_options(Agent *a)
     return usage_error("--group must not be empty");
   if (!ctl_observed_state_valid(o->initial_state))
     return usage_error("--initial-state: not a state a runtime may report");
+  if (!g_str_equal(o->dialect, "ctlfs") && !g_str_equal(o->dialect, "mia"))
+    return usage_error("--dialect must be ctlfs or mia, not \"%s\"", o->dialect);
+  a->mia = g_str_equal(o->dialect, "mia");
   a->cmd_topic = ctl_topic_commands(o->topic_prefix, o->runtime);
   a->fb_topic = ctl_topic_feedback(o->topic_prefix, o->runtime);
   if (strlen(a->cmd_topic) > KAFKA_TOPIC_MAX || strlen(a->fb_topic) > KAFKA_TOPIC_MAX)
@@ -167,6 +173,7 @@ parse_options(Agent *a, int *argc, char ***argv)
     { "topic-prefix", 0, 0, G_OPTION_ARG_STRING, &o->topic_prefix, "Topic prefix (default ctlfs)", "PREFIX" },
     { "group", 0, 0, G_OPTION_ARG_STRING, &o->group, "Consumer group for offset commits (default ctlfs-agent.RT)", "ID" },
     { "initial-state", 0, 0, G_OPTION_ARG_STRING, &o->initial_state, "State reported at start (default running)", "STATE" },
+    { "dialect", 0, 0, G_OPTION_ARG_STRING, &o->dialect, "Message shapes (default ctlfs)", "ctlfs|mia" },
     { NULL },
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new(NULL);
@@ -181,6 +188,7 @@ parse_options(Agent *a, int *argc, char ***argv)
   default_string(&o->apply, "simulate");
   default_string(&o->topic_prefix, "ctlfs");
   default_string(&o->initial_state, "running");
+  default_string(&o->dialect, "ctlfs");
   if (o->group == NULL && o->runtime != NULL)
     o->group = g_strdup_printf("ctlfs-agent.%s", o->runtime);
   return check_options(a);
@@ -229,10 +237,44 @@ publish(Agent *a, const char *resource, const char *command_id, const char *mess
     a->initial_pending++;
 }
 
+/* --dialect=mia: one Fast Data heartbeat with an edge per resource. */
+static void
+publish_mia(Agent *a, gboolean initial)
+{
+  g_autofree gpointer *names = g_hash_table_get_keys_as_array(a->states, NULL);
+  guint n = g_hash_table_size(a->states);
+  g_autofree const char **states = g_new0(const char *, n + 1);
+  for (guint i = 0; i < n; i++)
+    states[i] = g_hash_table_lookup(a->states, names[i]);
+  g_autofree char *json = ctl_mia_feedback_encode((const char *const *) names, states, n,
+                                                  "ctlfs-agent");
+  g_autofree char *key = ctl_mia_feedback_key(a->opt.runtime);
+  rd_kafka_resp_err_t err = rd_kafka_producev(a->producer,
+      RD_KAFKA_V_TOPIC(a->fb_topic),
+      RD_KAFKA_V_PARTITION(0),
+      RD_KAFKA_V_KEY(key, strlen(key)),
+      RD_KAFKA_V_VALUE(json, strlen(json)),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+      RD_KAFKA_V_HEADER(CTL_MSG_HEADER_NAME, CTL_MSG_HEADER_VALUE, -1),
+      RD_KAFKA_V_HEADER("version", "1", -1),   /* Mia's feedback header */
+      RD_KAFKA_V_OPAQUE(initial ? &initial_marker : NULL),
+      RD_KAFKA_V_END);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    g_message("feedback not queued: %s", rd_kafka_err2str(err));
+    return;
+  }
+  if (initial)
+    a->initial_pending++;
+}
+
 static gboolean
 on_heartbeat(gpointer data)
 {
   Agent *a = data;
+  if (a->mia) {
+    publish_mia(a, FALSE);
+    return G_SOURCE_CONTINUE;
+  }
   GHashTableIter it;
   gpointer name;
   g_hash_table_iter_init(&it, a->states);
@@ -432,6 +474,69 @@ version_ok(const rd_kafka_message_t *m)
       && memcmp(value, CTL_MSG_HEADER_VALUE, size) == 0;
 }
 
+static gboolean claim_resource(Agent *a, const char *resource);
+static gboolean apply_verb(Agent *a, const CtlCommandMsg *cmd, GError **error);
+
+/* --dialect=mia: a state message is the runtime's whole desired state. Each
+ * of our resources goes where the override puts it, as a Fast Data workload
+ * would; the ctlfs command riding along only names the id to dedup by. */
+static void
+apply_mia_state(Agent *a, const CtlMiaState *s, const char *id)
+{
+  g_autofree gpointer *names = g_hash_table_get_keys_as_array(a->states, NULL);
+  for (guint i = 0; names[i] != NULL; i++) {
+    const char *state = g_hash_table_lookup(a->states, names[i]);
+    gboolean pause = ctl_mia_state_pauses(s, a->opt.runtime, names[i]);
+    CtlCommandMsg cmd = { .id = (char *) id, .runtime = a->opt.runtime, .resource = names[i],
+                          .verb = pause ? "pause" : "resume" };
+    const char *target = ctl_verb_target(cmd.verb);
+    if (g_str_equal(state, target))
+      continue;
+    g_autoptr(GError) error = NULL;
+    if (!apply_verb(a, &cmd, &error)) {
+      g_message("failed id=%s resource=%s verb=%s state=%s: apply failed: %s", id,
+                (char *) names[i], cmd.verb, state, error->message);
+      continue;
+    }
+    g_message("applied id=%s resource=%s verb=%s state=%s", id, (char *) names[i], cmd.verb, target);
+    g_hash_table_insert(a->states, g_strdup(names[i]), g_strdup(target));
+  }
+}
+
+static void
+handle_mia_message(Agent *a, const rd_kafka_message_t *m)
+{
+  CtlMiaState s;
+  g_autoptr(GError) error = NULL;
+  if (!ctl_mia_state_decode(m->payload, m->len, FALSE, &s, &error)) {
+    g_message("malformed command offset=%" G_GINT64_FORMAT ": %s", (gint64) m->offset, error->message);
+    return;
+  }
+  /* Without a ctlfs id (a Mia Control Plane's own message) the offset is the
+   * identity: the consumer never reads one offset twice in a process. */
+  g_autofree char *id = s.has_ctlfs ? g_strdup(s.ctlfs.id)
+                                    : g_strdup_printf("offset-%" G_GINT64_FORMAT, (gint64) m->offset);
+  if (s.has_ctlfs && !g_str_equal(s.ctlfs.runtime, a->opt.runtime)) {
+    g_message("skipped id=%s: runtime %s is not %s", id, s.ctlfs.runtime, a->opt.runtime);
+  } else if (g_hash_table_contains(a->seen, id)) {
+    g_message("duplicate id=%s: not applied again", id);
+  } else if (s.pipelines == NULL) {
+    g_message("skipped id=%s: not a Fast Data state message", id);
+  } else if (s.ctlfs.expires_at_ms != 0 && ctl_now_ms() > s.ctlfs.expires_at_ms) {
+    g_hash_table_add(a->seen, g_strdup(id));
+    g_message("expired id=%s: not applied", id);
+  } else {
+    g_hash_table_add(a->seen, g_strdup(id));
+    g_autoptr(GPtrArray) named = ctl_mia_state_artifacts(&s, a->opt.runtime);
+    for (guint i = 0; i < named->len; i++)
+      if (ctl_name_valid(named->pdata[i]))
+        claim_resource(a, named->pdata[i]);
+    apply_mia_state(a, &s, id);
+    publish_mia(a, FALSE);   /* also when nothing changed: ctlfs settles by state */
+  }
+  ctl_mia_state_clear(&s);
+}
+
 static void
 handle_message(Agent *a, const rd_kafka_message_t *m)
 {
@@ -445,6 +550,10 @@ handle_message(Agent *a, const rd_kafka_message_t *m)
   if (!version_ok(m)) {
     g_message("skipped offset=%" G_GINT64_FORMAT ": unsupported %s header", (gint64) m->offset,
               CTL_MSG_HEADER_NAME);
+    return;
+  }
+  if (a->mia) {
+    handle_mia_message(a, m);
     return;
   }
   CtlCommandMsg cmd;
@@ -763,8 +872,11 @@ publish_initial(Agent *a)
   g_hash_table_iter_init(&it, a->states);
   while (g_hash_table_iter_next(&it, &name, &state)) {
     g_message("resource=%s state=%s (initial)", (char *) name, (char *) state);
-    publish(a, name, NULL, NULL, TRUE);
+    if (!a->mia)
+      publish(a, name, NULL, NULL, TRUE);
   }
+  if (a->mia && g_hash_table_size(a->states) > 0)
+    publish_mia(a, TRUE);
 }
 
 static void
@@ -824,6 +936,7 @@ agent_clear(Agent *a)
   g_free(o->topic_prefix);
   g_free(o->group);
   g_free(o->initial_state);
+  g_free(o->dialect);
 }
 
 int

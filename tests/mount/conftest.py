@@ -39,7 +39,7 @@ WAIT_TIMEOUT = 15.0 * SLOW       # default for wait_until
 
 RESOURCE_STATUS_KEYS = ["desired", "observed", "observed_at", "pending",
                         "last_command", "last_error", "heartbeat_age_ms", "reported"]
-RUNTIME_STATUS_KEYS = ["backend", "command_topic", "feedback_topic",
+RUNTIME_STATUS_KEYS = ["backend", "dialect", "command_topic", "feedback_topic",
                        "feedback_offset", "command_offset", "resources",
                        "running", "paused", "pausing", "resuming", "starting",
                        "stopping", "stopped", "unknown", "stale",
