@@ -155,7 +155,7 @@ static void
 on_change(CtlObject *obj, CtlChange what, gpointer data)
 {
   CtlNotify *n = data;
-  CtlObject *rt = ctl_model_runtime_of(obj);
+  CtlObject *rt = ctl_model_group_of(obj);   /* a runtime or a module */
   /* A write to `state` raises IN_MODIFY by itself; a change from another host
    * needs the kick. */
   if (what & CTL_CHANGE_DESIRED)
