@@ -177,6 +177,8 @@ ctl_engine_mkdir(CtlEngine *e, CtlObject *parent, const char *name, const CtlCal
 int
 ctl_engine_rmdir(CtlEngine *e, CtlObject *obj, const CtlCaller *who)
 {
+  if (obj->kind == CTL_KIND_TOPOLOGIES)
+    return EPERM;   /* goes with its module */
   if (ctl_model_has_children(obj))
     return ENOTEMPTY;
   if (obj->inflight > 0)
