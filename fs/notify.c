@@ -167,6 +167,8 @@ on_change(CtlObject *obj, CtlChange what, gpointer data)
   }
   if (what & (CTL_CHANGE_STATE | CTL_CHANGE_DESIRED | CTL_CHANGE_OBSERVED))
     mark(n, obj, "status");
+  if (what & CTL_CHANGE_STATE)
+    mark(n, obj, "scale");   /* a module's: set once the CLI is done (queued mode) */
   if (what & CTL_CHANGE_LOG) {
     mark(n, obj, "log");
     if (rt != obj)
