@@ -546,6 +546,7 @@ command_committed(gpointer data, gboolean ok, const char *reason)
   }
   if (!ok)
     g_warning("%s: command %s not stored, never run: %s", obj ? obj->name : "?", c->id, reason);
+  /* Daemon stopping: a durable one is recorded failed at the next start. */
   answer(r->e, c, EIO);
   if (obj)
     obj->inflight--;
@@ -834,6 +835,13 @@ ctl_rama_free(CtlRama *r)
   r->stopping = TRUE;
   if (r->refresh)
     g_source_remove(r->refresh);
+  /* Commands waiting for their commit are answered now (EIO; a queued one
+   * stays in the outbox), not after this is gone. */
+  GError *error = NULL;
+  if (!ctl_store_flush(r->e->store, &error)) {
+    g_warning("rama: last commit failed: %s", error->message);
+    g_error_free(error);
+  }
   /* Children are killed and their ends awaited (briefly): their writers are
    * answered and nothing is left to call back into a freed engine. */
   GList *runs = g_hash_table_get_keys(r->runs);
