@@ -663,6 +663,15 @@ object_of(CtlEngine *e, const SavedCommand *s)
   return ctl_model_by_key(e->model, s->object_id + CTL_KEY_FIRST_STORED - 1);
 }
 
+/* Commands on a cluster's modules and topologies have their own outbox
+ * (backend-rama.c). */
+static gboolean
+kafka_command(CtlEngine *e, const SavedCommand *s)
+{
+  CtlObject *obj = object_of(e, s);
+  return !obj || obj->kind == CTL_KIND_RESOURCE;
+}
+
 /* Durable commands that never got an answer died with the previous daemon:
  * their writers saw an error (or nothing), so they must never go out now. */
 static void
@@ -672,6 +681,8 @@ fail_unacknowledged(CtlEngine *e, GPtrArray *rows)
     SavedCommand *s = rows->pdata[i];
     CtlObject *obj = object_of(e, s);
     GError *error = NULL;
+    if (!kafka_command(e, s))
+      continue;
     const char *why = "daemon stopped before the broker acknowledged";
     if (!obj) {
       ctl_store_command_update(e->store, s->id, "failed", -1, why, NULL);
@@ -695,7 +706,7 @@ resend_queued(CtlEngine *e, GPtrArray *rows)
   for (guint i = 0; i < rows->len; i++) {
     SavedCommand *s = rows->pdata[i];
     CtlObject *obj = object_of(e, s);
-    if (!obj)
+    if (!obj || !kafka_command(e, s))
       continue;
     CtlCaller who = { .uid = s->uid, .pid = s->pid, .user = s->user, .comm = s->comm,
                       .host = s->host };

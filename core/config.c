@@ -9,7 +9,7 @@
 static const char *const keys[] = {
   "brokers", "db", "topic-prefix", "write-mode", "ack-timeout-ms", "stale-after-ms",
   "admin-group", "discover-max", "backend", "dialect", "expire-after-ms", "expire",
-  "rama-cli", "rama-timeout-ms", NULL,
+  "rama-cli", "rama-timeout-ms", "rama-refresh-ms", NULL,
 };
 
 #define ACCESS_GROUP "access"
@@ -28,6 +28,7 @@ ctl_config_init(CtlConfig *cfg)
   cfg->runtimes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   cfg->rama_cli = g_strdup("rama");
   cfg->rama_timeout_ms = 30000;
+  cfg->rama_refresh_ms = 10000;
   cfg->owner_uid = geteuid();
   cfg->policy = ctl_policy_new(cfg->owner_uid);
 }
@@ -229,6 +230,11 @@ ctl_config_set(CtlConfig *cfg, const char *key, const char *value, GError **erro
     cfg->rama_cli = g_strdup(value);
   } else if (strcmp(k, "rama-timeout-ms") == 0) {
     return set_int(&cfg->rama_timeout_ms, k, value, error);
+  } else if (strcmp(k, "rama-refresh-ms") == 0) {
+    gint64 n;
+    if (!g_ascii_string_to_signed(value, 10, 0, G_MAXINT, &n, NULL))
+      return bad_value(error, k, value, "expected an integer >= 0 (0: never)");
+    cfg->rama_refresh_ms = (int) n;
   }
   return TRUE;
 }
@@ -357,7 +363,7 @@ unknown_key(GError **error, const char *group, const char *key, const char *know
   return FALSE;
 }
 
-/* [rama]: cli, timeout-ms (also rama-cli, rama-timeout-ms in [ctlfs]). */
+/* [rama]: cli, timeout-ms, refresh-ms (also rama-cli, ... in [ctlfs]). */
 static gboolean
 rama_key(CtlConfig *cfg, const char *group, const char *key, const char *value, gpointer data,
          GError **error)
@@ -366,7 +372,9 @@ rama_key(CtlConfig *cfg, const char *group, const char *key, const char *value, 
     return ctl_config_set(cfg, "rama-cli", value, error);
   if (strcmp(key, "timeout-ms") == 0 || strcmp(key, "timeout_ms") == 0)
     return ctl_config_set(cfg, "rama-timeout-ms", value, error);
-  return unknown_key(error, group, key, "cli, timeout-ms");
+  if (strcmp(key, "refresh-ms") == 0 || strcmp(key, "refresh_ms") == 0)
+    return ctl_config_set(cfg, "rama-refresh-ms", value, error);
+  return unknown_key(error, group, key, "cli, timeout-ms, refresh-ms");
 }
 
 /* [runtime RT]: backend, dialect; the rest as in [ctlfs]. */

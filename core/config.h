@@ -37,6 +37,7 @@ typedef struct {
   gboolean     expire_remove;   /* expire=remove: inactive runtimes are cleaned up */
   char        *rama_cli;        /* [rama] cli: the cluster CLI ("rama": on PATH) */
   int          rama_timeout_ms; /* [rama] timeout-ms: a CLI call is killed after this */
+  int          rama_refresh_ms; /* [rama] refresh-ms: moduleStatus this often (0: never) */
   uid_t        owner_uid;       /* the mounting user */
   CtlPolicy   *policy;          /* never NULL after ctl_config_init() */
 } CtlConfig;

@@ -67,6 +67,7 @@ struct CtlEngine {
   guint64     feedback_total, feedback_rejected, feedback_discovered;
   gint64      started_real_us;           /* wall clock at start: ctlfs_start_time_seconds */
   CtlWriteHistogram writes[2];           /* [0] answered 0, [1] answered an errno */
+  struct CtlRama *rama;      /* the cluster backend (backend-rama.c) */
 };
 
 /* engine.c: answers DONE with ERR once the batch holding what was just written

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "backend-rama.h"
 #include "timefmt.h"
 
 static const char *const observed_states[] = {
@@ -94,6 +95,7 @@ ctl_engine_new(const CtlConfig *cfg, CtlStore *st, GError **error)
   ctl_model_add_listener(e->model, on_runtime_removed, e);
   ctl_engine_stale_init(e);
   ctl_engine_outbox_restart(e);
+  ctl_rama_new(e);
   return e;
 }
 
@@ -103,6 +105,7 @@ ctl_engine_free(CtlEngine *e)
   if (!e)
     return;
   e->stopping = TRUE;
+  ctl_rama_free(e->rama);
   if (e->bus) {
     /* Durable writers still waiting are answered (EIO) by the purge inside. */
     ctl_bus_free(e->bus, e->cfg.write_mode == CTL_WRITE_QUEUED ? 2000 : 0);
@@ -143,6 +146,14 @@ ctl_engine_config(CtlEngine *e)
   return &e->cfg;
 }
 
+/* Runtimes and resources are shared with the other admin hosts (peers.c);
+ * modules and topologies are the cluster's, asked of its CLI by each host. */
+static gboolean
+shared_with_peers(CtlObject *obj)
+{
+  return obj->kind == CTL_KIND_RUNTIME || obj->kind == CTL_KIND_RESOURCE;
+}
+
 int
 ctl_engine_mkdir(CtlEngine *e, CtlObject *parent, const char *name, const CtlCaller *who,
                  CtlObject **out)
@@ -151,7 +162,7 @@ ctl_engine_mkdir(CtlEngine *e, CtlObject *parent, const char *name, const CtlCal
   int err = 0;
   GError *error = NULL;
   CtlObject *obj = ctl_model_create(e->model, parent, name, "created", by, &err);
-  if (obj && !ctl_engine_announce(e, obj, TRUE, by, &error)) {
+  if (obj && shared_with_peers(obj) && !ctl_engine_announce(e, obj, TRUE, by, &error)) {
     /* Other hosts could not be told: the object must not exist only here. */
     g_warning("%s: cannot announce: %s", name, error->message);
     g_error_free(error);
@@ -169,7 +180,9 @@ ctl_engine_mkdir(CtlEngine *e, CtlObject *parent, const char *name, const CtlCal
 int
 ctl_engine_rmdir(CtlEngine *e, CtlObject *obj, const CtlCaller *who)
 {
-  if (obj->children && g_hash_table_size(obj->children) > 0)
+  if (obj->kind == CTL_KIND_TOPOLOGIES)
+    return EPERM;   /* goes with its module */
+  if (ctl_model_has_children(obj))
     return ENOTEMPTY;
   if (obj->inflight > 0)
     return EBUSY;
@@ -177,7 +190,7 @@ ctl_engine_rmdir(CtlEngine *e, CtlObject *obj, const CtlCaller *who)
   GError *error = NULL;
   /* Announced first (it is in the same transaction as the removal): the
    * announcement still names the object. */
-  int err = ctl_engine_announce(e, obj, FALSE, by, &error) ? 0 : EIO;
+  int err = !shared_with_peers(obj) || ctl_engine_announce(e, obj, FALSE, by, &error) ? 0 : EIO;
   if (err) {
     g_warning("%s: cannot announce removal: %s", obj->name, error->message);
     g_error_free(error);
@@ -341,7 +354,9 @@ ctl_engine_show_status(CtlEngine *e, CtlObject *obj, GString *out)
   switch (obj->kind) {
   case CTL_KIND_ROOT:     status_root(e, out); break;
   case CTL_KIND_RUNTIME:  status_runtime(e, obj, out); break;
-  case CTL_KIND_RESOURCE: status_resource(e, obj, out); break;
+  case CTL_KIND_RESOURCE:
+  case CTL_KIND_TOPOLOGY: status_resource(e, obj, out); break;
+  case CTL_KIND_MODULE:   ctl_rama_show_module(e, obj, out); break;
   default: break;
   }
 }

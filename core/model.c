@@ -18,7 +18,7 @@ struct CtlModel {
   CtlStore   *store;
   char       *topic_prefix;
   GHashTable *by_key;        /* gint64* key -> CtlObject* */
-  CtlObject  *root, *runtimes;
+  CtlObject  *root, *runtimes, *modules;
   GArray     *listeners;
   guint       counts[CTL_KIND_COUNT];
 };
@@ -46,7 +46,7 @@ object_new(CtlModel *m, gint64 key, gint64 id, CtlKind kind, const char *name, C
   o->feedback_next = -1;
   o->command_next = -1;
   o->desired_offset = -1;
-  if (kind != CTL_KIND_RESOURCE)
+  if (!ctl_kind_is_leaf(kind))
     o->children = g_hash_table_new(g_str_hash, g_str_equal);
   if (kind == CTL_KIND_RUNTIME) {
     o->command_topic = ctl_topic_commands(m->topic_prefix, name);
@@ -96,15 +96,16 @@ object_unlink(CtlModel *m, CtlObject *o)
   m->counts[o->kind]--;
 }
 
+static CtlKind child_kind(CtlObject *parent);
+
 static void
 load_object(const CtlObjectRow *row, gpointer user_data)
 {
   CtlModel *m = user_data;
-  CtlObject *parent = row->kind == CTL_KIND_RUNTIME
-                      ? m->runtimes
+  CtlObject *parent = row->kind == CTL_KIND_RUNTIME  ? m->runtimes
+                      : row->kind == CTL_KIND_MODULE ? m->modules
                       : ctl_model_by_key(m, row->parent_id + CTL_KEY_FIRST_STORED - 1);
-  if (!parent || row->kind != (parent->kind == CTL_KIND_RUNTIMES ? CTL_KIND_RUNTIME
-                                                                  : CTL_KIND_RESOURCE)) {
+  if (!parent || (int) child_kind(parent) != row->kind) {
     g_warning("store: object %" G_GINT64_FORMAT " (%s) has no valid parent; ignored",
               row->id, row->name);
     return;
@@ -204,6 +205,7 @@ ctl_model_new(CtlStore *st, const char *topic_prefix, GError **error)
   m->listeners = g_array_new(FALSE, FALSE, sizeof(Listener));
   m->root = object_new(m, CTL_KEY_ROOT, 0, CTL_KIND_ROOT, "", NULL);
   m->runtimes = object_new(m, CTL_KEY_RUNTIMES, 0, CTL_KIND_RUNTIMES, "runtimes", m->root);
+  m->modules = object_new(m, CTL_KEY_MODULES, 0, CTL_KIND_MODULES, "modules", m->root);
   if (!ctl_store_objects_foreach(st, load_object, m, error)
       || !ctl_store_last_commands(st, load_last_command, m, error)
       || !ctl_store_settings_foreach(st, load_setting, m, error)
@@ -243,6 +245,12 @@ ctl_model_runtimes(CtlModel *m)
 }
 
 CtlObject *
+ctl_model_modules(CtlModel *m)
+{
+  return m->modules;
+}
+
+CtlObject *
 ctl_model_by_key(CtlModel *m, gint64 key)
 {
   return g_hash_table_lookup(m->by_key, &key);
@@ -261,6 +269,43 @@ ctl_model_runtime_of(CtlObject *obj)
     if (obj->kind == CTL_KIND_RUNTIME)
       return obj;
   return NULL;
+}
+
+gboolean
+ctl_kind_is_group(CtlKind kind)
+{
+  return kind == CTL_KIND_RUNTIME || kind == CTL_KIND_MODULE;
+}
+
+gboolean
+ctl_kind_is_leaf(CtlKind kind)
+{
+  return kind == CTL_KIND_RESOURCE || kind == CTL_KIND_TOPOLOGY;
+}
+
+CtlObject *
+ctl_model_group_of(CtlObject *obj)
+{
+  for (; obj; obj = obj->parent)
+    if (ctl_kind_is_group(obj->kind))
+      return obj;
+  return NULL;
+}
+
+CtlObject *
+ctl_model_topologies(CtlObject *module)
+{
+  return ctl_model_child(module, "topologies");
+}
+
+gboolean
+ctl_model_has_children(CtlObject *obj)
+{
+  if (obj->kind == CTL_KIND_MODULE) {
+    CtlObject *topologies = ctl_model_topologies(obj);
+    return topologies && g_hash_table_size(topologies->children) > 0;
+  }
+  return obj->children && g_hash_table_size(obj->children) > 0;
 }
 
 char *
@@ -338,9 +383,12 @@ static CtlKind
 child_kind(CtlObject *parent)
 {
   switch (parent->kind) {
-  case CTL_KIND_RUNTIMES: return CTL_KIND_RUNTIME;
-  case CTL_KIND_RUNTIME:  return CTL_KIND_RESOURCE;
-  default:                return CTL_KIND_COUNT;
+  case CTL_KIND_RUNTIMES:   return CTL_KIND_RUNTIME;
+  case CTL_KIND_RUNTIME:    return CTL_KIND_RESOURCE;
+  case CTL_KIND_MODULES:    return CTL_KIND_MODULE;
+  case CTL_KIND_MODULE:     return CTL_KIND_TOPOLOGIES;   /* made with the module only */
+  case CTL_KIND_TOPOLOGIES: return CTL_KIND_TOPOLOGY;
+  default:                  return CTL_KIND_COUNT;
   }
 }
 
@@ -349,7 +397,7 @@ ctl_model_create(CtlModel *m, CtlObject *parent, const char *name, const char *e
                  const char *by, int *errno_out)
 {
   CtlKind kind = child_kind(parent);
-  if (kind == CTL_KIND_COUNT) {
+  if (kind == CTL_KIND_COUNT || kind == CTL_KIND_TOPOLOGIES) {
     *errno_out = EPERM;
     return NULL;
   }
@@ -368,21 +416,33 @@ ctl_model_create(CtlModel *m, CtlObject *parent, const char *name, const char *e
     *errno_out = EIO;
     return NULL;
   }
-  gint64 parent_id = parent->kind == CTL_KIND_RUNTIMES ? 0 : parent->id;
+  gint64 parent_id = parent->id;   /* 0 under a virtual directory */
   gint64 id = ctl_store_object_insert(m->store, parent_id, kind, name, ctl_now_ms(), &error);
   CtlObject *o = NULL;
   if (id > 0) {
     o = object_new(m, id + CTL_KEY_FIRST_STORED - 1, id, kind, name, parent);
     o->log_size = 0;
-    if (kind == CTL_KIND_RESOURCE)
+    if (ctl_kind_is_leaf(kind))
       o->desired = g_strdup("running");
   }
-  if (!o || !ctl_model_save(m, o, &error) || !ctl_model_log(m, o, event, by, &error)
+  /* A module's topologies/ is an object of its own (a directory needs a
+   * stable key), stored in the same transaction. */
+  gint64 tid = 0;
+  if (o && kind == CTL_KIND_MODULE
+      && (tid = ctl_store_object_insert(m->store, id, CTL_KIND_TOPOLOGIES, "topologies",
+                                        ctl_now_ms(), &error)) > 0)
+    object_new(m, tid + CTL_KEY_FIRST_STORED - 1, tid, CTL_KIND_TOPOLOGIES, "topologies", o);
+  if (!o || (kind == CTL_KIND_MODULE && tid <= 0) || !ctl_model_save(m, o, &error) || !ctl_model_log(m, o, event, by, &error)
       || !ctl_store_commit(m->store, &error)) {
     g_warning("store: cannot create %s: %s", name, error ? error->message : "?");
     g_clear_error(&error);
     ctl_model_rollback(m);
     if (o) {
+      CtlObject *topologies = ctl_model_topologies(o);
+      if (topologies) {
+        object_unlink(m, topologies);
+        object_free(topologies);
+      }
       object_unlink(m, o);
       object_free(o);
     }
@@ -397,16 +457,18 @@ ctl_model_create(CtlModel *m, CtlObject *parent, const char *name, const char *e
 int
 ctl_model_remove(CtlModel *m, CtlObject *obj, const char *by)
 {
-  if (obj->key < CTL_KEY_FIRST_STORED)
+  if (obj->key < CTL_KEY_FIRST_STORED || obj->kind == CTL_KIND_TOPOLOGIES)
     return EPERM;
-  if (obj->children && g_hash_table_size(obj->children) > 0)
+  if (ctl_model_has_children(obj))
     return ENOTEMPTY;
+  CtlObject *topologies = obj->kind == CTL_KIND_MODULE ? ctl_model_topologies(obj) : NULL;
   if (obj->inflight > 0)
     return EBUSY;
   GError *error = NULL;
   gboolean ok = ctl_store_begin(m->store, &error);
   ok = ok && ctl_model_log(m, obj, "removed", by, &error);
   ok = ok && ctl_store_object_delete(m->store, obj->id, &error);
+  ok = ok && (!topologies || ctl_store_object_delete(m->store, topologies->id, &error));
   if (ok && obj->kind == CTL_KIND_RUNTIME)
     ok = ctl_store_offset_delete(m->store, obj->feedback_topic, &error)
          && ctl_store_offset_delete(m->store, obj->command_topic, &error);
@@ -418,6 +480,11 @@ ctl_model_remove(CtlModel *m, CtlObject *obj, const char *by)
     return EIO;
   }
   CtlObject *parent = obj->parent;
+  if (topologies) {
+    ctl_model_changed(m, topologies, CTL_CHANGE_REMOVED);
+    object_unlink(m, topologies);
+    object_free(topologies);
+  }
   ctl_model_changed(m, obj, CTL_CHANGE_REMOVED);
   object_unlink(m, obj);
   object_free(obj);
@@ -613,18 +680,18 @@ ctl_model_save(CtlModel *m, CtlObject *obj, GError **error)
 static CtlStream
 stream_of(CtlObject *obj)
 {
-  switch (obj->kind) {
-  case CTL_KIND_ROOT:    return CTL_STREAM_ROOT;
-  case CTL_KIND_RUNTIME: return CTL_STREAM_RUNTIME;
-  default:               return CTL_STREAM_OBJECT;
-  }
+  /* The store's "runtime" stream is a group's: a runtime's or a module's. */
+  if (obj->kind == CTL_KIND_ROOT)
+    return CTL_STREAM_ROOT;
+  return ctl_kind_is_group(obj->kind) ? CTL_STREAM_RUNTIME : CTL_STREAM_OBJECT;
 }
 
 gint64
 ctl_model_log_size(CtlModel *m, CtlObject *obj)
 {
-  if (obj->kind == CTL_KIND_RUNTIMES)
-    return 0;
+  if (obj->kind != CTL_KIND_ROOT && !ctl_kind_is_group(obj->kind)
+      && !ctl_kind_is_leaf(obj->kind))
+    return 0;   /* runtimes/, modules/, topologies/: no log */
   if (obj->log_size < 0) {
     GError *error = NULL;
     obj->log_size = ctl_store_stream_size(m->store, stream_of(obj), obj->id, &error);
@@ -709,7 +776,8 @@ gboolean
 ctl_model_log(CtlModel *m, CtlObject *obj, const char *event, const char *details,
               GError **error)
 {
-  CtlObject *rt = ctl_model_runtime_of(obj);
+  CtlObject *rt = ctl_model_group_of(obj);
+  gboolean leaf = ctl_kind_is_leaf(obj->kind);
   char ts[CTL_TIME_LEN];
   gint64 now = ctl_now_ms();
   char *path = ctl_model_path(obj);
@@ -723,7 +791,7 @@ ctl_model_log(CtlModel *m, CtlObject *obj, const char *event, const char *detail
     .runtime_id = rt ? rt->id : 0,
     .off_root = ctl_model_log_size(m, m->root),
     .off_runtime = rt ? ctl_model_log_size(m, rt) : -1,
-    .off_object = obj->kind == CTL_KIND_RESOURCE ? ctl_model_log_size(m, obj) : -1,
+    .off_object = leaf ? ctl_model_log_size(m, obj) : -1,
   };
   gboolean ok = ctl_store_event_append(m->store, &pos, line, len, error);
   if (ok) {
@@ -733,14 +801,13 @@ ctl_model_log(CtlModel *m, CtlObject *obj, const char *event, const char *detail
     m->root->log_size += len;
     if (rt)
       rt->log_size += len;
-    if (obj->kind == CTL_KIND_RESOURCE)
+    if (leaf)
       obj->log_size += len;
     ctl_model_changed(m, obj, CTL_CHANGE_LOG);
     /* The same event for the journal (or stderr with -d), with its fields. */
     char *cmd_id = event_command_id(event, details);
     line[len - 1] = '\0';
-    ctl_log_fields(G_LOG_LEVEL_INFO, rt ? rt->name : NULL,
-                   obj->kind == CTL_KIND_RESOURCE ? obj->name : NULL, cmd_id, event,
+    ctl_log_fields(G_LOG_LEVEL_INFO, rt ? rt->name : NULL, leaf ? obj->name : NULL, cmd_id, event,
                    strchr(line, ' ') + 1);
     g_free(cmd_id);
   }

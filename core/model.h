@@ -1,5 +1,5 @@
-/* The model: the objects of the tree (runtimes, resources; later modules and
- * topologies), their desired and observed state, and their event logs.
+/* The model: the objects of the tree (runtimes and their resources; cluster
+ * modules and their topologies), their desired and observed state, and their event logs.
  *
  * The model owns the in-memory index and writes every change through to the
  * store. Listeners (fs/ is one) hear about changes; core/ never calls fs/. */
@@ -12,14 +12,22 @@ typedef enum {
   CTL_KIND_RUNTIMES = 1,   /* runtimes/: virtual */
   CTL_KIND_RUNTIME = 2,
   CTL_KIND_RESOURCE = 3,
+  CTL_KIND_MODULES = 4,    /* modules/: virtual */
+  CTL_KIND_MODULE = 5,
+  CTL_KIND_TOPOLOGIES = 6, /* a module's topologies/: stored with the module */
+  CTL_KIND_TOPOLOGY = 7,
   CTL_KIND_COUNT
 } CtlKind;
+/* Kinds are stored in the objects table: their numbers never change. A
+ * "group" (runtime, module) has a log of its own events and its members';
+ * a "leaf" (resource, topology) has a state, observed, status and log. */
 
 /* Keys 0..15 are virtual objects; a stored object's key is its id + 15, so a
  * key is stable for the life of the database (ids are never reused). fs/
  * derives inode numbers from keys. */
 #define CTL_KEY_ROOT      0
 #define CTL_KEY_RUNTIMES  1
+#define CTL_KEY_MODULES   2
 #define CTL_KEY_FIRST_STORED 16
 
 typedef struct CtlObject CtlObject;
@@ -58,8 +66,8 @@ struct CtlObject {
    * module's options; stored in the settings table. */
   GHashTable *settings;
 
-  /* Bytes of the object's `log` stream (the root's: every event; a runtime's:
-   * its own and its resources'; a resource's: its own), -1 until first needed. */
+  /* Bytes of the object's `log` stream (the root's: every event; a group's:
+   * its own and its members'; a leaf's: its own), -1 until first needed. */
   gint64      log_size;
 };
 
@@ -87,8 +95,19 @@ CtlObject *ctl_model_root(CtlModel *m);
 CtlObject *ctl_model_runtimes(CtlModel *m);
 CtlObject *ctl_model_by_key(CtlModel *m, gint64 key);
 CtlObject *ctl_model_child(CtlObject *parent, const char *name);
+CtlObject *ctl_model_modules(CtlModel *m);
 /* The runtime an object belongs to (itself for a runtime), or NULL. */
 CtlObject *ctl_model_runtime_of(CtlObject *obj);
+/* The group an object belongs to: its runtime or module (itself for one), or
+ * NULL. A group's log holds its members' events. */
+CtlObject *ctl_model_group_of(CtlObject *obj);
+gboolean   ctl_kind_is_group(CtlKind kind);
+gboolean   ctl_kind_is_leaf(CtlKind kind);
+/* A module's topologies/ directory. */
+CtlObject *ctl_model_topologies(CtlObject *module);
+/* Does OBJ hold objects that rmdir must not take with it? (A module's own
+ * topologies/ does not count: it goes with the module.) */
+gboolean   ctl_model_has_children(CtlObject *obj);
 /* "runtimes/rt1/svc" (g_free); "" for the root. */
 char      *ctl_model_path(CtlObject *obj);
 /* Children sorted by name, as an array the model keeps until the children
@@ -100,7 +119,8 @@ guint      ctl_model_count(CtlModel *m, CtlKind kind);
 void       ctl_model_add_listener(CtlModel *m, CtlModelListener fn, gpointer user_data);
 void       ctl_model_changed(CtlModel *m, CtlObject *obj, CtlChange what);
 
-/* Creates a runtime under runtimes/ or a resource under a runtime. Checks the
+/* Creates a runtime under runtimes/, a resource under a runtime, a module
+ * (with its topologies/) under modules/ or a topology. Checks the
  * name (EINVAL), kind (EPERM), existence or a file of the same name (EEXIST);
  * store errors are EIO.
  * BY is the actor for the log line ("uid:0(root) pid=1 comm=mkdir" or

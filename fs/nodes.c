@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include "backend-rama.h"
+
 static const char readme_text[] =
   "ctlfs: the control plane of data runtimes as files.\n"
   "\n"
@@ -18,10 +20,17 @@ static const char readme_text[] =
   "      observed        what the runtime last reported (or stale/unknown)\n"
   "      status          key: value lines: desired, observed, pending, last command\n"
   "      log             this resource's commands and reports\n"
+  "  modules/MOD/        mkdir declares a cluster (Rama) module, rmdir forgets it\n"
+  "    status            what `rama moduleStatus MOD` last printed\n"
+  "    log               the module's and its topologies' events\n"
+  "    scale             write workers=N threads=N: rama scaleExecutors\n"
+  "    topologies/TOPO/  mkdir declares a microbatch topology\n"
+  "      state, observed, status, log   as for a resource (rama pauseTopology)\n"
   "\n"
   "Verbs: pause, resume. A write returns once the broker acknowledged the command\n"
   "(durable mode) or once it is stored (queued mode). Errors: EINVAL bad input,\n"
-  "EACCES not allowed, ETIMEDOUT broker did not answer, EIO store or broker failed;\n"
+  "EACCES not allowed, EBUSY a CLI call still runs, ETIMEDOUT broker or CLI did not\n"
+  "answer, EIO store, broker or CLI failed;\n"
   "the reason is in log and in status (last_error).\n"
   "Manual: docs/manual.md, ctlfs(8).\n";
 
@@ -62,6 +71,27 @@ store_state(CtlFs *fs, CtlObject *obj, const char *buf, gsize len, gint64 offset
   ctl_engine_command(fs->engine, obj, buf, len, offset, who, done, user_data);
 }
 
+static void
+store_topology_state(CtlFs *fs, CtlObject *obj, const char *buf, gsize len, gint64 offset,
+                     const CtlCaller *who, CtlCommandDone done, gpointer user_data)
+{
+  ctl_rama_topology_command(fs->engine, obj, buf, len, offset, who, done, user_data);
+}
+
+static void
+show_scale(CtlFs *fs, CtlObject *obj, GString *out)
+{
+  const char *scale = ctl_rama_scale_value(obj);
+  g_string_append_printf(out, "%s\n", scale ? scale : "-");
+}
+
+static void
+store_scale(CtlFs *fs, CtlObject *obj, const char *buf, gsize len, gint64 offset,
+            const CtlCaller *who, CtlCommandDone done, gpointer user_data)
+{
+  ctl_rama_scale(fs->engine, obj, buf, len, offset, who, done, user_data);
+}
+
 #define LOG_NODE { .name = "log", .mode = S_IFREG | 0444, .stream = TRUE }
 
 static const CtlNode root_nodes[] = {
@@ -93,11 +123,30 @@ static const CtlNode lifecycle_nodes[] = {
   LOG_NODE,
 };
 
+/* The cluster backend (Rama): commands run its CLI. */
+static const CtlNode module_nodes[] = {
+  { .name = "status", .mode = S_IFREG | 0444, .show = show_status },
+  LOG_NODE,
+  { .name = "scale",  .mode = S_IFREG | 0664, .show = show_scale, .store = store_scale },
+};
+
+static const CtlNode topology_nodes[] = {
+  { .name = "state",    .mode = S_IFREG | 0664, .show = show_state,
+    .store = store_topology_state },
+  { .name = "observed", .mode = S_IFREG | 0444, .show = show_observed },
+  { .name = "status",   .mode = S_IFREG | 0444, .show = show_status },
+  LOG_NODE,
+};
+
 static const struct { const CtlNode *nodes; guint count; } table[CTL_KIND_COUNT] = {
   [CTL_KIND_ROOT]     = { root_nodes, G_N_ELEMENTS(root_nodes) },
   [CTL_KIND_RUNTIMES] = { NULL, 0 },
   [CTL_KIND_RUNTIME]  = { runtime_nodes, G_N_ELEMENTS(runtime_nodes) },
   [CTL_KIND_RESOURCE] = { resource_nodes, G_N_ELEMENTS(resource_nodes) },
+  [CTL_KIND_MODULES]  = { NULL, 0 },
+  [CTL_KIND_MODULE]   = { module_nodes, G_N_ELEMENTS(module_nodes) },
+  [CTL_KIND_TOPOLOGIES] = { NULL, 0 },
+  [CTL_KIND_TOPOLOGY] = { topology_nodes, G_N_ELEMENTS(topology_nodes) },
 };
 
 const CtlNode *

@@ -155,7 +155,7 @@ static void
 on_change(CtlObject *obj, CtlChange what, gpointer data)
 {
   CtlNotify *n = data;
-  CtlObject *rt = ctl_model_runtime_of(obj);
+  CtlObject *rt = ctl_model_group_of(obj);   /* a runtime or a module */
   /* A write to `state` raises IN_MODIFY by itself; a change from another host
    * needs the kick. */
   if (what & CTL_CHANGE_DESIRED)
@@ -167,6 +167,8 @@ on_change(CtlObject *obj, CtlChange what, gpointer data)
   }
   if (what & (CTL_CHANGE_STATE | CTL_CHANGE_DESIRED | CTL_CHANGE_OBSERVED))
     mark(n, obj, "status");
+  if (what & CTL_CHANGE_STATE)
+    mark(n, obj, "scale");   /* a module's: set once the CLI is done (queued mode) */
   if (what & CTL_CHANGE_LOG) {
     mark(n, obj, "log");
     if (rt != obj)

@@ -54,8 +54,9 @@ ctl_fs_stat(CtlFs *fs, CtlObject *obj, guint slot, struct stat *st)
   const CtlPolicy *policy = ctl_engine_config(fs->engine)->policy;
   CtlObject *rt = ctl_model_runtime_of(obj);
   if (!node) {
-    /* mkdir works in runtimes/ and in a runtime */
-    gboolean declarable = obj->kind == CTL_KIND_RUNTIMES || obj->kind == CTL_KIND_RUNTIME;
+    /* mkdir works in runtimes/, a runtime, modules/ and a module's topologies/ */
+    gboolean declarable = obj->kind == CTL_KIND_RUNTIMES || obj->kind == CTL_KIND_RUNTIME
+                          || obj->kind == CTL_KIND_MODULES || obj->kind == CTL_KIND_TOPOLOGIES;
     st->st_mode = S_IFDIR | ctl_policy_mode(policy, rt ? rt->name : NULL, CTL_ACCESS_READ,
                                             declarable ? CTL_ACCESS_DECLARE : CTL_ACCESS_COUNT,
                                             TRUE, &st->st_gid);

@@ -393,7 +393,8 @@ def broker_factory(tmp_path):
 class Daemon:
     """A ctlfs process mounted in the foreground (-f)."""
 
-    def __init__(self, mnt, db, args, stderr_path):
+    def __init__(self, mnt, db, args, stderr_path, env=None):
+        self.env = env            # the daemon's environment (None: ours)
         self.mnt = Path(mnt)
         self.db = Path(db)
         self.args = list(args)
@@ -409,7 +410,7 @@ class Daemon:
         cmd = [str(CTLFS_BIN), "-f", f"--db={self.db}", *self.args, str(self.mnt)]
         self._err = open(self.stderr_path, "a")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=self._err, text=True, bufsize=1)
+                                     stderr=self._err, text=True, bufsize=1, env=self.env)
         _live["daemons"].append(self)
         self._q = queue.Queue()
         _reader_thread(self.proc.stdout, self._q, self.stdout_lines)
@@ -503,18 +504,19 @@ class Daemon:
 
 @pytest.fixture
 def ctlfs(tmp_path):
-    """Factory: ctlfs(*args, db=None, mnt=None) mounts the daemon in the
-    foreground with a fresh db and mount point (or the given ones, to
-    remount) and returns a Daemon once the mount is usable. Teardown unmounts
+    """Factory: ctlfs(*args, db=None, mnt=None, env=None) mounts the daemon in
+    the foreground with a fresh db and mount point (or the given ones, to
+    remount) and, when ENV is given, that environment; returns a Daemon once
+    the mount is usable. Teardown unmounts
     every daemon still mounted and asserts each exited 0."""
     made = []
     counter = [0]
 
-    def make(*args, db=None, mnt=None):
+    def make(*args, db=None, mnt=None, env=None):
         counter[0] += 1
         n = counter[0]
         d = Daemon(mnt or tmp_path / f"mnt{n}", db or tmp_path / f"ctlfs{n}.db", args,
-                   tmp_path / f"ctlfs{n}.stderr")
+                   tmp_path / f"ctlfs{n}.stderr", env)
         made.append(d)
         try:
             return d.start()
