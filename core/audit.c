@@ -16,6 +16,7 @@ errno_name(int err)
   case EACCES:     return "EACCES";
   case EINVAL:     return "EINVAL";
   case EOPNOTSUPP: return "EOPNOTSUPP";
+  case EBUSY:      return "EBUSY";
   default:         return "EIO";
   }
 }

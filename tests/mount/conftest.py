@@ -43,6 +43,7 @@ RUNTIME_STATUS_KEYS = ["backend", "command_topic", "feedback_topic",
                        "feedback_offset", "resources",
                        "running", "paused", "pausing", "resuming", "starting",
                        "stopping", "stopped", "unknown", "stale",
+                       "sleeping", "shutting-down",
                        "last_heartbeat", "access"]
 ROOT_STATUS_KEYS = ["version", "brokers", "broker_link", "db", "write_mode",
                     "pending_commands", "uptime_s", "access"]
