@@ -255,7 +255,7 @@ static void
 status_resource(CtlEngine *e, CtlObject *obj, GString *out)
 {
   gboolean flow = ctl_engine_is_flow(e, obj);
-  kv(out, "desired", flow ? ctl_lifecycle_desired(obj) : obj->desired);
+  kv(out, "desired", flow ? ctl_lifecycle_desired(e, obj) : obj->desired);
   kv(out, "observed", ctl_engine_observed(e, obj));
   kv_time(out, "observed_at", obj->observed_at);
   kv(out, "pending", obj->pending);

@@ -26,12 +26,25 @@ ctl_lifecycle_mode(CtlObject *flow)
   return mode ? mode : CTL_MODE_ORDINARY;
 }
 
-const char *
-ctl_lifecycle_desired(CtlObject *flow)
+/* Has a command to FLOW ever set its desired state? Every resource is stored
+ * as desired running when it is made; a flow keeps that only once a command
+ * took effect: placed in the command topic (durable mode: acknowledged), or
+ * accepted in queued mode, which sets desired when the command is stored. */
+static gboolean
+commanded(CtlEngine *e, CtlObject *flow)
 {
-  if (!flow->last_cmd_id && !flow->desired_verb)
+  if (flow->desired_verb)
+    return TRUE;
+  return e->cfg.write_mode == CTL_WRITE_QUEUED && flow->last_cmd_id
+      && g_strcmp0(flow->last_cmd_result, "failed") != 0;
+}
+
+const char *
+ctl_lifecycle_desired(CtlEngine *e, CtlObject *flow)
+{
+  if (!commanded(e, flow) || !flow->desired)
     return "stopped";
-  return flow->desired ? flow->desired : "stopped";
+  return flow->desired;
 }
 
 const char *
@@ -56,7 +69,7 @@ char *
 ctl_lifecycle_not_stopped(CtlEngine *e, CtlObject *flow)
 {
   static const char *const at_rest[] = { "stopped", "sleeping", "unknown", "stale", NULL };
-  const char *desired = ctl_lifecycle_desired(flow);
+  const char *desired = ctl_lifecycle_desired(e, flow);
   const char *observed = ctl_engine_observed(e, flow);
   if (flow->inflight > 0)
     return g_strdup("the flow must be stopped first: a command to it is still on its way");

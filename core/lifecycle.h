@@ -17,9 +17,9 @@ gboolean    ctl_engine_is_flow(CtlEngine *e, CtlObject *obj);
 const char *ctl_lifecycle_mode(CtlObject *flow);
 
 /* The desired state a flow shows: what its commands asked for, or stopped
- * for a flow that was never commanded (a new flow is inactive until its
- * first start). */
-const char *ctl_lifecycle_desired(CtlObject *flow);
+ * for a flow that no command has reached yet (a new flow is inactive until
+ * its first start). */
+const char *ctl_lifecycle_desired(CtlEngine *e, CtlObject *flow);
 
 /* The whole value of a `mode` write: ordinary or realtime, optionally
  * followed by one "\n". The canonical mode, or NULL with *REASON (g_free). */

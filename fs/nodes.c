@@ -20,7 +20,9 @@ static const char readme_text[] =
   "      status          key: value lines: desired, observed, pending, last command\n"
   "      log             this resource's commands and reports\n"
   "\n"
-  "Verbs: pause, resume. A write returns once the broker acknowledged the command\n"
+  "Verbs: pause, resume; lifecycle runtimes (flows) also start, stop, and have a\n"
+  "`mode` file: ordinary or realtime, changed only while the flow is stopped.\n"
+  "A write returns once the broker acknowledged the command\n"
   "(durable mode) or once it is stored (queued mode). Errors: EINVAL bad input,\n"
   "EACCES not allowed, ETIMEDOUT broker did not answer, EIO store or broker failed;\n"
   "the reason is in log and in status (last_error).\n"
@@ -67,7 +69,7 @@ store_state(CtlFs *fs, CtlObject *obj, const char *buf, gsize len, gint64 offset
 static void
 show_flow_state(CtlFs *fs, CtlObject *obj, GString *out)
 {
-  g_string_append_printf(out, "%s\n", ctl_lifecycle_desired(obj));
+  g_string_append_printf(out, "%s\n", ctl_lifecycle_desired(fs->engine, obj));
 }
 
 static void

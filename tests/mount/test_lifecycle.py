@@ -396,3 +396,19 @@ def test_mode_follows_the_command_policy(broker, ctlfs, tmp_path):
         if mounted(top / "mnt"):
             _fusermount(["-uz"], top / "mnt")
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_start_that_failed_leaves_the_flow_stopped(broker, ctlfs, tmp_path):
+    """desired changes when a command takes effect: a durable start the broker
+    never acknowledged leaves a new flow stopped, and its mode switchable."""
+    d = _mount(ctlfs, broker, tmp_path, f"--ack-timeout-ms={int(1000 * SLOW)}")
+    (f1,) = _flows(d, "f1")
+    broker.fault("down 1")
+    with pytest.raises(OSError) as e:
+        write_state(f1 / "state", "start\n")
+    assert e.value.errno == errno.ETIMEDOUT
+    assert read(f1 / "state") == "stopped\n"
+    assert status_dict(f1 / "status")["desired"] == "stopped"
+    write_state(f1 / "mode", "realtime\n")
+    assert read(f1 / "mode") == "realtime\n"
+    broker.fault("up 1")
