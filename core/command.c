@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <string.h>
 
+#include "backend.h"
 #include "engine-private.h"
+#include "lifecycle.h"
 #include "message.h"
 #include "mia.h"
 #include "timefmt.h"
@@ -38,16 +40,20 @@ ctl_verb_parse(const char *buf, gsize len, char **reason)
   for (gsize i = 0; i < G_N_ELEMENTS(verbs); i++)
     if (strlen(verbs[i].verb) == len && memcmp(buf, verbs[i].verb, len) == 0)
       return verbs[i].verb;
-  *reason = g_strdup("unknown verb (expected pause or resume)");
+  *reason = g_strdup("unknown verb (expected pause, resume, start or stop)");
   return NULL;
 }
 
-/* The Kafka backend drives runtimes that pause and resume; lifecycle verbs
- * belong to lifecycle backends. */
-static gboolean
-backend_takes(CtlObject *obj, const char *verb)
+/* The verbs are the backend's (backend.c): NULL when OBJ's runtime takes
+ * VERB, else why not (g_free). */
+static char *
+backend_refuses(CtlEngine *e, CtlObject *obj, const char *verb)
 {
-  return g_strcmp0(verb, "pause") == 0 || g_strcmp0(verb, "resume") == 0;
+  CtlBackendKind backend = ctl_config_backend(&e->cfg, obj->parent->name);
+  if (ctl_backend_takes(backend, verb))
+    return NULL;
+  return g_strdup_printf("verb %s not supported by the %s backend (it takes %s)", verb,
+                         ctl_backend_name(backend), ctl_backend_verbs(backend));
 }
 
 void
@@ -379,6 +385,8 @@ encode(CtlEngine *e, const char *id, CtlObject *obj, const char *verb, gint64 is
     .pid = who->pid,
     .comm = who->comm,
     .host = (char *) who->host,
+    /* the runtime learns a flow's mode with every command (seed 001) */
+    .mode = ctl_engine_is_flow(e, obj) ? (char *) ctl_lifecycle_mode(obj) : NULL,
   };
   if (ctl_engine_mia(e, obj->parent))
     return ctl_engine_mia_encode(e, obj, &msg);
@@ -450,9 +458,10 @@ ctl_engine_command(CtlEngine *e, CtlObject *obj, const char *input, gsize len, g
     done(EACCES, user_data);
     return;
   }
-  if (!backend_takes(obj, verb)) {
-    ctl_engine_refuse(e, obj, CTL_ACCESS_COMMAND, EOPNOTSUPP, input, len,
-                      "verb not supported by the kafka backend", who);
+  char *unsupported = backend_refuses(e, obj, verb);
+  if (unsupported) {
+    ctl_engine_refuse(e, obj, CTL_ACCESS_COMMAND, EOPNOTSUPP, input, len, unsupported, who);
+    g_free(unsupported);
     done(EOPNOTSUPP, user_data);
     return;
   }

@@ -5,11 +5,14 @@
 #include <string.h>
 
 #include "backend-rama.h"
+#include "lifecycle.h"
 #include "timefmt.h"
 
+/* The counts in a runtime's status, in this order; the lifecycle backend's
+ * sleeping and shutting-down came later and so come last. */
 static const char *const observed_states[] = {
   "running", "paused", "pausing", "resuming", "starting", "stopping", "stopped",
-  "unknown", "stale",
+  "unknown", "stale", "sleeping", "shutting-down",
 };
 
 static void
@@ -276,7 +279,8 @@ kv_offset(GString *out, const char *key, gint64 next)
 static void
 status_resource(CtlEngine *e, CtlObject *obj, GString *out)
 {
-  kv(out, "desired", obj->desired);
+  gboolean flow = ctl_engine_is_flow(e, obj);
+  kv(out, "desired", flow ? ctl_lifecycle_desired(e, obj) : obj->desired);
   kv(out, "observed", ctl_engine_observed(e, obj));
   kv_time(out, "observed_at", obj->observed_at);
   kv(out, "pending", obj->pending);
@@ -295,12 +299,14 @@ status_resource(CtlEngine *e, CtlObject *obj, GString *out)
     kv(out, "heartbeat_age_ms", NULL);
   /* What the runtime last said, which `observed` hides once it is stale. */
   kv(out, "reported", obj->observed);
+  if (flow)
+    kv(out, "mode", ctl_lifecycle_mode(obj));
 }
 
 static void
 status_runtime(CtlEngine *e, CtlObject *rt, GString *out)
 {
-  kv(out, "backend", "kafka");
+  kv(out, "backend", ctl_backend_name(ctl_config_backend(&e->cfg, rt->name)));
   kv(out, "dialect", ctl_dialect_name(ctl_config_dialect(&e->cfg, rt->name)));
   kv(out, "command_topic", rt->command_topic);
   kv(out, "feedback_topic", rt->feedback_topic);

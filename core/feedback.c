@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "backend.h"
 #include "command.h"
 #include "engine-private.h"
 #include "dialect-mia.h"
@@ -123,7 +124,8 @@ resource_for(CtlEngine *e, CtlObject *rt, const char *name, gint64 offset)
 }
 
 /* A report that names a command settles it: applied when the runtime reached
- * the state the verb asks for, failed (with the runtime's message) otherwise. */
+ * the state the verb asks for, failed (with the runtime's message) otherwise;
+ * a state on the way there (starting for start) leaves it pending. */
 static void
 settle_command(CtlEngine *e, CtlObject *res, const CtlFeedbackMsg *fb)
 {
@@ -137,6 +139,8 @@ settle_command(CtlEngine *e, CtlObject *res, const CtlFeedbackMsg *fb)
     return;   /* already settled */
   const char *verb = g_strcmp0(res->last_cmd_id, fb->command_id) == 0 ? res->last_cmd_verb : NULL;
   const char *target = ctl_verb_target(verb);
+  if (ctl_verb_underway(verb, fb->state))
+    return;   /* starting, stopping...: the runtime is on its way */
   gboolean ok = !target || g_strcmp0(target, fb->state) == 0;
   char *why = NULL;
   if (!ok)

@@ -90,6 +90,7 @@ ctl_command_msg_encode(const CtlCommandMsg *msg)
   set_text(by, "comm", msg->comm);
   set_text(by, "host", msg->host);
   json_object_set_new(obj, "issued_by", by);
+  set_text(obj, "mode", msg->mode);
   return dump(obj);
 }
 
@@ -237,6 +238,18 @@ get_issued_by(json_t *obj, CtlCommandMsg *out, GError **error)
       && get_string(by, "host", FALSE, &out->host, error);
 }
 
+/* A lifecycle flow's mode: absent, or one of the two elastic.io knows. */
+static gboolean
+get_mode(json_t *obj, CtlCommandMsg *out, GError **error)
+{
+  if (!get_string(obj, "mode", FALSE, &out->mode, error))
+    return FALSE;
+  if (out->mode != NULL && strcmp(out->mode, "ordinary") != 0
+      && strcmp(out->mode, "realtime") != 0)
+    return field_error(error, CTL_MESSAGE_ERROR_VALUE, "mode", "not one of ordinary, realtime");
+  return TRUE;
+}
+
 static gboolean
 decode_command(json_t *obj, CtlCommandMsg *out, GError **error)
 {
@@ -250,7 +263,8 @@ decode_command(json_t *obj, CtlCommandMsg *out, GError **error)
                        "not one of pause, resume, start, stop");
   return get_time(obj, "issued_at", TRUE, &out->issued_at_ms, error)
       && get_time(obj, "expires_at", FALSE, &out->expires_at_ms, error)
-      && get_issued_by(obj, out, error);
+      && get_issued_by(obj, out, error)
+      && get_mode(obj, out, error);
 }
 
 gboolean
@@ -319,6 +333,7 @@ ctl_command_msg_clear(CtlCommandMsg *msg)
   g_free(msg->user);
   g_free(msg->comm);
   g_free(msg->host);
+  g_free(msg->mode);
   memset(msg, 0, sizeof *msg);
   msg->uid = -1;
   msg->pid = -1;

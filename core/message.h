@@ -33,6 +33,8 @@ typedef struct {
   gint64 pid;
   char  *comm;
   char  *host;
+  char  *mode;           /* "mode", optional: a lifecycle flow's ordinary|realtime,
+                            NULL when absent (seed 001) */
 } CtlCommandMsg;
 
 /* A feedback message. */

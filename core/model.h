@@ -81,6 +81,7 @@ typedef enum {
   CTL_CHANGE_OBSERVED = 1 << 5,   /* observed state */
   CTL_CHANGE_ELSEWHERE = 1 << 6,  /* with DESIRED: not by a write to this `state` file
                                      (another host), so its watchers must be woken */
+  CTL_CHANGE_SETTINGS = 1 << 7,   /* a named setting (a flow's `mode`) */
 } CtlChange;
 
 typedef void (*CtlModelListener)(CtlObject *obj, CtlChange what, gpointer user_data);

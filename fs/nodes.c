@@ -2,6 +2,7 @@
  * and store() operations. The FUSE operations in tree.c and file.c only
  * translate requests into calls on this table. */
 #include "fs-private.h"
+#include "lifecycle.h"
 
 #include <string.h>
 
@@ -27,7 +28,9 @@ static const char readme_text[] =
   "    topologies/TOPO/  mkdir declares a microbatch topology\n"
   "      state, observed, status, log   as for a resource (rama pauseTopology)\n"
   "\n"
-  "Verbs: pause, resume. A write returns once the broker acknowledged the command\n"
+  "Verbs: pause, resume; lifecycle runtimes (flows) also start, stop, and have a\n"
+  "`mode` file: ordinary or realtime, changed only while the flow is stopped.\n"
+  "A write returns once the broker acknowledged the command\n"
   "(durable mode) or once it is stored (queued mode). Errors: EINVAL bad input,\n"
   "EACCES not allowed, EBUSY a CLI call still runs, ETIMEDOUT broker or CLI did not\n"
   "answer, EIO store, broker or CLI failed;\n"
@@ -92,6 +95,26 @@ store_scale(CtlFs *fs, CtlObject *obj, const char *buf, gsize len, gint64 offset
   ctl_rama_scale(fs->engine, obj, buf, len, offset, who, done, user_data);
 }
 
+/* A flow that was never started reads stopped (lifecycle.c). */
+static void
+show_flow_state(CtlFs *fs, CtlObject *obj, GString *out)
+{
+  g_string_append_printf(out, "%s\n", ctl_lifecycle_desired(fs->engine, obj));
+}
+
+static void
+show_mode(CtlFs *fs, CtlObject *obj, GString *out)
+{
+  g_string_append_printf(out, "%s\n", ctl_lifecycle_mode(obj));
+}
+
+static void
+store_mode(CtlFs *fs, CtlObject *obj, const char *buf, gsize len, gint64 offset,
+           const CtlCaller *who, CtlCommandDone done, gpointer user_data)
+{
+  ctl_engine_set_mode(fs->engine, obj, buf, len, offset, who, done, user_data);
+}
+
 #define LOG_NODE { .name = "log", .mode = S_IFREG | 0444, .stream = TRUE }
 
 static const CtlNode root_nodes[] = {
@@ -115,12 +138,14 @@ static const CtlNode resource_nodes[] = {
   LOG_NODE,
 };
 
-/* A lifecycle backend's resources (elastic.io flows). */
+/* A lifecycle backend's resources (elastic.io flows): `mode` is ordinary or
+ * realtime, writable like `state` (the command policy decides). */
 static const CtlNode lifecycle_nodes[] = {
-  { .name = "state",    .mode = S_IFREG | 0664, .show = show_state, .store = store_state },
+  { .name = "state",    .mode = S_IFREG | 0664, .show = show_flow_state, .store = store_state },
   { .name = "observed", .mode = S_IFREG | 0444, .show = show_observed },
   { .name = "status",   .mode = S_IFREG | 0444, .show = show_status },
   LOG_NODE,
+  { .name = "mode",     .mode = S_IFREG | 0664, .show = show_mode, .store = store_mode },
 };
 
 /* The cluster backend (Rama): commands run its CLI. */

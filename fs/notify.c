@@ -177,6 +177,9 @@ on_change(CtlObject *obj, CtlChange what, gpointer data)
   }
   if (what & CTL_CHANGE_CHILDREN)
     mark(n, obj, "status");
+  /* Settings change only by a write to their file, which raises IN_MODIFY. */
+  if (what & CTL_CHANGE_SETTINGS)
+    mark_file(n, obj, "mode", FALSE);
 }
 
 CtlNotify *

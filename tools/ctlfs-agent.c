@@ -35,6 +35,8 @@ typedef struct {
   char   *group;
   char   *initial_state;
   char   *dialect;         /* ctlfs | mia */
+  int     warmup_ms;       /* a flow's start: starting this long, then running */
+  int     idle_ms;         /* an ordinary flow running this long sleeps (0: never) */
 } Options;
 
 /* A librdkafka queue made visible to the GLib loop: librdkafka writes a byte
@@ -56,6 +58,7 @@ typedef struct {
   char       *fb_topic;
   GHashTable *states;          /* resource -> state, both owned */
   GHashTable *seen;            /* command ids met by this process (a set) */
+  GHashTable *flows;           /* resource -> Flow*: those named by a command with a mode */
   gint64      next_offset;     /* offset after the last handled command, -1: none */
   gint64      requested;       /* last offset sent in an async commit, -1: none */
   gint64      committed;       /* last offset the broker confirmed, -1: none */
@@ -74,6 +77,16 @@ typedef struct {
   guint       sigint;
   int         exit_status;
 } Agent;
+
+/* A flow of a lifecycle runtime (seed 001), simulated: its steps go through
+ * starting and stopping on a timer, and sleep when ordinary and idle. */
+typedef struct {
+  Agent *agent;
+  char  *name;
+  char  *mode;         /* ordinary | realtime, as the last command said */
+  char  *command_id;   /* the command under way, named by the reports on the way */
+  guint  timer;        /* the next step of the lifecycle, 0: none */
+} Flow;
 
 /* Marks initial feedback in delivery reports (msg_opaque). */
 static char initial_marker;
@@ -142,6 +155,10 @@ check_options(Agent *a)
       return usage_error("--resource: not a valid name (1-128 bytes of [A-Za-z0-9._-], not . or ..)");
   if (o->heartbeat_ms < 0)
     return usage_error("--heartbeat-ms must not be negative");
+  if (o->warmup_ms < 0)
+    return usage_error("--warmup-ms must not be negative");
+  if (o->idle_ms < 0)
+    return usage_error("--idle-ms must not be negative");
   if (!ctl_name_valid(o->topic_prefix))
     return usage_error("--topic-prefix: not a valid topic prefix ([A-Za-z0-9._-])");
   if (*o->group == '\0')
@@ -164,6 +181,7 @@ parse_options(Agent *a, int *argc, char ***argv)
 {
   Options *o = &a->opt;
   o->heartbeat_ms = 2500;
+  o->warmup_ms = 200;
   GOptionEntry entries[] = {
     { "brokers", 0, 0, G_OPTION_ARG_STRING, &o->brokers, "Kafka bootstrap servers (required)", "HOST:PORT,..." },
     { "runtime", 0, 0, G_OPTION_ARG_STRING, &o->runtime, "Runtime name (required)", "RT" },
@@ -174,6 +192,8 @@ parse_options(Agent *a, int *argc, char ***argv)
     { "group", 0, 0, G_OPTION_ARG_STRING, &o->group, "Consumer group for offset commits (default ctlfs-agent.RT)", "ID" },
     { "initial-state", 0, 0, G_OPTION_ARG_STRING, &o->initial_state, "State reported at start (default running)", "STATE" },
     { "dialect", 0, 0, G_OPTION_ARG_STRING, &o->dialect, "Message shapes (default ctlfs)", "ctlfs|mia" },
+    { "warmup-ms", 0, 0, G_OPTION_ARG_INT, &o->warmup_ms, "With --apply=simulate, a flow's start: starting this long, then running (default 200)", "MS" },
+    { "idle-ms", 0, 0, G_OPTION_ARG_INT, &o->idle_ms, "With --apply=simulate, an ordinary flow running this long sleeps; 0 never (default 0)", "MS" },
     { NULL },
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new(NULL);
@@ -390,10 +410,135 @@ apply_verb(Agent *a, const CtlCommandMsg *cmd, GError **error)
   }
 }
 
+/* ---- flows (lifecycle backend, seed 001) ------------------------------- */
+
+static void
+flow_free(Flow *f)
+{
+  g_clear_handle_id(&f->timer, g_source_remove);
+  g_free(f->name);
+  g_free(f->mode);
+  g_free(f->command_id);
+  g_free(f);
+}
+
+/* The flow CMD names, when CMD is one of a flow's (it carries a mode) and
+ * the lifecycle is simulated; NULL otherwise. */
+static Flow *
+flow_for(Agent *a, const CtlCommandMsg *cmd)
+{
+  if (a->apply != APPLY_SIMULATE || cmd->mode == NULL)
+    return NULL;
+  Flow *f = g_hash_table_lookup(a->flows, cmd->resource);
+  if (f == NULL) {
+    f = g_new0(Flow, 1);
+    f->agent = a;
+    f->name = g_strdup(cmd->resource);
+    g_hash_table_insert(a->flows, g_strdup(cmd->resource), f);
+  }
+  g_free(f->mode);
+  f->mode = g_strdup(cmd->mode);
+  return f;
+}
+
+/* Moves the flow to STATE and reports it, naming the command under way. */
+static void
+flow_report(Flow *f, const char *state, gboolean with_command)
+{
+  g_hash_table_insert(f->agent->states, g_strdup(f->name), g_strdup(state));
+  g_message("flow=%s state=%s mode=%s", f->name, state, f->mode);
+  publish(f->agent, f->name, with_command ? f->command_id : NULL, NULL, FALSE);
+}
+
+static gboolean on_flow_idle(gpointer data);
+
+/* A realtime flow never sleeps: that is the point of real-time mode. */
+static void
+flow_arm_idle(Flow *f)
+{
+  Agent *a = f->agent;
+  const char *state = g_hash_table_lookup(a->states, f->name);
+  if (f->timer == 0 && a->opt.idle_ms > 0 && g_strcmp0(f->mode, "ordinary") == 0
+      && g_strcmp0(state, "running") == 0)
+    f->timer = g_timeout_add(a->opt.idle_ms, on_flow_idle, f);
+}
+
+static gboolean
+on_flow_asleep(gpointer data)
+{
+  Flow *f = data;
+  f->timer = 0;
+  flow_report(f, "sleeping", FALSE);
+  return G_SOURCE_REMOVE;
+}
+
+/* The orchestrator saw the steps idle: they shut down and sleep until the
+ * next start. Nobody asked for it, so no command is named. */
+static gboolean
+on_flow_idle(gpointer data)
+{
+  Flow *f = data;
+  flow_report(f, "shutting-down", FALSE);
+  f->timer = g_timeout_add(0, on_flow_asleep, f);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+on_flow_warm(gpointer data)
+{
+  Flow *f = data;
+  f->timer = 0;
+  flow_report(f, "running", TRUE);
+  flow_arm_idle(f);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+on_flow_stopped(gpointer data)
+{
+  Flow *f = data;
+  f->timer = 0;
+  flow_report(f, "stopped", TRUE);
+  return G_SOURCE_REMOVE;
+}
+
+/* start: starting, running after the warm-up; stop: stopping, then stopped
+ * (on the next turn of the loop, so that both are reported). FALSE for the
+ * other verbs, which are applied as for any resource. */
+static gboolean
+flow_begin(Flow *f, const CtlCommandMsg *cmd)
+{
+  gboolean start = g_str_equal(cmd->verb, "start");
+  if (!start && !g_str_equal(cmd->verb, "stop"))
+    return FALSE;
+  Agent *a = f->agent;
+  const char *state = g_hash_table_lookup(a->states, f->name);
+  g_free(f->command_id);
+  f->command_id = g_strdup(cmd->id);
+  g_message("applied id=%s resource=%s verb=%s mode=%s", cmd->id, f->name, cmd->verb, f->mode);
+  if (g_str_equal(state, start ? "running" : "stopped")) {
+    publish(a, f->name, cmd->id, NULL, FALSE);   /* already there */
+    flow_arm_idle(f);
+    return TRUE;
+  }
+  flow_report(f, start ? "starting" : "stopping", TRUE);
+  f->timer = start ? g_timeout_add(a->opt.warmup_ms, on_flow_warm, f)
+                   : g_timeout_add(0, on_flow_stopped, f);
+  return TRUE;
+}
+
+/* ---- applying commands, continued --------------------------------------- */
+
 /* Applies CMD to its resource (known to exist) and reports the outcome. */
 static void
 apply_command(Agent *a, const CtlCommandMsg *cmd)
 {
+  Flow *flow = flow_for(a, cmd);
+  if (flow != NULL) {
+    g_clear_handle_id(&flow->timer, g_source_remove);   /* a new command replaces the step under way */
+    if (flow_begin(flow, cmd))
+      return;
+  }
   const char *state = g_hash_table_lookup(a->states, cmd->resource);
   const char *target = ctl_verb_target(cmd->verb);
   if (g_str_equal(state, target)) {
@@ -401,6 +546,8 @@ apply_command(Agent *a, const CtlCommandMsg *cmd)
     g_message("applied id=%s resource=%s verb=%s state=%s (no change)",
               cmd->id, cmd->resource, cmd->verb, state);
     publish(a, cmd->resource, cmd->id, NULL, FALSE);
+    if (flow != NULL)
+      flow_arm_idle(flow);
     return;
   }
   g_autoptr(GError) error = NULL;
@@ -416,6 +563,8 @@ apply_command(Agent *a, const CtlCommandMsg *cmd)
   g_hash_table_insert(a->states, g_strdup(cmd->resource), g_strdup(target));
   g_message("applied id=%s resource=%s verb=%s state=%s", cmd->id, cmd->resource, cmd->verb, target);
   publish(a, cmd->resource, cmd->id, NULL, FALSE);
+  if (flow != NULL)
+    flow_arm_idle(flow);
 }
 
 /* Is this resource ours? With no --resource, every resource is, and is
@@ -885,6 +1034,7 @@ agent_init(Agent *a)
   memset(a, 0, sizeof *a);
   a->states = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   a->seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+  a->flows = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify) flow_free);
   a->next_offset = -1;
   a->requested = -1;
   a->committed = -1;
@@ -917,6 +1067,7 @@ static void
 agent_clear(Agent *a)
 {
   g_clear_handle_id(&a->heartbeat, g_source_remove);
+  g_hash_table_remove_all(a->flows);   /* their timers go with them */
   /* The signal sources go last: while they exist GLib keeps its handler
    * installed, so a second SIGTERM cannot cut the bounded shutdown short. */
   stop_kafka(a);
@@ -924,6 +1075,7 @@ agent_clear(Agent *a)
   g_clear_handle_id(&a->sigint, g_source_remove);
   g_hash_table_unref(a->states);
   g_hash_table_unref(a->seen);
+  g_hash_table_unref(a->flows);
   g_main_loop_unref(a->loop);
   g_strfreev(a->exec_argv);
   g_free(a->cmd_topic);

@@ -43,6 +43,7 @@ RUNTIME_STATUS_KEYS = ["backend", "dialect", "command_topic", "feedback_topic",
                        "feedback_offset", "command_offset", "resources",
                        "running", "paused", "pausing", "resuming", "starting",
                        "stopping", "stopped", "unknown", "stale",
+                       "sleeping", "shutting-down",
                        "last_heartbeat", "access", "activity", "silent_ms"]
 ROOT_STATUS_KEYS = ["version", "brokers", "broker_link", "db", "write_mode",
                     "pending_commands", "uptime_s", "access"]
