@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <gio/gio.h>
+#include <jansson.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,6 +25,15 @@
  * the outbox can run it again after a restart). */
 #define SCALE_SETTING        "scale"
 #define SCALE_QUEUED_SETTING "scale.queued"
+/* An option's last value applied (a setting of the option object), and a
+ * module's queued setOption ("NAME VALUE", for the outbox). */
+#define OPTION_VALUE_SETTING  "value"
+#define OPTION_QUEUED_SETTING "option.queued"
+#define SET_OPTION_VERB       "setOption"
+/* The longest option value taken: Rama's dynamic options are numbers,
+ * booleans and short strings; this leaves room for a small JSON object and
+ * keeps the log's lines readable. */
+#define OPTION_VALUE_MAX 256
 
 typedef struct Run Run;
 typedef void (*RunDone)(Run *run);
@@ -55,6 +65,7 @@ typedef struct {
 typedef struct {
   CtlRama       *rama;
   char          *id, *verb, *args, *by;
+  char          *option;    /* setOption: the option's name (args: its JSON value) */
   gint64         key;       /* the object (it stays: rmdir is EBUSY meanwhile) */
   CtlCommandDone done;      /* the durable writer, NULL once answered */
   gpointer       user_data;
@@ -372,6 +383,7 @@ command_free(Command *c)
   g_free(c->verb);
   g_free(c->args);
   g_free(c->by);
+  g_free(c->option);
   g_free(c);
 }
 
@@ -379,6 +391,28 @@ static CtlObject *
 module_of(CtlObject *obj)
 {
   return obj->kind == CTL_KIND_TOPOLOGY ? obj->parent->parent : obj;
+}
+
+/* The option C set, if it is still declared (rm may have forgotten it). */
+static CtlObject *
+option_of(CtlObject *module, const Command *c)
+{
+  return c->option ? ctl_model_child(ctl_model_options(module), c->option) : NULL;
+}
+
+/* What an applied command leaves to show: the scale, or the option's value. */
+static gboolean
+remember_applied(CtlEngine *e, CtlObject *module, Command *c, GError **error)
+{
+  if (!c->option)
+    return ctl_model_set_setting(e->model, module, SCALE_SETTING, c->args, error);
+  CtlObject *option = option_of(module, c);
+  if (!option)
+    return TRUE;
+  if (!ctl_model_set_setting(e->model, option, OPTION_VALUE_SETTING, c->args, error))
+    return FALSE;
+  ctl_model_changed(e->model, option, CTL_CHANGE_STATE);
+  return TRUE;
 }
 
 /* Records RESULT of command C on OBJ: the command row, the object's status,
@@ -389,6 +423,8 @@ record(CtlEngine *e, CtlObject *obj, Command *c, const char *result, const char 
   GString *d = g_string_new(NULL);
   ctl_kv_append(d, "id", c->id);
   ctl_kv_append(d, "verb", c->verb);
+  if (c->option)
+    ctl_kv_append(d, "option", c->option);
   if (c->args)
     ctl_kv_append(d, "args", c->args);
   if (c->by)
@@ -409,7 +445,7 @@ record(CtlEngine *e, CtlObject *obj, Command *c, const char *result, const char 
   gboolean ok = ctl_store_begin(e->store, &error);
   ok = ok && ctl_store_command_update(e->store, c->id, result, -1, why, &error);
   if (ok && c->args && strcmp(result, "applied") == 0)
-    ok = ctl_model_set_setting(e->model, obj, SCALE_SETTING, c->args, &error);
+    ok = remember_applied(e, obj, c, &error);
   ok = ok && ctl_model_save(e->model, obj, &error);
   ok = ok && ctl_model_log(e->model, obj, "command", d->str, &error);
   ok = ok && ctl_store_commit(e->store, &error);
@@ -510,6 +546,8 @@ command_argv(CtlRama *r, CtlObject *obj, const Command *c)
   if (obj->kind == CTL_KIND_TOPOLOGY)
     return cli_argv(r, strcmp(c->verb, "pause") == 0 ? "pauseTopology" : "resumeTopology",
                     module_of(obj)->name, obj->name, NULL);
+  if (c->option)
+    return cli_argv(r, "setOption", "module", obj->name, c->option, c->args, NULL);
   /* scale: `workers=2 threads=4` -> --workers 2 --threads 4 */
   GStrvBuilder *b = g_strv_builder_new();
   g_strv_builder_add_many(b, r->e->cfg.rama_cli, "scaleExecutors", "--module", obj->name, NULL);
@@ -589,6 +627,8 @@ store_command(CtlEngine *e, CtlObject *obj, Command *c, const CtlCaller *who, GE
   GString *d = g_string_new(NULL);
   ctl_kv_append(d, "id", c->id);
   ctl_kv_append(d, "verb", c->verb);
+  if (c->option)
+    ctl_kv_append(d, "option", c->option);
   if (c->args)
     ctl_kv_append(d, "args", c->args);
   g_string_append_printf(d, " %s", c->by);
@@ -596,8 +636,13 @@ store_command(CtlEngine *e, CtlObject *obj, Command *c, const CtlCaller *who, GE
   gboolean ok = ctl_store_begin(e->store, error);
   ok = ok && ctl_store_command_insert(e->store, &row, error);
   /* The outbox needs a queued scale's values after a restart. */
-  if (ok && c->args && c->queued)
+  if (ok && c->args && c->queued && !c->option)
     ok = ctl_model_set_setting(e->model, obj, SCALE_QUEUED_SETTING, c->args, error);
+  if (ok && c->queued && c->option) {
+    char *queued = g_strdup_printf("%s %s", c->option, c->args);
+    ok = ctl_model_set_setting(e->model, obj, OPTION_QUEUED_SETTING, queued, error);
+    g_free(queued);
+  }
   ok = ok && ctl_model_save(e->model, obj, error);
   ok = ok && ctl_model_log(e->model, obj, "command", d->str, error);
   ok = ok && ctl_store_commit(e->store, error);
@@ -610,8 +655,9 @@ store_command(CtlEngine *e, CtlObject *obj, Command *c, const CtlCaller *who, GE
 /* A valid, allowed command: EBUSY while the object has one, else stored and
  * run once stored. */
 static void
-submit(CtlEngine *e, CtlObject *obj, const char *verb, const char *args, const char *input,
-       gsize len, const CtlCaller *who, CtlCommandDone done, gpointer user_data)
+submit(CtlEngine *e, CtlObject *obj, const char *verb, const char *option, const char *args,
+       const char *input, gsize len, const CtlCaller *who, CtlCommandDone done,
+       gpointer user_data)
 {
   if (obj->inflight > 0) {
     ctl_engine_refuse(e, obj, CTL_ACCESS_COMMAND, EBUSY, input, len,
@@ -623,6 +669,7 @@ submit(CtlEngine *e, CtlObject *obj, const char *verb, const char *args, const c
   ctl_uuid7(id);
   char *by = ctl_caller_describe(who);
   Command *c = command_new(e->rama, id, verb, args, by, obj->key);
+  c->option = g_strdup(option);
   g_free(by);
   c->queued = e->cfg.write_mode == CTL_WRITE_QUEUED;
   GError *error = NULL;
@@ -693,7 +740,7 @@ ctl_rama_topology_command(CtlEngine *e, CtlObject *topo, const char *input, gsiz
             EOPNOTSUPP, who, done, user_data);
     return;
   }
-  submit(e, topo, verb, NULL, input, len, who, done, user_data);
+  submit(e, topo, verb, NULL, NULL, input, len, who, done, user_data);
 }
 
 /* `workers=N threads=N replicationFactor=N`, any of them, once each, in any
@@ -753,7 +800,7 @@ ctl_rama_scale(CtlEngine *e, CtlObject *module, const char *input, gsize len, gi
             g_strdup("the access policy does not allow this caller to issue commands"),
             EACCES, who, done, user_data);
   else
-    submit(e, module, "scale", args, input, len, who, done, user_data);
+    submit(e, module, "scale", NULL, args, input, len, who, done, user_data);
   g_free(args);
 }
 
@@ -771,11 +818,19 @@ collect(const CtlCommandRow *row, gpointer data)
   CtlObject *obj = ctl_model_by_key(s->r->e->model, row->object_id + CTL_KEY_FIRST_STORED - 1);
   if (!obj || (obj->kind != CTL_KIND_TOPOLOGY && obj->kind != CTL_KIND_MODULE))
     return;   /* the Kafka outbox's (command.c) */
+  gboolean set_option = strcmp(row->verb, SET_OPTION_VERB) == 0;
   Command *c = command_new(s->r, row->id, row->verb,
-                           obj->kind == CTL_KIND_MODULE
+                           obj->kind == CTL_KIND_MODULE && !set_option
                            ? ctl_model_setting(obj, SCALE_QUEUED_SETTING) : NULL,
                            NULL, obj->key);
   c->queued = strcmp(row->mode, "queued") == 0;
+  /* "NAME VALUE": a name has no space, a JSON value may. */
+  const char *queued = set_option ? ctl_model_setting(obj, OPTION_QUEUED_SETTING) : NULL;
+  const char *space = queued ? strchr(queued, ' ') : NULL;
+  if (space) {
+    c->option = g_strndup(queued, space - queued);
+    c->args = g_strdup(space + 1);
+  }
   g_ptr_array_add(s->rows, c);
 }
 
@@ -899,4 +954,75 @@ const char *
 ctl_rama_scale_value(CtlObject *module)
 {
   return ctl_model_setting(module, SCALE_SETTING);
+}
+
+/* ---- dynamic options (rama setOption module MOD NAME VALUEJSON) ---- */
+
+int
+ctl_rama_declare_option(CtlEngine *e, CtlObject *options, const char *name,
+                        const CtlCaller *who, CtlObject **out)
+{
+  if (!ctl_engine_allows(e, CTL_ACCESS_COMMAND, options->parent, who))
+    return EACCES;
+  char *by = ctl_caller_describe(who);
+  int err = 0;
+  *out = ctl_model_create_option(e->model, options, name, by, &err);
+  g_free(by);
+  return err;
+}
+
+/* Whole at offset 0, valid JSON of any kind (a trailing newline is echo's). */
+static char *
+option_problem(const char *input, gsize len, gint64 offset)
+{
+  if (offset != 0)
+    return g_strdup("the value must be written whole at offset 0");
+  if (len > 0 && input[len - 1] == '\n')
+    len--;
+  if (len > OPTION_VALUE_MAX)
+    return g_strdup_printf("longer than %d bytes", OPTION_VALUE_MAX);
+  if (memchr(input, '\0', len))
+    return g_strdup("the value holds a NUL byte");
+  /* The file shows it as one line, the log too. */
+  if (memchr(input, '\n', len) || memchr(input, '\r', len))
+    return g_strdup("the value must be one line");
+  json_error_t jerr;
+  json_t *v = json_loadb(input, len, JSON_DECODE_ANY, &jerr);
+  if (!v)
+    return g_strdup_printf("the value is not JSON: %s", jerr.text);
+  json_decref(v);
+  return NULL;
+}
+
+void
+ctl_rama_set_option(CtlEngine *e, CtlObject *option, const char *input, gsize len,
+                    gint64 offset, const CtlCaller *who, CtlCommandDone done,
+                    gpointer user_data)
+{
+  ctl_engine_time_write(e, &done, &user_data);
+  CtlObject *module = option->parent->parent;
+  char *reason = option_problem(input, len, offset);
+  if (reason) {
+    char *why = g_strdup_printf("option %s: %s", option->name, reason);
+    g_free(reason);
+    refused(e, module, input, MIN(len, OPTION_VALUE_MAX + 1), why, EINVAL, who, done, user_data);
+    return;
+  }
+  if (!ctl_engine_allows(e, CTL_ACCESS_COMMAND, module, who)) {
+    refused(e, module, input, len,
+            g_strdup("the access policy does not allow this caller to issue commands"),
+            EACCES, who, done, user_data);
+    return;
+  }
+  if (input[len - 1] == '\n')
+    len--;
+  char *value = g_strndup(input, len);
+  submit(e, module, SET_OPTION_VERB, option->name, value, input, len, who, done, user_data);
+  g_free(value);
+}
+
+const char *
+ctl_rama_option_value(CtlObject *option)
+{
+  return ctl_model_setting(option, OPTION_VALUE_SETTING);
 }

@@ -32,6 +32,19 @@ void ctl_rama_scale(CtlEngine *e, CtlObject *module, const char *input, gsize le
                     gint64 offset, const CtlCaller *who, CtlCommandDone done,
                     gpointer user_data);
 
+/* A module's dynamic options (options/NAME): declaring one (create in
+ * options/; EACCES by the command policy, EINVAL name, EEXIST) and writing
+ * a JSON value to it, which runs `rama setOption module MOD NAME VALUE` as a
+ * command on the module (errors as for scale; EINVAL: not JSON). Rama has no
+ * unset: forgetting the file (unlink) runs nothing. */
+int  ctl_rama_declare_option(CtlEngine *e, CtlObject *options, const char *name,
+                             const CtlCaller *who, CtlObject **out);
+void ctl_rama_set_option(CtlEngine *e, CtlObject *option, const char *input, gsize len,
+                         gint64 offset, const CtlCaller *who, CtlCommandDone done,
+                         gpointer user_data);
+/* The last value applied to OPTION, or NULL. */
+const char *ctl_rama_option_value(CtlObject *option);
+
 /* The module's `status`: the last `rama moduleStatus MOD`, never run on read. */
 void        ctl_rama_show_module(CtlEngine *e, CtlObject *module, GString *out);
 /* The last scale applied (`workers=2 threads=4`), or NULL. */

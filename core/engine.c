@@ -183,7 +183,7 @@ ctl_engine_mkdir(CtlEngine *e, CtlObject *parent, const char *name, const CtlCal
 int
 ctl_engine_rmdir(CtlEngine *e, CtlObject *obj, const CtlCaller *who)
 {
-  if (obj->kind == CTL_KIND_TOPOLOGIES)
+  if (obj->kind == CTL_KIND_TOPOLOGIES || obj->kind == CTL_KIND_OPTIONS)
     return EPERM;   /* goes with its module */
   if (ctl_model_has_children(obj))
     return ENOTEMPTY;

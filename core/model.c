@@ -46,7 +46,7 @@ object_new(CtlModel *m, gint64 key, gint64 id, CtlKind kind, const char *name, C
   o->feedback_next = -1;
   o->command_next = -1;
   o->desired_offset = -1;
-  if (!ctl_kind_is_leaf(kind))
+  if (!ctl_kind_is_leaf(kind) && kind != CTL_KIND_OPTION)
     o->children = g_hash_table_new(g_str_hash, g_str_equal);
   if (kind == CTL_KIND_RUNTIME) {
     o->command_topic = ctl_topic_commands(m->topic_prefix, name);
@@ -105,7 +105,9 @@ load_object(const CtlObjectRow *row, gpointer user_data)
   CtlObject *parent = row->kind == CTL_KIND_RUNTIME  ? m->runtimes
                       : row->kind == CTL_KIND_MODULE ? m->modules
                       : ctl_model_by_key(m, row->parent_id + CTL_KEY_FIRST_STORED - 1);
-  if (!parent || (int) child_kind(parent) != row->kind) {
+  /* A module holds its topologies/ and options/ (made with it). */
+  if (!parent || ((int) child_kind(parent) != row->kind
+                  && !(parent->kind == CTL_KIND_MODULE && row->kind == CTL_KIND_OPTIONS))) {
     g_warning("store: object %" G_GINT64_FORMAT " (%s) has no valid parent; ignored",
               row->id, row->name);
     return;
@@ -194,6 +196,31 @@ load_offsets(CtlModel *m)
 }
 
 static void on_lost_commit(gpointer data, gboolean ok, const char *reason);
+static CtlObject *insert_dir(CtlModel *m, CtlObject *module, CtlKind kind, const char *name,
+                             GError **error);
+
+/* Modules declared before options/ existed get theirs now, so that every
+ * module has the same tree. */
+static gboolean
+add_missing_options(CtlModel *m, GError **error)
+{
+  GPtrArray *missing = g_ptr_array_new();
+  GHashTableIter it;
+  gpointer value;
+  g_hash_table_iter_init(&it, m->modules->children);
+  while (g_hash_table_iter_next(&it, NULL, &value))
+    if (!ctl_model_options(value))
+      g_ptr_array_add(missing, value);
+  gboolean ok = missing->len == 0 || ctl_store_begin(m->store, error);
+  for (guint i = 0; ok && i < missing->len; i++)
+    ok = insert_dir(m, missing->pdata[i], CTL_KIND_OPTIONS, "options", error) != NULL;
+  if (missing->len > 0)
+    ok = ok && ctl_store_commit(m->store, error);
+  if (!ok && missing->len > 0)
+    ctl_store_rollback(m->store);
+  g_ptr_array_free(missing, TRUE);
+  return ok;
+}
 
 CtlModel *
 ctl_model_new(CtlStore *st, const char *topic_prefix, GError **error)
@@ -214,6 +241,10 @@ ctl_model_new(CtlStore *st, const char *topic_prefix, GError **error)
     return NULL;
   }
   load_offsets(m);
+  if (!add_missing_options(m, error)) {
+    ctl_model_free(m);
+    return NULL;
+  }
   ctl_store_on_lost_commit(st, on_lost_commit, m);
   return m;
 }
@@ -296,6 +327,12 @@ CtlObject *
 ctl_model_topologies(CtlObject *module)
 {
   return ctl_model_child(module, "topologies");
+}
+
+CtlObject *
+ctl_model_options(CtlObject *module)
+{
+  return ctl_model_child(module, "options");
 }
 
 gboolean
@@ -388,19 +425,59 @@ child_kind(CtlObject *parent)
   case CTL_KIND_MODULES:    return CTL_KIND_MODULE;
   case CTL_KIND_MODULE:     return CTL_KIND_TOPOLOGIES;   /* made with the module only */
   case CTL_KIND_TOPOLOGIES: return CTL_KIND_TOPOLOGY;
+  case CTL_KIND_OPTIONS:    return CTL_KIND_OPTION;      /* ctl_model_create_option only */
   default:                  return CTL_KIND_COUNT;
   }
 }
+
+/* A module's own directory (topologies/, options/), inserted in the caller's
+ * transaction; its key is stable like any stored object's. */
+static CtlObject *
+insert_dir(CtlModel *m, CtlObject *module, CtlKind kind, const char *name, GError **error)
+{
+  gint64 id = ctl_store_object_insert(m->store, module->id, kind, name, ctl_now_ms(), error);
+  return id > 0 ? object_new(m, id + CTL_KEY_FIRST_STORED - 1, id, kind, name, module) : NULL;
+}
+
+static void
+drop_dir(CtlModel *m, CtlObject *dir)
+{
+  if (dir) {
+    object_unlink(m, dir);
+    object_free(dir);
+  }
+}
+
+static CtlObject *create_in(CtlModel *m, CtlObject *parent, CtlKind kind, const char *name,
+                            const char *event, const char *by, int *errno_out);
 
 CtlObject *
 ctl_model_create(CtlModel *m, CtlObject *parent, const char *name, const char *event,
                  const char *by, int *errno_out)
 {
   CtlKind kind = child_kind(parent);
-  if (kind == CTL_KIND_COUNT || kind == CTL_KIND_TOPOLOGIES) {
+  if (kind == CTL_KIND_COUNT || kind == CTL_KIND_TOPOLOGIES || kind == CTL_KIND_OPTION) {
     *errno_out = EPERM;
     return NULL;
   }
+  return create_in(m, parent, kind, name, event, by, errno_out);
+}
+
+CtlObject *
+ctl_model_create_option(CtlModel *m, CtlObject *options, const char *name, const char *by,
+                        int *errno_out)
+{
+  if (options->kind != CTL_KIND_OPTIONS) {
+    *errno_out = EPERM;
+    return NULL;
+  }
+  return create_in(m, options, CTL_KIND_OPTION, name, "option-declared", by, errno_out);
+}
+
+static CtlObject *
+create_in(CtlModel *m, CtlObject *parent, CtlKind kind, const char *name, const char *event,
+          const char *by, int *errno_out)
+{
   if (!ctl_name_valid(name)) {
     *errno_out = EINVAL;
     return NULL;
@@ -425,24 +502,19 @@ ctl_model_create(CtlModel *m, CtlObject *parent, const char *name, const char *e
     if (ctl_kind_is_leaf(kind))
       o->desired = g_strdup("running");
   }
-  /* A module's topologies/ is an object of its own (a directory needs a
-   * stable key), stored in the same transaction. */
-  gint64 tid = 0;
-  if (o && kind == CTL_KIND_MODULE
-      && (tid = ctl_store_object_insert(m->store, id, CTL_KIND_TOPOLOGIES, "topologies",
-                                        ctl_now_ms(), &error)) > 0)
-    object_new(m, tid + CTL_KEY_FIRST_STORED - 1, tid, CTL_KIND_TOPOLOGIES, "topologies", o);
-  if (!o || (kind == CTL_KIND_MODULE && tid <= 0) || !ctl_model_save(m, o, &error) || !ctl_model_log(m, o, event, by, &error)
+  /* A module's topologies/ and options/ are objects of their own (a
+   * directory needs a stable key), stored in the same transaction. */
+  gboolean dirs = !o || kind != CTL_KIND_MODULE
+                  || (insert_dir(m, o, CTL_KIND_TOPOLOGIES, "topologies", &error)
+                      && insert_dir(m, o, CTL_KIND_OPTIONS, "options", &error));
+  if (!o || !dirs || !ctl_model_save(m, o, &error) || !ctl_model_log(m, o, event, by, &error)
       || !ctl_store_commit(m->store, &error)) {
     g_warning("store: cannot create %s: %s", name, error ? error->message : "?");
     g_clear_error(&error);
     ctl_model_rollback(m);
     if (o) {
-      CtlObject *topologies = ctl_model_topologies(o);
-      if (topologies) {
-        object_unlink(m, topologies);
-        object_free(topologies);
-      }
+      drop_dir(m, ctl_model_topologies(o));
+      drop_dir(m, ctl_model_options(o));
       object_unlink(m, o);
       object_free(o);
     }
@@ -454,21 +526,39 @@ ctl_model_create(CtlModel *m, CtlObject *parent, const char *name, const char *e
   return o;
 }
 
+static void
+forget_object(CtlModel *m, CtlObject *o)
+{
+  ctl_model_changed(m, o, CTL_CHANGE_REMOVED);
+  object_unlink(m, o);
+  object_free(o);
+}
+
 int
 ctl_model_remove(CtlModel *m, CtlObject *obj, const char *by)
 {
-  if (obj->key < CTL_KEY_FIRST_STORED || obj->kind == CTL_KIND_TOPOLOGIES)
+  if (obj->key < CTL_KEY_FIRST_STORED || obj->kind == CTL_KIND_TOPOLOGIES
+      || obj->kind == CTL_KIND_OPTIONS)
     return EPERM;
   if (ctl_model_has_children(obj))
     return ENOTEMPTY;
   CtlObject *topologies = obj->kind == CTL_KIND_MODULE ? ctl_model_topologies(obj) : NULL;
+  CtlObject *options = obj->kind == CTL_KIND_MODULE ? ctl_model_options(obj) : NULL;
   if (obj->inflight > 0)
     return EBUSY;
+  /* A module's options go with it: they are values remembered, not objects
+   * of the cluster. */
+  GPtrArray *opts = options ? g_ptr_array_copy(ctl_model_children_array(options), NULL, NULL)
+                            : NULL;
   GError *error = NULL;
   gboolean ok = ctl_store_begin(m->store, &error);
-  ok = ok && ctl_model_log(m, obj, "removed", by, &error);
+  ok = ok && ctl_model_log(m, obj, obj->kind == CTL_KIND_OPTION ? "option-forgotten" : "removed",
+                           by, &error);
   ok = ok && ctl_store_object_delete(m->store, obj->id, &error);
   ok = ok && (!topologies || ctl_store_object_delete(m->store, topologies->id, &error));
+  for (guint i = 0; ok && opts && i < opts->len; i++)
+    ok = ctl_store_object_delete(m->store, ((CtlObject *) opts->pdata[i])->id, &error);
+  ok = ok && (!options || ctl_store_object_delete(m->store, options->id, &error));
   if (ok && obj->kind == CTL_KIND_RUNTIME)
     ok = ctl_store_offset_delete(m->store, obj->feedback_topic, &error)
          && ctl_store_offset_delete(m->store, obj->command_topic, &error);
@@ -477,14 +567,19 @@ ctl_model_remove(CtlModel *m, CtlObject *obj, const char *by)
     ctl_model_rollback(m);
     g_warning("store: cannot remove %s: %s", obj->name, error ? error->message : "?");
     g_clear_error(&error);
+    if (opts)
+      g_ptr_array_free(opts, TRUE);
     return EIO;
   }
   CtlObject *parent = obj->parent;
-  if (topologies) {
-    ctl_model_changed(m, topologies, CTL_CHANGE_REMOVED);
-    object_unlink(m, topologies);
-    object_free(topologies);
-  }
+  for (guint i = 0; opts && i < opts->len; i++)
+    forget_object(m, opts->pdata[i]);
+  if (opts)
+    g_ptr_array_free(opts, TRUE);
+  if (options)
+    forget_object(m, options);
+  if (topologies)
+    forget_object(m, topologies);
   ctl_model_changed(m, obj, CTL_CHANGE_REMOVED);
   object_unlink(m, obj);
   object_free(obj);

@@ -16,6 +16,8 @@ typedef enum {
   CTL_KIND_MODULE = 5,
   CTL_KIND_TOPOLOGIES = 6, /* a module's topologies/: stored with the module */
   CTL_KIND_TOPOLOGY = 7,
+  CTL_KIND_OPTIONS = 8,    /* a module's options/: stored with the module */
+  CTL_KIND_OPTION = 9,     /* a dynamic option: a file, its value a setting */
   CTL_KIND_COUNT
 } CtlKind;
 /* Kinds are stored in the objects table: their numbers never change. A
@@ -106,6 +108,8 @@ gboolean   ctl_kind_is_group(CtlKind kind);
 gboolean   ctl_kind_is_leaf(CtlKind kind);
 /* A module's topologies/ directory. */
 CtlObject *ctl_model_topologies(CtlObject *module);
+/* A module's options/ directory. */
+CtlObject *ctl_model_options(CtlObject *module);
 /* Does OBJ hold objects that rmdir must not take with it? (A module's own
  * topologies/ does not count: it goes with the module.) */
 gboolean   ctl_model_has_children(CtlObject *obj);
@@ -128,6 +132,10 @@ void       ctl_model_changed(CtlModel *m, CtlObject *obj, CtlChange what);
  * "feedback offset=17"). Returns NULL with *ERRNO_OUT set. */
 CtlObject *ctl_model_create(CtlModel *m, CtlObject *parent, const char *name,
                             const char *event, const char *by, int *errno_out);
+/* Declares the option NAME under a module's options/ (an object that is a
+ * file, not a directory): errors as ctl_model_create(). */
+CtlObject *ctl_model_create_option(CtlModel *m, CtlObject *options, const char *name,
+                                   const char *by, int *errno_out);
 /* Removes an object: ENOTEMPTY while it has children, EBUSY while commands are in
  * flight, EIO on store errors; 0 on success. */
 int        ctl_model_remove(CtlModel *m, CtlObject *obj, const char *by);

@@ -32,43 +32,63 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
   CtlObject *obj = ctl_fs_object(fs, req, ino, &slot);
   if (!obj)
     return;
-  if (slot == 0) {
+  const CtlNode *node = ctl_node_at(fs, obj, slot);
+  if (!node) {
     fuse_reply_err(req, EISDIR);
     return;
   }
-  guint n;
-  const CtlNode *node = &ctl_nodes(fs, obj, &n)[slot - 1];
   if ((fi->flags & O_ACCMODE) != O_RDONLY && !node->store) {
     fuse_reply_err(req, EACCES);
     return;
   }
   /* Writing is checked per write (the command policy); reading here. */
   if ((fi->flags & O_ACCMODE) != O_WRONLY) {
-    if (!ctl_fs_authorize(fs, req, CTL_ACCESS_READ, obj, "open", node->name))
+    if (!ctl_fs_authorize(fs, req, CTL_ACCESS_READ, obj, "open", ctl_node_name(node, obj)))
       return;
   }
-  Handle *h = g_new0(Handle, 1);
-  h->node = node;
-  h->key = obj->key;
-  h->ino = ino;
-  h->seen = ctl_notify_seq(fs->notify, ino);
-  ctl_notify_track(fs->notify, ino, h);
-  fi->fh = (uint64_t) (uintptr_t) h;
-  fi->direct_io = 1;
-  fuse_reply_open(req, fi);
+  ctl_fs_reply_open(fs, req, obj, slot, fi, NULL);
 }
 
 static void
-op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+handle_free(CtlFs *fs, Handle *h)
 {
-  CtlFs *fs = fuse_req_userdata(req);
-  Handle *h = handle_of(fi);
   ctl_notify_untrack(fs->notify, h->ino, h);
   if (h->ph)
     fuse_pollhandle_destroy(h->ph);
   if (h->text)
     g_string_free(h->text, TRUE);
   g_free(h);
+}
+
+void
+ctl_fs_reply_open(CtlFs *fs, fuse_req_t req, CtlObject *obj, guint slot,
+                  struct fuse_file_info *fi, const struct fuse_entry_param *entry)
+{
+  Handle *h = g_new0(Handle, 1);
+  h->node = ctl_node_at(fs, obj, slot);
+  h->key = obj->key;
+  h->ino = ctl_ino(obj, slot);
+  h->seen = ctl_notify_seq(fs->notify, h->ino);
+  ctl_notify_track(fs->notify, h->ino, h);
+  fi->fh = (uint64_t) (uintptr_t) h;
+  fi->direct_io = 1;
+  int rc;
+  if (entry) {
+    rc = fuse_reply_create(req, entry, fi);
+    if (rc == 0)
+      ctl_notify_looked_up(fs->notify, entry->ino, 1);
+  } else {
+    rc = fuse_reply_open(req, fi);
+  }
+  if (rc != 0)   /* the caller is gone (interrupted): no release will come */
+    handle_free(fs, h);
+}
+
+static void
+op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  CtlFs *fs = fuse_req_userdata(req);
+  handle_free(fs, handle_of(fi));
   fuse_reply_err(req, 0);
 }
 
@@ -198,8 +218,7 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
     fuse_reply_attr(req, &st, 0.0);
     return;
   }
-  guint n;
-  const CtlNode *node = slot > 0 ? &ctl_nodes(fs, obj, &n)[slot - 1] : NULL;
+  const CtlNode *node = ctl_node_at(fs, obj, slot);
   int allowed = FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME
                 | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
   if (to_set & ~allowed) {

@@ -23,6 +23,11 @@ typedef struct {
  * backend (a lifecycle flow has a `mode` file). */
 const CtlNode *ctl_nodes(CtlFs *fs, CtlObject *obj, guint *count);
 const CtlNode *ctl_node_find(CtlFs *fs, CtlObject *obj, const char *name, guint *slot);
+/* The node of inode (OBJ, SLOT): its SLOT-th file, or for slot 0 the node an
+ * object that is itself a file has (a module's option); NULL: a directory. */
+const CtlNode *ctl_node_at(CtlFs *fs, CtlObject *obj, guint slot);
+/* The name a node's file has: its own, or OBJ's when OBJ is the file. */
+const char    *ctl_node_name(const CtlNode *node, CtlObject *obj);
 
 typedef struct CtlNotify CtlNotify;
 
@@ -78,5 +83,9 @@ guint64    ctl_notify_seq(CtlNotify *n, fuse_ino_t ino);
 /* Open handles of INO, to be told of changes (ctl_fs_handle_changed). */
 void       ctl_notify_track(CtlNotify *n, fuse_ino_t ino, gpointer handle);
 void       ctl_notify_untrack(CtlNotify *n, fuse_ino_t ino, gpointer handle);
+/* file.c: opens file (OBJ, SLOT) for REQ and replies, with fuse_reply_create
+ * when ENTRY is given (create), else fuse_reply_open. */
+void       ctl_fs_reply_open(CtlFs *fs, fuse_req_t req, CtlObject *obj, guint slot,
+                             struct fuse_file_info *fi, const struct fuse_entry_param *entry);
 /* file.c: the file behind HANDLE changed; wake its poll() waiter. */
 void       ctl_fs_handle_changed(gpointer handle);

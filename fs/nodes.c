@@ -27,6 +27,7 @@ static const char readme_text[] =
   "    scale             write workers=N threads=N: rama scaleExecutors\n"
   "    topologies/TOPO/  mkdir declares a microbatch topology\n"
   "      state, observed, status, log   as for a resource (rama pauseTopology)\n"
+  "    options/NAME      echo JSON > NAME: rama setOption module MOD NAME JSON\n"
   "\n"
   "Verbs: pause, resume; lifecycle runtimes (flows) also start, stop, and have a\n"
   "`mode` file: ordinary or realtime, changed only while the flow is stopped.\n"
@@ -115,6 +116,22 @@ store_mode(CtlFs *fs, CtlObject *obj, const char *buf, gsize len, gint64 offset,
   ctl_engine_set_mode(fs->engine, obj, buf, len, offset, who, done, user_data);
 }
 
+/* A module's dynamic option: the file is the option object itself. */
+static void
+show_option(CtlFs *fs, CtlObject *obj, GString *out)
+{
+  const char *value = ctl_rama_option_value(obj);
+  if (value)
+    g_string_append_printf(out, "%s\n", value);
+}
+
+static void
+store_option(CtlFs *fs, CtlObject *obj, const char *buf, gsize len, gint64 offset,
+             const CtlCaller *who, CtlCommandDone done, gpointer user_data)
+{
+  ctl_rama_set_option(fs->engine, obj, buf, len, offset, who, done, user_data);
+}
+
 #define LOG_NODE { .name = "log", .mode = S_IFREG | 0444, .stream = TRUE }
 
 static const CtlNode root_nodes[] = {
@@ -163,7 +180,14 @@ static const CtlNode topology_nodes[] = {
   LOG_NODE,
 };
 
-static const struct { const CtlNode *nodes; guint count; } table[CTL_KIND_COUNT] = {
+static const CtlNode option_self =
+  { .name = "", .mode = S_IFREG | 0664, .show = show_option, .store = store_option };
+
+static const struct {
+  const CtlNode *nodes;
+  guint          count;
+  const CtlNode *self;   /* the object is this file, not a directory */
+} table[CTL_KIND_COUNT] = {
   [CTL_KIND_ROOT]     = { root_nodes, G_N_ELEMENTS(root_nodes) },
   [CTL_KIND_RUNTIMES] = { NULL, 0 },
   [CTL_KIND_RUNTIME]  = { runtime_nodes, G_N_ELEMENTS(runtime_nodes) },
@@ -172,6 +196,8 @@ static const struct { const CtlNode *nodes; guint count; } table[CTL_KIND_COUNT]
   [CTL_KIND_MODULE]   = { module_nodes, G_N_ELEMENTS(module_nodes) },
   [CTL_KIND_TOPOLOGIES] = { NULL, 0 },
   [CTL_KIND_TOPOLOGY] = { topology_nodes, G_N_ELEMENTS(topology_nodes) },
+  [CTL_KIND_OPTIONS]  = { NULL, 0 },
+  [CTL_KIND_OPTION]   = { NULL, 0, &option_self },
 };
 
 const CtlNode *
@@ -199,4 +225,20 @@ ctl_node_find(CtlFs *fs, CtlObject *obj, const char *name, guint *slot)
     }
   }
   return NULL;
+}
+
+const CtlNode *
+ctl_node_at(CtlFs *fs, CtlObject *obj, guint slot)
+{
+  if (slot == 0)
+    return table[obj->kind].self;
+  guint n;
+  const CtlNode *nodes = ctl_nodes(fs, obj, &n);
+  return slot <= n ? &nodes[slot - 1] : NULL;
+}
+
+const char *
+ctl_node_name(const CtlNode *node, CtlObject *obj)
+{
+  return *node->name ? node->name : obj->name;
 }

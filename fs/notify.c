@@ -76,7 +76,7 @@ static char *
 file_path(CtlFs *fs, CtlObject *obj, const CtlNode *node)
 {
   char *rel = ctl_model_path(obj);
-  char *path = g_build_filename(fs->mountpoint, rel, node->name, NULL);
+  char *path = g_build_filename(fs->mountpoint, rel, node->name, NULL);   /* "": OBJ is the file */
   g_free(rel);
   return path;
 }
@@ -95,12 +95,11 @@ flush_one(CtlNotify *n, fuse_ino_t ino, gboolean kick)
     ctl_fs_handle_changed(open->pdata[i]);
   guint slot;
   CtlObject *obj = ctl_ino_object(n->fs, ino, &slot);
-  guint count;
-  const CtlNode *nodes = obj ? ctl_nodes(n->fs, obj, &count) : NULL;
+  const CtlNode *node = obj ? ctl_node_at(n->fs, obj, slot) : NULL;
   /* inotify pins the inode it watches: an inode the kernel forgot (or never
    * looked up) has no watcher, and a kick would only hold the mount busy. */
   gint64 *known = g_hash_table_lookup(n->known, &ino);
-  if (!nodes || slot == 0 || !known || *known <= 0 || n->stopping)
+  if (!node || !known || *known <= 0 || n->stopping)
     return;
   /* Attributes only (offset < 0): no page lock is taken, so this is safe on
    * the thread that serves requests. */
@@ -110,7 +109,7 @@ flush_one(CtlNotify *n, fuse_ino_t ino, gboolean kick)
   struct stat st;
   ctl_fs_stat(n->fs, obj, slot, &st);
   Kick *k = g_new(Kick, 1);
-  k->path = file_path(n->fs, obj, &nodes[slot - 1]);
+  k->path = file_path(n->fs, obj, node);
   k->size = st.st_size;
   g_async_queue_push(n->kicks, k);
 }
@@ -132,16 +131,20 @@ flush(gpointer data)
 /* KICK: raise IN_MODIFY too. Not needed where a write to the file itself made
  * the change: the kernel reports that write to inotify watchers already. */
 static void
-mark_file(CtlNotify *n, CtlObject *obj, const char *name, gboolean kick)
+mark_ino(CtlNotify *n, fuse_ino_t ino, gboolean kick)
 {
-  guint slot;
-  if (!obj || !ctl_node_find(n->fs, obj, name, &slot))
-    return;
-  fuse_ino_t ino = ctl_ino(obj, slot);
   kick = kick || GPOINTER_TO_INT(g_hash_table_lookup(n->dirty, &ino));
   g_hash_table_insert(n->dirty, ino_key(ino), GINT_TO_POINTER(kick));
   if (!n->idle)
     n->idle = g_idle_add(flush, n);
+}
+
+static void
+mark_file(CtlNotify *n, CtlObject *obj, const char *name, gboolean kick)
+{
+  guint slot;
+  if (obj && ctl_node_find(n->fs, obj, name, &slot))
+    mark_ino(n, ctl_ino(obj, slot), kick);
 }
 
 static void
@@ -169,6 +172,8 @@ on_change(CtlObject *obj, CtlChange what, gpointer data)
     mark(n, obj, "status");
   if (what & CTL_CHANGE_STATE)
     mark(n, obj, "scale");   /* a module's: set once the CLI is done (queued mode) */
+  if ((what & CTL_CHANGE_STATE) && obj->kind == CTL_KIND_OPTION)
+    mark_ino(n, ctl_ino(obj, 0), TRUE);   /* the option's value, likewise */
   if (what & CTL_CHANGE_LOG) {
     mark(n, obj, "log");
     if (rt != obj)

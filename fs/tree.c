@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "backend-rama.h"
+
 /* The kernel may cache entries and attributes for a second: a mkdir/rmdir it
  * sees itself, and every change the daemon makes to a file invalidates that
  * file's attributes at once (notify.c), so a size is never stale after an
@@ -34,14 +36,6 @@ ctl_ino_object(CtlFs *fs, fuse_ino_t ino, guint *slot)
   return *slot <= n ? obj : NULL;
 }
 
-static const CtlNode *
-node_of(CtlFs *fs, CtlObject *obj, guint slot)
-{
-  guint n;
-  const CtlNode *nodes = ctl_nodes(fs, obj, &n);
-  return slot > 0 && slot <= n ? &nodes[slot - 1] : NULL;
-}
-
 void
 ctl_fs_stat(CtlFs *fs, CtlObject *obj, guint slot, struct stat *st)
 {
@@ -50,16 +44,18 @@ ctl_fs_stat(CtlFs *fs, CtlObject *obj, guint slot, struct stat *st)
   st->st_uid = fs->uid;
   st->st_gid = fs->gid;
   st->st_atim = st->st_mtim = st->st_ctim = fs->mount_time;
-  const CtlNode *node = node_of(fs, obj, slot);
+  const CtlNode *node = ctl_node_at(fs, obj, slot);
   const CtlPolicy *policy = ctl_engine_config(fs->engine)->policy;
   CtlObject *rt = ctl_model_runtime_of(obj);
   if (!node) {
-    /* mkdir works in runtimes/, a runtime, modules/ and a module's topologies/ */
+    /* mkdir works in runtimes/, a runtime, modules/ and a module's topologies/;
+     * creating a file in a module's options/ is a command (setOption) */
     gboolean declarable = obj->kind == CTL_KIND_RUNTIMES || obj->kind == CTL_KIND_RUNTIME
                           || obj->kind == CTL_KIND_MODULES || obj->kind == CTL_KIND_TOPOLOGIES;
+    CtlAccess write = declarable ? CTL_ACCESS_DECLARE
+                      : obj->kind == CTL_KIND_OPTIONS ? CTL_ACCESS_COMMAND : CTL_ACCESS_COUNT;
     st->st_mode = S_IFDIR | ctl_policy_mode(policy, rt ? rt->name : NULL, CTL_ACCESS_READ,
-                                            declarable ? CTL_ACCESS_DECLARE : CTL_ACCESS_COUNT,
-                                            TRUE, &st->st_gid);
+                                            write, TRUE, &st->st_gid);
     st->st_nlink = 2 + (obj->children ? g_hash_table_size(obj->children) : 0);
     return;
   }
@@ -99,7 +95,7 @@ ctl_fs_dir(CtlFs *fs, fuse_req_t req, fuse_ino_t ino)
 {
   guint slot;
   CtlObject *obj = ctl_ino_object(fs, ino, &slot);
-  if (obj && slot == 0)
+  if (obj && slot == 0 && !ctl_node_at(fs, obj, 0))
     return obj;
   fuse_reply_err(req, obj ? ENOTDIR : ENOENT);
   return NULL;
@@ -218,7 +214,8 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
   GPtrArray *children = ctl_model_children_array(dir);
   for (guint i = 0; children && i < children->len; i++) {
     CtlObject *c = children->pdata[i];
-    listing_add(l, req, c->name, ctl_ino(c, 0), S_IFDIR);
+    const CtlNode *self = ctl_node_at(fs, c, 0);
+    listing_add(l, req, c->name, ctl_ino(c, 0), self ? self->mode : S_IFDIR);
   }
   fi->fh = (uint64_t) (uintptr_t) l;
   fuse_reply_open(req, fi);
@@ -259,6 +256,8 @@ typedef struct {
   CtlFs     *fs;
   fuse_req_t req;
   gint64     key;      /* mkdir: the new object; 0 for rmdir */
+  gboolean   open;     /* create: reply with the file opened (fi) */
+  struct fuse_file_info fi;
 } DirReply;
 
 static void
@@ -266,23 +265,42 @@ dir_committed(int err, gpointer data)
 {
   DirReply *r = data;
   CtlObject *obj = r->key ? ctl_model_by_key(r->fs->model, r->key) : NULL;
-  if (err || !r->key)
+  if (err || !r->key) {
     fuse_reply_err(r->req, err);
-  else if (!obj)
+  } else if (!obj) {
     fuse_reply_err(r->req, ENOENT);   /* removed again before the commit */
-  else
+  } else if (r->open) {
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof e);
+    ctl_fs_stat(r->fs, obj, 0, &e.attr);
+    e.ino = e.attr.st_ino;
+    e.attr_timeout = FILE_TIMEOUT;
+    e.entry_timeout = DIR_TIMEOUT;
+    ctl_fs_reply_open(r->fs, r->req, obj, 0, &r->fi, &e);
+  } else {
     reply_entry(r->fs, r->req, obj, 0);
+  }
   g_free(r);
+}
+
+static void
+reply_when_committed_fi(CtlFs *fs, fuse_req_t req, CtlObject *obj, struct fuse_file_info *fi)
+{
+  DirReply *r = g_new0(DirReply, 1);
+  r->fs = fs;
+  r->req = req;
+  r->key = obj ? obj->key : 0;
+  if (fi) {
+    r->open = TRUE;
+    r->fi = *fi;
+  }
+  ctl_engine_after_commit(fs->engine, dir_committed, r);
 }
 
 static void
 reply_when_committed(CtlFs *fs, fuse_req_t req, CtlObject *obj)
 {
-  DirReply *r = g_new(DirReply, 1);
-  r->fs = fs;
-  r->req = req;
-  r->key = obj ? obj->key : 0;
-  ctl_engine_after_commit(fs->engine, dir_committed, r);
+  reply_when_committed_fi(fs, req, obj, NULL);
 }
 
 static void
@@ -319,8 +337,8 @@ op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
   guint slot;
   CtlObject *dir = ctl_ino_object(fs, parent, &slot);
   CtlObject *obj = dir && slot == 0 ? ctl_model_child(dir, name) : NULL;
-  if (!obj) {
-    fuse_reply_err(req, dir && ctl_node_find(fs, dir, name, &slot) ? ENOTDIR : ENOENT);
+  if (!obj || ctl_node_at(fs, obj, 0)) {
+    fuse_reply_err(req, obj || (dir && ctl_node_find(fs, dir, name, &slot)) ? ENOTDIR : ENOENT);
     return;
   }
   CtlCaller who;
@@ -356,11 +374,75 @@ op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
   fuse_reply_none(req);
 }
 
-/* Files and objects are the daemon's: nothing is created, linked or renamed. */
+/* Files and objects are the daemon's: nothing is created, linked or renamed,
+ * except a module's options: a file created in options/ declares one, unlink
+ * forgets it (Rama has no unset: nothing is run). */
 static void
 op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-  fuse_reply_err(req, EPERM);
+  CtlFs *fs = fuse_req_userdata(req);
+  guint slot;
+  CtlObject *dir = ctl_ino_object(fs, parent, &slot);
+  CtlObject *obj = dir && slot == 0 ? ctl_model_child(dir, name) : NULL;
+  if (!obj || obj->kind != CTL_KIND_OPTION) {
+    fuse_reply_err(req, obj || (dir && slot == 0 && ctl_node_find(fs, dir, name, &slot))
+                        ? EPERM : ENOENT);
+    return;
+  }
+  CtlCaller who;
+  ctl_fs_caller(fs, req, &who);
+  int err = ctl_engine_authorize(fs->engine, CTL_ACCESS_COMMAND, dir->parent, "unlink", name,
+                                 &who);
+  if (!err) {
+    ctl_caller_resolve(&who);
+    err = ctl_engine_rmdir(fs->engine, obj, &who);
+  }
+  ctl_caller_clear(&who);
+  if (err)
+    fuse_reply_err(req, err);
+  else
+    reply_when_committed(fs, req, NULL);
+}
+
+/* A new file in a module's options/ (create, or mknod of a regular file);
+ * FI set: open it too. */
+static void
+declare_option(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+               struct fuse_file_info *fi)
+{
+  CtlFs *fs = fuse_req_userdata(req);
+  guint slot;
+  CtlObject *dir = ctl_ino_object(fs, parent, &slot);
+  if (!dir || slot != 0) {
+    fuse_reply_err(req, dir ? ENOTDIR : ENOENT);
+    return;
+  }
+  if (dir->kind != CTL_KIND_OPTIONS || !S_ISREG(mode)) {
+    fuse_reply_err(req, ctl_model_child(dir, name) || ctl_node_find(fs, dir, name, &slot)
+                        ? EEXIST : EPERM);
+    return;
+  }
+  CtlCaller who;
+  ctl_fs_caller(fs, req, &who);
+  CtlObject *obj = NULL;
+  int err = ctl_engine_authorize(fs->engine, CTL_ACCESS_COMMAND, dir->parent, "create", name,
+                                 &who);
+  if (!err) {
+    ctl_caller_resolve(&who);
+    err = ctl_rama_declare_option(fs->engine, dir, name, &who, &obj);
+  }
+  ctl_caller_clear(&who);
+  if (err)
+    fuse_reply_err(req, err);
+  else
+    reply_when_committed_fi(fs, req, obj, fi);
+}
+
+static void
+op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+          struct fuse_file_info *fi)
+{
+  declare_option(req, parent, name, mode, fi);
 }
 
 static void
@@ -373,7 +455,7 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newpar
 static void
 op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-  fuse_reply_err(req, EPERM);
+  declare_option(req, parent, name, mode, NULL);
 }
 
 static void
@@ -403,6 +485,7 @@ ctl_fs_tree_ops(struct fuse_lowlevel_ops *ops)
   ops->unlink = op_unlink;
   ops->rename = op_rename;
   ops->mknod = op_mknod;
+  ops->create = op_create;
   ops->symlink = op_symlink;
   ops->link = op_link;
 }

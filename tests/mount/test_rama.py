@@ -88,7 +88,7 @@ def test_declare_modules_and_topologies(rama):
     assert sorted(os.listdir(d.path("modules"))) == []
     os.mkdir(d.path("modules", "m1"))
     mod = d.path("modules", "m1")
-    assert sorted(os.listdir(mod)) == ["log", "scale", "status", "topologies"]
+    assert sorted(os.listdir(mod)) == ["log", "options", "scale", "status", "topologies"]
     topo = declare_topology(d, "m1", "t1")
     assert sorted(os.listdir(topo)) == ["log", "observed", "state", "status"]
     assert read(topo / "state") == "running\n"
