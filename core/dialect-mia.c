@@ -141,7 +141,11 @@ node_decode(json_t *j, const char *path, int depth, GError **error)
   const char *id;
   json_t *child;
   json_object_foreach(over, id, child) {
-    char *sub = g_strdup_printf("%s.override.%s", path, id);
+    /* The key comes from the wire: escaped, so that a reason stays one line
+     * (found by tests/fuzz/fuzz-mia.c). */
+    char *shown = g_strescape(id, NULL);
+    char *sub = g_strdup_printf("%s.override.%s", path, shown);
+    g_free(shown);
     CtlMiaNode *c = node_decode(child, sub, depth + 1, error);
     g_free(sub);
     if (!c) {
