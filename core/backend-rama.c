@@ -696,10 +696,9 @@ submit(CtlEngine *e, CtlObject *obj, const char *verb, const char *option, const
 static char *
 input_problem(const char *input, gsize len, gint64 offset)
 {
-  if (offset != 0)
-    return g_strdup("the value must be written whole at offset 0");
-  if (len > CTL_WRITE_MAX)
-    return g_strdup_printf("longer than %d bytes", CTL_WRITE_MAX);
+  char *shape = ctl_write_shape_problem(len, offset, CTL_WRITE_MAX);
+  if (shape)
+    return shape;
   if (memchr(input, '\0', len))
     return g_strdup("the value holds a NUL byte");
   return NULL;
@@ -975,12 +974,11 @@ ctl_rama_declare_option(CtlEngine *e, CtlObject *options, const char *name,
 static char *
 option_problem(const char *input, gsize len, gint64 offset)
 {
-  if (offset != 0)
-    return g_strdup("the value must be written whole at offset 0");
   if (len > 0 && input[len - 1] == '\n')
     len--;
-  if (len > OPTION_VALUE_MAX)
-    return g_strdup_printf("longer than %d bytes", OPTION_VALUE_MAX);
+  char *shape = ctl_write_shape_problem(len, offset, OPTION_VALUE_MAX);
+  if (shape)
+    return shape;
   if (memchr(input, '\0', len))
     return g_strdup("the value holds a NUL byte");
   /* The file shows it as one line, the log too. */

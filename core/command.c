@@ -437,13 +437,9 @@ ctl_engine_command(CtlEngine *e, CtlObject *obj, const char *input, gsize len, g
                    const CtlCaller *who, CtlCommandDone done, gpointer user_data)
 {
   ctl_engine_time_write(e, &done, &user_data);   /* every answer below is timed */
-  char *reason = NULL;
   const char *verb = NULL;
-  if (offset != 0)
-    reason = g_strdup("the value must be written whole at offset 0");
-  else if (len > CTL_WRITE_MAX)
-    reason = g_strdup_printf("longer than %d bytes", CTL_WRITE_MAX);
-  else
+  char *reason = ctl_write_shape_problem(len, offset, CTL_WRITE_MAX);
+  if (!reason)
     verb = ctl_verb_parse(input, len, &reason);
   if (!verb) {
     len = MIN(len, CTL_WRITE_MAX);   /* the log keeps what identifies the input */

@@ -236,6 +236,16 @@ ctl_engine_after_commit(CtlEngine *e, CtlCommandDone done, gpointer user_data)
   ctl_engine_reply(e, 0, done, user_data);
 }
 
+char *
+ctl_write_shape_problem(gsize len, gint64 offset, gsize max)
+{
+  if (offset != 0)
+    return g_strdup("the value must be written whole at offset 0");
+  if (len > max)
+    return g_strdup_printf("longer than %zu bytes", max);
+  return NULL;
+}
+
 const char *
 ctl_engine_observed(CtlEngine *e, CtlObject *obj)
 {

@@ -37,6 +37,9 @@ int ctl_engine_rmdir(CtlEngine *e, CtlObject *obj, const CtlCaller *who);
  * once with 0 or an errno: at once for bad input, refusals and queued mode;
  * when the broker answers in durable mode. */
 #define CTL_WRITE_MAX 64
+/* Every value file takes its value whole, at offset 0, in at most MAX bytes:
+ * NULL when a write of LEN bytes at OFFSET does, else the reason (g_free). */
+char *ctl_write_shape_problem(gsize len, gint64 offset, gsize max);
 typedef void (*CtlCommandDone)(int err, gpointer user_data);
 void ctl_engine_command(CtlEngine *e, CtlObject *obj, const char *input, gsize len,
                         gint64 offset, const CtlCaller *who, CtlCommandDone done,

@@ -119,13 +119,9 @@ void
 ctl_engine_set_mode(CtlEngine *e, CtlObject *flow, const char *input, gsize len, gint64 offset,
                     const CtlCaller *who, CtlCommandDone done, gpointer user_data)
 {
-  char *reason = NULL;
   const char *mode = NULL;
-  if (offset != 0)
-    reason = g_strdup("the value must be written whole at offset 0");
-  else if (len > CTL_WRITE_MAX)
-    reason = g_strdup_printf("longer than %d bytes", CTL_WRITE_MAX);
-  else
+  char *reason = ctl_write_shape_problem(len, offset, CTL_WRITE_MAX);
+  if (!reason)
     mode = ctl_lifecycle_mode_parse(input, len, &reason);
   if (!mode) {
     refuse(e, flow, EINVAL, input, len, reason, who);
