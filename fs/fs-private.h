@@ -22,6 +22,10 @@ typedef struct {
 /* OBJ's files: by its kind, and for a runtime's resources by the runtime's
  * backend (a lifecycle flow has a `mode` file). */
 const CtlNode *ctl_nodes(CtlFs *fs, CtlObject *obj, guint *count);
+/* How a directory's children come to be: only from the model (feedback,
+ * other hosts), by mkdir (declare access), or by creating a file (a command). */
+typedef enum { CTL_CHILDREN_NONE, CTL_CHILDREN_MKDIR, CTL_CHILDREN_CREATE } CtlChildren;
+CtlChildren    ctl_node_children(CtlObject *dir);
 const CtlNode *ctl_node_find(CtlFs *fs, CtlObject *obj, const char *name, guint *slot);
 /* The node of inode (OBJ, SLOT): its SLOT-th file, or for slot 0 the node an
  * object that is itself a file has (a module's option); NULL: a directory. */

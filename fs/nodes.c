@@ -187,18 +187,26 @@ static const struct {
   const CtlNode *nodes;
   guint          count;
   const CtlNode *self;   /* the object is this file, not a directory */
+  CtlChildren    children;
 } table[CTL_KIND_COUNT] = {
   [CTL_KIND_ROOT]     = { root_nodes, G_N_ELEMENTS(root_nodes) },
-  [CTL_KIND_RUNTIMES] = { NULL, 0 },
-  [CTL_KIND_RUNTIME]  = { runtime_nodes, G_N_ELEMENTS(runtime_nodes) },
+  [CTL_KIND_RUNTIMES] = { NULL, 0, .children = CTL_CHILDREN_MKDIR },
+  [CTL_KIND_RUNTIME]  = { runtime_nodes, G_N_ELEMENTS(runtime_nodes),
+                          .children = CTL_CHILDREN_MKDIR },
   [CTL_KIND_RESOURCE] = { resource_nodes, G_N_ELEMENTS(resource_nodes) },
-  [CTL_KIND_MODULES]  = { NULL, 0 },
+  [CTL_KIND_MODULES]  = { NULL, 0, .children = CTL_CHILDREN_MKDIR },
   [CTL_KIND_MODULE]   = { module_nodes, G_N_ELEMENTS(module_nodes) },
-  [CTL_KIND_TOPOLOGIES] = { NULL, 0 },
+  [CTL_KIND_TOPOLOGIES] = { NULL, 0, .children = CTL_CHILDREN_MKDIR },
   [CTL_KIND_TOPOLOGY] = { topology_nodes, G_N_ELEMENTS(topology_nodes) },
-  [CTL_KIND_OPTIONS]  = { NULL, 0 },
+  [CTL_KIND_OPTIONS]  = { NULL, 0, .children = CTL_CHILDREN_CREATE },
   [CTL_KIND_OPTION]   = { NULL, 0, &option_self },
 };
+
+CtlChildren
+ctl_node_children(CtlObject *dir)
+{
+  return table[dir->kind].children;
+}
 
 const CtlNode *
 ctl_nodes(CtlFs *fs, CtlObject *obj, guint *count)

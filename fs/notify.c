@@ -172,7 +172,7 @@ on_change(CtlObject *obj, CtlChange what, gpointer data)
     mark(n, obj, "status");
   if (what & CTL_CHANGE_STATE)
     mark(n, obj, "scale");   /* a module's: set once the CLI is done (queued mode) */
-  if ((what & CTL_CHANGE_STATE) && obj->kind == CTL_KIND_OPTION)
+  if ((what & CTL_CHANGE_STATE) && ctl_node_at(n->fs, obj, 0))
     mark_ino(n, ctl_ino(obj, 0), TRUE);   /* the option's value, likewise */
   if (what & CTL_CHANGE_LOG) {
     mark(n, obj, "log");

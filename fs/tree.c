@@ -48,12 +48,10 @@ ctl_fs_stat(CtlFs *fs, CtlObject *obj, guint slot, struct stat *st)
   const CtlPolicy *policy = ctl_engine_config(fs->engine)->policy;
   CtlObject *rt = ctl_model_runtime_of(obj);
   if (!node) {
-    /* mkdir works in runtimes/, a runtime, modules/ and a module's topologies/;
-     * creating a file in a module's options/ is a command (setOption) */
-    gboolean declarable = obj->kind == CTL_KIND_RUNTIMES || obj->kind == CTL_KIND_RUNTIME
-                          || obj->kind == CTL_KIND_MODULES || obj->kind == CTL_KIND_TOPOLOGIES;
-    CtlAccess write = declarable ? CTL_ACCESS_DECLARE
-                      : obj->kind == CTL_KIND_OPTIONS ? CTL_ACCESS_COMMAND : CTL_ACCESS_COUNT;
+    /* mkdir declares (declare access); creating a file is a command */
+    CtlChildren how = ctl_node_children(obj);
+    CtlAccess write = how == CTL_CHILDREN_MKDIR ? CTL_ACCESS_DECLARE
+                      : how == CTL_CHILDREN_CREATE ? CTL_ACCESS_COMMAND : CTL_ACCESS_COUNT;
     st->st_mode = S_IFDIR | ctl_policy_mode(policy, rt ? rt->name : NULL, CTL_ACCESS_READ,
                                             write, TRUE, &st->st_gid);
     st->st_nlink = 2 + (obj->children ? g_hash_table_size(obj->children) : 0);
@@ -384,7 +382,7 @@ op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
   guint slot;
   CtlObject *dir = ctl_ino_object(fs, parent, &slot);
   CtlObject *obj = dir && slot == 0 ? ctl_model_child(dir, name) : NULL;
-  if (!obj || obj->kind != CTL_KIND_OPTION) {
+  if (!obj || !ctl_node_at(fs, obj, 0) || ctl_node_children(dir) != CTL_CHILDREN_CREATE) {
     fuse_reply_err(req, obj || (dir && slot == 0 && ctl_node_find(fs, dir, name, &slot))
                         ? EPERM : ENOENT);
     return;
@@ -417,7 +415,7 @@ declare_option(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
     fuse_reply_err(req, dir ? ENOTDIR : ENOENT);
     return;
   }
-  if (dir->kind != CTL_KIND_OPTIONS || !S_ISREG(mode)) {
+  if (ctl_node_children(dir) != CTL_CHILDREN_CREATE || !S_ISREG(mode)) {
     fuse_reply_err(req, ctl_model_child(dir, name) || ctl_node_find(fs, dir, name, &slot)
                         ? EEXIST : EPERM);
     return;
