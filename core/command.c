@@ -596,6 +596,11 @@ ctl_engine_command_seen(CtlEngine *e, CtlObject *rt, gint64 offset, const char *
   } else {
     if (!res)
       res = ctl_engine_peer_object(e, rt, msg.resource, offset);
+    if (res && msg.mode && ctl_engine_is_flow(e, res)) {
+      CtlCaller who = { .uid = msg.uid, .pid = msg.pid, .user = msg.user, .comm = msg.comm,
+                        .host = msg.host };
+      ctl_lifecycle_adopt_mode(e, res, msg.mode, &who);
+    }
     if (res)
       record_peer_command(e, res, &msg, offset, &error);
     if (error) {

@@ -104,6 +104,21 @@ store_mode(CtlEngine *e, CtlObject *flow, const char *from, const char *to, cons
   return ok;
 }
 
+void
+ctl_lifecycle_adopt_mode(CtlEngine *e, CtlObject *flow, const char *mode, const CtlCaller *who)
+{
+  if (!mode || strcmp(mode, ctl_lifecycle_mode(flow)) == 0)
+    return;
+  char *from = g_strdup(ctl_lifecycle_mode(flow));
+  GError *error = NULL;
+  if (!store_mode(e, flow, from, mode, who, &error)) {
+    g_warning("%s: cannot store the mode: %s", flow->name, error->message);
+    g_error_free(error);
+  }
+  g_free(from);
+  ctl_model_changed(e->model, flow, CTL_CHANGE_STATE | CTL_CHANGE_SETTINGS);
+}
+
 /* Refusals name the file: input=mode=fast in the log and refusals table. */
 static void
 refuse(CtlEngine *e, CtlObject *flow, int err, const char *input, gsize len, const char *reason,

@@ -29,6 +29,13 @@ const char *ctl_lifecycle_mode_parse(const char *buf, gsize len, char **reason);
  * not, in words an operator acts on (g_free). See docs/seeds/elastic.md. */
 char       *ctl_lifecycle_not_stopped(CtlEngine *e, CtlObject *flow);
 
+/* Another admin host's command to FLOW, read back from the command topic,
+ * carries MODE: the mode was changed there (while the flow was stopped, and
+ * every command carries it), so it is adopted here before the command is
+ * recorded, logged as that host's change. Nothing when it is the same. */
+void        ctl_lifecycle_adopt_mode(CtlEngine *e, CtlObject *flow, const char *mode,
+                                     const CtlCaller *who);
+
 /* A write of INPUT (LEN bytes at OFFSET) to FLOW's `mode` on behalf of WHO.
  * DONE gets 0 once the new mode is committed (or at once when it is the
  * current one), EINVAL, EACCES, EBUSY (not stopped) or EIO. */

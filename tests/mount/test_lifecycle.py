@@ -412,3 +412,34 @@ def test_a_start_that_failed_leaves_the_flow_stopped(broker, ctlfs, tmp_path):
     write_state(f1 / "mode", "realtime\n")
     assert read(f1 / "mode") == "realtime\n"
     broker.fault("up 1")
+
+
+def test_another_hosts_mode_change_arrives_with_its_next_command(broker, ctlfs, agent,
+                                                                  tmp_path):
+    """Two admin hosts: a mode changed on one reaches the other with the next
+    command to the flow (every command carries it), logged there as that
+    host's change and before the command; the other host's own commands then
+    carry it too."""
+    a = _mount(ctlfs, broker, tmp_path)
+    b = _mount(ctlfs, broker, tmp_path)
+    [fa] = _flows(a, "f1")
+    fb = Path(b.path("runtimes", "flows", "f1"))
+    wait_until(lambda: fb.is_dir(), what="f1 declared on host b")
+    _flow_agent(agent, broker.bootstrap, ["f1"])
+    write_state(fa / "mode", "realtime\n")        # never started: stopped
+    assert read_word(fb / "mode") == "ordinary"   # a mode change alone sends nothing
+    started = _issue(fa, "start")
+    wait_until(lambda: read_word(fb / "mode") == "realtime", what="realtime on host b")
+    lines = read(fb / "log").splitlines()
+    modes = [i for i, ln in enumerate(lines) if ln.split(" ")[2:3] == ["mode"]]
+    cmds = [i for i, ln in enumerate(lines)
+            if ln.split(" ")[2:3] == ["command"] and kv(ln).get("id") == started]
+    assert len(modes) == 1 and cmds and modes[0] < cmds[0], lines
+    f = kv(lines[modes[0]])
+    assert (f["from"], f["to"]) == ("ordinary", "realtime"), f
+    assert f["host"] == kv(lines[cmds[0]])["host"], (f, lines[cmds[0]])
+    wait_until(lambda: read_word(fb / "observed") == "running", what="f1 running on host b")
+    stopped = _issue(fb, "stop")
+    msgs = _commands(broker.bootstrap)
+    mine = [m for m in msgs if m and m.get("id") == stopped]
+    assert mine and mine[0]["mode"] == "realtime", msgs
