@@ -632,6 +632,25 @@ ctl_engine_command_applied(CtlEngine *e, CtlObject *res, const char *id, gboolea
   }
 }
 
+/* A runtime reported on command ID of RES that a newer command has replaced
+ * in RES's status (issued before the first was reported on): only its own row
+ * and log line are settled, so that every command ends applied or failed;
+ * RES's pending command and last error belong to the newer one. */
+void
+ctl_engine_command_settle_older(CtlEngine *e, CtlObject *res, const char *id, const char *verb,
+                                gboolean ok, const char *why)
+{
+  CtlInflight *inf = g_hash_table_lookup(e->inflight, id);
+  if (inf)
+    inf->applied = ok;   /* its acknowledgement, if later, must not undo this */
+  GError *error = NULL;
+  if (!record(e, res, id, verb, NULL, ok ? "applied" : "failed", -1, ok ? NULL : why,
+              "superseded=yes", &error)) {
+    g_warning("%s: cannot record command %s: %s", res->name, id, error->message);
+    g_error_free(error);
+  }
+}
+
 /* ---- restart ---- */
 
 typedef struct {

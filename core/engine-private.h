@@ -93,6 +93,11 @@ void ctl_engine_count_command(CtlEngine *e, const char *verb, const char *result
 void ctl_engine_command_applied(CtlEngine *e, CtlObject *res, const char *id, gboolean ok,
                                 const char *why);
 
+/* A report on an older command of RES than its newest: that command's row
+ * and log line only (see command.c). */
+void ctl_engine_command_settle_older(CtlEngine *e, CtlObject *res, const char *id,
+                                     const char *verb, gboolean ok, const char *why);
+
 /* command.c: the command topic's order decides `desired` (see there). */
 void ctl_engine_desire(CtlEngine *e, CtlObject *res, const char *verb, const char *id,
                        gboolean ours, gint64 offset, gboolean elsewhere);

@@ -123,6 +123,39 @@ resource_for(CtlEngine *e, CtlObject *rt, const char *name, gint64 offset)
   return res;
 }
 
+/* What a report says of command VERB: TRUE with *OK (and *WHY when not, to
+ * g_free), or FALSE while the runtime is on its way there. */
+static gboolean
+outcome(const char *verb, const CtlFeedbackMsg *fb, gboolean *ok, char **why)
+{
+  if (ctl_verb_underway(verb, fb->state))
+    return FALSE;   /* starting, stopping...: the runtime is on its way */
+  const char *target = ctl_verb_target(verb);
+  *ok = !target || g_strcmp0(target, fb->state) == 0;
+  *why = *ok ? NULL
+       : fb->message ? g_strdup(fb->message)
+       : g_strdup_printf("runtime reports %s, not %s", fb->state, target);
+  return TRUE;
+}
+
+/* A report on a command of RES older than its newest, still open in the
+ * store (a newer command was issued before this one was reported on). */
+static void
+settle_older(CtlEngine *e, CtlObject *res, const CtlFeedbackMsg *fb)
+{
+  gint64 object_id = 0;
+  char *verb = NULL, *result = NULL, *why = NULL;
+  gboolean ok = FALSE;
+  if (ctl_store_command_get(e->store, fb->command_id, &object_id, &verb, &result)
+      && object_id == res->id
+      && (g_strcmp0(result, "sent") == 0 || g_strcmp0(result, "queued") == 0)
+      && outcome(verb, fb, &ok, &why))
+    ctl_engine_command_settle_older(e, res, fb->command_id, verb, ok, why);
+  g_free(verb);
+  g_free(result);
+  g_free(why);
+}
+
 /* A report that names a command settles it: applied when the runtime reached
  * the state the verb asks for, failed (with the runtime's message) otherwise;
  * a state on the way there (starting for start) leaves it pending. */
@@ -132,20 +165,18 @@ settle_command(CtlEngine *e, CtlObject *res, const CtlFeedbackMsg *fb)
   if (!fb->command_id)
     return;
   gboolean mine = g_strcmp0(res->pending, fb->command_id) == 0;
-  if (!mine && g_strcmp0(res->last_cmd_id, fb->command_id) != 0)
-    return;   /* an old command repeated by a heartbeat */
+  if (!mine && g_strcmp0(res->last_cmd_id, fb->command_id) != 0) {
+    settle_older(e, res, fb);   /* or an old one repeated by a heartbeat */
+    return;
+  }
   if (!mine && g_strcmp0(res->last_cmd_result, "queued") != 0
       && g_strcmp0(res->last_cmd_result, "sent") != 0)
     return;   /* already settled */
   const char *verb = g_strcmp0(res->last_cmd_id, fb->command_id) == 0 ? res->last_cmd_verb : NULL;
-  const char *target = ctl_verb_target(verb);
-  if (ctl_verb_underway(verb, fb->state))
-    return;   /* starting, stopping...: the runtime is on its way */
-  gboolean ok = !target || g_strcmp0(target, fb->state) == 0;
+  gboolean ok;
   char *why = NULL;
-  if (!ok)
-    why = fb->message ? g_strdup(fb->message)
-                      : g_strdup_printf("runtime reports %s, not %s", fb->state, target);
+  if (!outcome(verb, fb, &ok, &why))
+    return;
   ctl_engine_command_applied(e, res, fb->command_id, ok, why);
   g_free(why);
 }

@@ -121,6 +121,9 @@ gboolean ctl_store_placed_commands(CtlStore *st, CtlPlacedFn fn, gpointer user_d
                                    GError **error);
 /* Is command ID in the table (issued here, or seen from another host: PEER)? */
 gboolean ctl_store_command_lookup(CtlStore *st, const char *id, gboolean *peer);
+/* Command ID's object, verb and result (g_free both); FALSE when unknown. */
+gboolean ctl_store_command_get(CtlStore *st, const char *id, gint64 *object_id, char **verb,
+                               char **result);
 /* Number of commands in RESULT (any mode). */
 gint64   ctl_store_commands_count(CtlStore *st, const char *result);
 

@@ -10,7 +10,7 @@ import time
 
 from conftest import (RESOURCE_STATUS_KEYS, RUNTIME_STATUS_KEYS, RFC3339_MS, SLOW, UUID,
                       command_lines, declare, hostname, kcat_consume, kv, parse_status,
-                      read, sh, status_dict, wait_until, whoami, write_state)
+                      read, read_word, sh, status_dict, wait_until, whoami, write_state)
 
 
 def _issue(res, verb):
@@ -214,3 +214,37 @@ def test_log_tail_shows_latest_command(broker, ctlfs):
     # the last line tail saw is the resume command or something logged after it
     assert last.rstrip("\n") in full[resumes[-1]:]
     assert kv(full[resumes[-1]])["verb"] == "resume"
+
+
+def test_every_command_ends_applied_even_when_a_newer_one_came_first(broker, ctlfs, agent):
+    """Commands issued before the runtime reported on the first: each is
+    reported on, and each ends `applied` in the log and the store, not only
+    the newest (the older ones are marked superseded=yes)."""
+    import sqlite3
+    d = ctlfs(f"--brokers={broker.bootstrap}", "--write-mode=queued")
+    res = declare(d)
+    verbs = ["pause", "resume", "pause", "resume", "pause"]
+    for v in verbs:
+        write_state(res / "state", v + "\n")       # no agent yet: all wait
+    ids = list(dict.fromkeys(kv(ln)["id"] for ln in command_lines(read(res / "log"))))
+    assert len(ids) == len(verbs), ids
+    agent(broker.bootstrap, heartbeat_ms=0)
+
+    def results():
+        out = {}
+        for ln in command_lines(read(res / "log")):
+            out[kv(ln)["id"]] = kv(ln)["result"]   # the last line per id wins
+        return out
+    wait_until(lambda: all(results().get(i) == "applied" for i in ids),
+               what="every command applied")
+    older = [ln for ln in command_lines(read(res / "log")) if "superseded=yes" in ln]
+    assert {kv(ln)["id"] for ln in older} == set(ids[:-1]), read(res / "log")
+    assert read_word(res / "observed") == "paused"
+    st = status_dict(res / "status")
+    assert st["pending"] == "-" and st["last_command"] == f"{ids[-1]} pause applied", st
+    con = sqlite3.connect(f"file:{d.db}?mode=ro", uri=True)
+    try:
+        rows = dict(con.execute("SELECT id, result FROM commands").fetchall())
+    finally:
+        con.close()
+    assert all(rows[i] == "applied" for i in ids), rows
