@@ -85,7 +85,10 @@ typedef struct {
   char  *name;
   char  *mode;         /* ordinary | realtime, as the last command said */
   char  *command_id;   /* the command under way, named by the reports on the way */
+  char  *verb;         /* ... and its verb */
   guint  timer;        /* the next step of the lifecycle, 0: none */
+  gboolean underway;   /* a start or stop has not reached its state yet */
+  GPtrArray *waiting;  /* earlier commands of the same verb, reported with it */
 } Flow;
 
 /* Marks initial feedback in delivery reports (msg_opaque). */
@@ -419,6 +422,8 @@ flow_free(Flow *f)
   g_free(f->name);
   g_free(f->mode);
   g_free(f->command_id);
+  g_free(f->verb);
+  g_ptr_array_unref(f->waiting);
   g_free(f);
 }
 
@@ -434,6 +439,7 @@ flow_for(Agent *a, const CtlCommandMsg *cmd)
     f = g_new0(Flow, 1);
     f->agent = a;
     f->name = g_strdup(cmd->resource);
+    f->waiting = g_ptr_array_new_with_free_func(g_free);
     g_hash_table_insert(a->flows, g_strdup(cmd->resource), f);
   }
   g_free(f->mode);
@@ -483,12 +489,24 @@ on_flow_idle(gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+/* The step reached its state: the command under way is done, and so are the
+ * earlier ones of the same verb that it replaced. */
+static void
+flow_arrived(Flow *f, const char *state)
+{
+  f->timer = 0;
+  f->underway = FALSE;
+  flow_report(f, state, TRUE);
+  for (guint i = 0; i < f->waiting->len; i++)
+    publish(f->agent, f->name, f->waiting->pdata[i], NULL, FALSE);
+  g_ptr_array_set_size(f->waiting, 0);
+}
+
 static gboolean
 on_flow_warm(gpointer data)
 {
   Flow *f = data;
-  f->timer = 0;
-  flow_report(f, "running", TRUE);
+  flow_arrived(f, "running");
   flow_arm_idle(f);
   return G_SOURCE_REMOVE;
 }
@@ -496,10 +514,38 @@ on_flow_warm(gpointer data)
 static gboolean
 on_flow_stopped(gpointer data)
 {
-  Flow *f = data;
-  f->timer = 0;
-  flow_report(f, "stopped", TRUE);
+  flow_arrived(data, "stopped");
   return G_SOURCE_REMOVE;
+}
+
+/* A command arrives while a start or stop is under way. One of the same verb
+ * only restarts the step: the earlier command waits to be reported with it.
+ * Any other replaces it: the earlier ones are returned, to be reported as not
+ * done once the new command is applied (ctlfs marks them failed). */
+static GPtrArray *
+flow_interrupt(Flow *f, const CtlCommandMsg *cmd)
+{
+  GPtrArray *replaced = NULL;
+  if (f->underway && f->command_id) {
+    g_ptr_array_add(f->waiting, g_steal_pointer(&f->command_id));
+    if (!g_str_equal(cmd->verb, f->verb)) {
+      replaced = f->waiting;
+      f->waiting = g_ptr_array_new_with_free_func(g_free);
+    }
+  }
+  f->underway = FALSE;
+  g_clear_handle_id(&f->timer, g_source_remove);
+  return replaced;
+}
+
+static void
+flow_report_replaced(Flow *f, GPtrArray *replaced, const CtlCommandMsg *by)
+{
+  g_autofree char *why = g_strdup_printf("replaced by command %s (%s) before it completed",
+                                         by->id, by->verb);
+  for (guint i = 0; i < replaced->len; i++)
+    publish(f->agent, f->name, replaced->pdata[i], why, FALSE);
+  g_ptr_array_unref(replaced);
 }
 
 /* start: starting, running after the warm-up; stop: stopping, then stopped
@@ -515,6 +561,8 @@ flow_begin(Flow *f, const CtlCommandMsg *cmd)
   const char *state = g_hash_table_lookup(a->states, f->name);
   g_free(f->command_id);
   f->command_id = g_strdup(cmd->id);
+  g_free(f->verb);
+  f->verb = g_strdup(cmd->verb);
   g_message("applied id=%s resource=%s verb=%s mode=%s", cmd->id, f->name, cmd->verb, f->mode);
   if (g_str_equal(state, start ? "running" : "stopped")) {
     publish(a, f->name, cmd->id, NULL, FALSE);   /* already there */
@@ -522,6 +570,7 @@ flow_begin(Flow *f, const CtlCommandMsg *cmd)
     return TRUE;
   }
   flow_report(f, start ? "starting" : "stopping", TRUE);
+  f->underway = TRUE;
   f->timer = start ? g_timeout_add(a->opt.warmup_ms, on_flow_warm, f)
                    : g_timeout_add(0, on_flow_stopped, f);
   return TRUE;
@@ -531,14 +580,10 @@ flow_begin(Flow *f, const CtlCommandMsg *cmd)
 
 /* Applies CMD to its resource (known to exist) and reports the outcome. */
 static void
-apply_command(Agent *a, const CtlCommandMsg *cmd)
+apply_to(Agent *a, const CtlCommandMsg *cmd, Flow *flow)
 {
-  Flow *flow = flow_for(a, cmd);
-  if (flow != NULL) {
-    g_clear_handle_id(&flow->timer, g_source_remove);   /* a new command replaces the step under way */
-    if (flow_begin(flow, cmd))
-      return;
-  }
+  if (flow != NULL && flow_begin(flow, cmd))
+    return;
   const char *state = g_hash_table_lookup(a->states, cmd->resource);
   const char *target = ctl_verb_target(cmd->verb);
   if (g_str_equal(state, target)) {
@@ -565,6 +610,16 @@ apply_command(Agent *a, const CtlCommandMsg *cmd)
   publish(a, cmd->resource, cmd->id, NULL, FALSE);
   if (flow != NULL)
     flow_arm_idle(flow);
+}
+
+static void
+apply_command(Agent *a, const CtlCommandMsg *cmd)
+{
+  Flow *flow = flow_for(a, cmd);
+  GPtrArray *replaced = flow ? flow_interrupt(flow, cmd) : NULL;
+  apply_to(a, cmd, flow);
+  if (replaced)
+    flow_report_replaced(flow, replaced, cmd);
 }
 
 /* Is this resource ours? With no --resource, every resource is, and is

@@ -443,3 +443,47 @@ def test_another_hosts_mode_change_arrives_with_its_next_command(broker, ctlfs, 
     msgs = _commands(broker.bootstrap)
     mine = [m for m in msgs if m and m.get("id") == stopped]
     assert mine and mine[0]["mode"] == "realtime", msgs
+
+
+def _final_results(log_text):
+    """command id -> its last result in the log."""
+    out = {}
+    for ln in command_lines(log_text):
+        out[kv(ln)["id"]] = kv(ln)["result"]
+    return out
+
+
+def test_a_command_during_warm_up_settles_the_one_it_replaces(broker, ctlfs, agent,
+                                                               tmp_path):
+    """A second start during the warm-up: both end applied once the flow runs.
+    A stop during the warm-up: the start ends failed, saying it was replaced,
+    the stop applied. No command stays `sent`."""
+    d = _mount(ctlfs, broker, tmp_path)
+    (f1,) = _flows(d, "f1")
+    _flow_agent(agent, broker.bootstrap, ["f1"], f"--warmup-ms={int(2000 * SLOW)}")
+    wait_until(lambda: read_word(f1 / "observed") == "stopped", what="agent's first report")
+
+    first = _issue(f1, "start")
+    wait_until(lambda: read_word(f1 / "observed") == "starting", what="warming up")
+    second = _issue(f1, "start")
+    wait_until(lambda: _final_results(read(f1 / "log")).get(first) == "applied"
+               and _final_results(read(f1 / "log")).get(second) == "applied",
+               what="both starts applied")
+    assert read_word(f1 / "observed") == "running"
+
+    stop = _issue(f1, "stop")
+    wait_until(lambda: read_word(f1 / "observed") == "stopped", what="stopped")
+    third = _issue(f1, "start")
+    wait_until(lambda: read_word(f1 / "observed") == "starting", what="warming up again")
+    stop2 = _issue(f1, "stop")
+    wait_until(lambda: _final_results(read(f1 / "log")).get(third) == "failed",
+               what="the replaced start failed")
+    results = _final_results(read(f1 / "log"))
+    assert results[stop] == "applied" and results[stop2] in ("sent", "applied"), results
+    failed = [ln for ln in command_lines(read(f1 / "log")) if kv(ln)["id"] == third
+              and kv(ln)["result"] == "failed"]
+    assert f"replaced by command {stop2} (stop)" in failed[-1], failed
+    wait_until(lambda: _final_results(read(f1 / "log")).get(stop2) == "applied",
+               what="the stop applied")
+    st = status_dict(f1 / "status")
+    assert st["last_command"] == f"{stop2} stop applied" and st["last_error"] == "-", st
