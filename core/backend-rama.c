@@ -2,25 +2,21 @@
  * `rama` CLI (see backend-rama.h). Lifecycle of a command: queued -> applied |
  * failed, like the Kafka path's, with the CLI's exit status and output as the
  * result. One command at a time per object: a second while one is queued or
- * running is EBUSY, as the CLI gives no way to order two calls on a topology. */
+ * running is EBUSY, as the CLI gives no way to order two calls on a topology.
+ * Here: the commands (state, scale, options) and the outbox; running the CLI
+ * is rama-cli.c's, a module's moduleStatus rama-status.c's. */
 #include "backend-rama.h"
 
 #include <errno.h>
-#include <gio/gio.h>
 #include <jansson.h>
-#include <signal.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "command.h"
-#include "engine-private.h"
 #include "message.h"
+#include "rama-cli.h"
+#include "rama-private.h"
 #include "timefmt.h"
 
-/* After SIGTERM, a child has this long to go before SIGKILL. */
-#define KILL_GRACE_MS 2000
-/* Output kept in a log line; the whole of it goes to status or last_error. */
-#define LOG_OUTPUT_MAX 1024
 /* Settings of a module: the last scale applied, and a queued one (so that
  * the outbox can run it again after a restart). */
 #define SCALE_SETTING        "scale"
@@ -35,32 +31,6 @@
  * keeps the log's lines readable. */
 #define OPTION_VALUE_MAX 256
 
-typedef struct Run Run;
-typedef void (*RunDone)(Run *run);
-
-/* One CLI call. */
-struct Run {
-  CtlRama      *rama;
-  char        **argv;
-  GSubprocess  *proc;
-  guint         timer, kill_timer;
-  gboolean      timed_out;
-  int           exit_status;   /* -1: no exit status (not run, killed) */
-  char         *output;        /* stdout and stderr, valid UTF-8, trimmed */
-  char         *error;         /* could not be run, or killed: why */
-  RunDone       done;
-  gpointer      data;          /* Command* or the module's key */
-};
-
-/* The last `rama moduleStatus MOD` of a module. */
-typedef struct {
-  gint64   checked_at;      /* ms, 0 never */
-  int      exit_status;
-  char    *error;
-  char    *output;
-  gboolean running, again;
-} ModuleCheck;
-
 /* A state or scale write being carried out. */
 typedef struct {
   CtlRama       *rama;
@@ -72,209 +42,10 @@ typedef struct {
   gboolean       queued;    /* queued mode: the writer was answered at once */
 } Command;
 
-struct CtlRama {
-  CtlEngine  *e;
-  GHashTable *checks;       /* gint64* module key -> ModuleCheck* */
-  GHashTable *runs;         /* Run* running */
-  guint       refresh;
-  gboolean    stopping;
-};
+/* ---- log ---- */
 
-static void check_module(CtlRama *r, CtlObject *module);
-
-/* ---- running the CLI ---- */
-
-static void
-kill_group(Run *run, int sig)
-{
-  const char *pid = g_subprocess_get_identifier(run->proc);   /* NULL once reaped */
-  if (pid)
-    kill(-(pid_t) g_ascii_strtoll(pid, NULL, 10), sig);
-}
-
-/* Its own process group: a CLI that is a script starting a JVM is killed whole. */
-static void
-child_setup(gpointer data)
-{
-  setpgid(0, 0);
-}
-
-static gboolean
-on_kill_grace(gpointer data)
-{
-  Run *run = data;
-  run->kill_timer = 0;
-  kill_group(run, SIGKILL);
-  return G_SOURCE_REMOVE;
-}
-
-static gboolean
-on_run_timeout(gpointer data)
-{
-  Run *run = data;
-  run->timer = 0;
-  run->timed_out = TRUE;
-  kill_group(run, SIGTERM);
-  run->kill_timer = g_timeout_add(KILL_GRACE_MS, on_kill_grace, run);
-  /* The writer hears now; the child's end is awaited in the background. */
-  if (run->done)
-    run->done(run);
-  return G_SOURCE_REMOVE;
-}
-
-static void
-run_free(Run *run)
-{
-  if (run->timer)
-    g_source_remove(run->timer);
-  if (run->kill_timer)
-    g_source_remove(run->kill_timer);
-  g_strfreev(run->argv);
-  g_clear_object(&run->proc);
-  g_free(run->output);
-  g_free(run->error);
-  g_free(run);
-}
-
-static void
-on_communicated(GObject *source, GAsyncResult *res, gpointer data)
-{
-  Run *run = data;
-  GBytes *out = NULL;
-  GError *error = NULL;
-  if (!g_subprocess_communicate_finish(run->proc, res, &out, NULL, &error)) {
-    run->error = g_strdup(error->message);
-    g_error_free(error);
-  }
-  /* communicate returns once the child exited and closed its output. */
-  if (g_subprocess_get_if_exited(run->proc))
-    run->exit_status = g_subprocess_get_exit_status(run->proc);
-  else if (g_subprocess_get_if_signaled(run->proc) && !run->timed_out && !run->error)
-    run->error = g_strdup_printf("killed by signal %d", g_subprocess_get_term_sig(run->proc));
-  gsize len = 0;
-  const char *bytes = out ? g_bytes_get_data(out, &len) : NULL;
-  char *text = g_strndup(bytes ? bytes : "", len);
-  run->output = g_strstrip(g_utf8_make_valid(text, -1));
-  g_free(text);
-  if (out)
-    g_bytes_unref(out);
-  g_hash_table_remove(run->rama->runs, run);
-  /* A timed-out run was told at the timeout; its end is told too (the
-   * object stays busy until the child is gone). */
-  run->done(run);
-  run_free(run);
-}
-
-/* Has RUN's child ended (or never started)? FALSE only for a timed-out run
- * told at its timeout. */
-static gboolean
-run_ended(Run *run)
-{
-  return !g_hash_table_contains(run->rama->runs, run);
-}
-
-/* Starts ARGV (taken). DONE is called at the end (at once, with error set,
- * when the CLI cannot be started), and before that at the timeout too
- * (timed_out set, run_ended() FALSE). */
-static void
-run_start(CtlRama *r, char **argv, RunDone done, gpointer data)
-{
-  Run *run = g_new0(Run, 1);
-  run->rama = r;
-  run->argv = argv;
-  run->exit_status = -1;
-  run->done = done;
-  run->data = data;
-  GSubprocessLauncher *l = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE
-                                                     | G_SUBPROCESS_FLAGS_STDERR_MERGE);
-  g_subprocess_launcher_set_stdin_file_path(l, "/dev/null");   /* never the daemon's */
-  g_subprocess_launcher_set_child_setup(l, child_setup, NULL, NULL);
-  GError *error = NULL;
-  run->proc = g_subprocess_launcher_spawnv(l, (const char *const *) argv, &error);
-  g_object_unref(l);
-  if (!run->proc) {
-    run->error = g_strdup_printf("cannot run %s: %s", argv[0], error->message);
-    g_error_free(error);
-    run->output = g_strdup("");
-    done(run);
-    run_free(run);
-    return;
-  }
-  g_hash_table_add(r->runs, run);
-  if (r->e->cfg.rama_timeout_ms > 0)
-    run->timer = g_timeout_add(r->e->cfg.rama_timeout_ms, on_run_timeout, run);
-  g_subprocess_communicate_async(run->proc, NULL, NULL, on_communicated, run);
-}
-
-static char **
-cli_argv(CtlRama *r, const char *first, ...)
-{
-  GPtrArray *a = g_ptr_array_new();
-  g_ptr_array_add(a, g_strdup(r->e->cfg.rama_cli));
-  va_list ap;
-  va_start(ap, first);
-  for (const char *s = first; s; s = va_arg(ap, const char *))
-    g_ptr_array_add(a, g_strdup(s));
-  va_end(ap);
-  g_ptr_array_add(a, NULL);
-  return (char **) g_ptr_array_free(a, FALSE);
-}
-
-/* What a finished run says, for logs and last_error. */
-static char *
-run_failure(Run *run)
-{
-  if (run->timed_out)
-    return g_strdup_printf("%s %s did not finish within %d ms (killed)", run->argv[0],
-                           run->argv[1], run->rama->e->cfg.rama_timeout_ms);
-  if (run->error)
-    return g_strdup(run->error);
-  if (run->exit_status != 0)
-    return g_strdup_printf("%s %s exited %d%s%s", run->argv[0], run->argv[1], run->exit_status,
-                           *run->output ? ": " : "", run->output);
-  return NULL;
-}
-
-static void
-append_output(GString *d, const char *output)
-{
-  if (strlen(output) <= LOG_OUTPUT_MAX) {
-    ctl_kv_append(d, "output", output);
-    return;
-  }
-  char *cut = g_utf8_make_valid(output, LOG_OUTPUT_MAX);
-  char *shown = g_strdup_printf("%s...", cut);
-  ctl_kv_append(d, "output", shown);
-  g_free(shown);
-  g_free(cut);
-}
-
-/* ---- module status ---- */
-
-static void
-check_free(ModuleCheck *c)
-{
-  g_free(c->error);
-  g_free(c->output);
-  g_free(c);
-}
-
-static ModuleCheck *
-check_of(CtlRama *r, CtlObject *module)
-{
-  ModuleCheck *c = g_hash_table_lookup(r->checks, &module->key);
-  if (!c) {
-    c = g_new0(ModuleCheck, 1);
-    c->exit_status = -1;
-    gint64 *key = g_new(gint64, 1);
-    *key = module->key;
-    g_hash_table_insert(r->checks, key, c);
-  }
-  return c;
-}
-
-static void
-log_on(CtlEngine *e, CtlObject *obj, const char *event, const char *details)
+void
+ctl_rama_log(CtlEngine *e, CtlObject *obj, const char *event, const char *details)
 {
   GError *error = NULL;
   if (!ctl_store_begin(e->store, &error) || !ctl_model_log(e->model, obj, event, details, &error)
@@ -283,95 +54,6 @@ log_on(CtlEngine *e, CtlObject *obj, const char *event, const char *details)
     g_warning("%s: cannot log %s: %s", obj->name, event, error->message);
     g_error_free(error);
   }
-}
-
-static void
-on_checked(Run *run)
-{
-  CtlRama *r = run->rama;
-  gint64 key = GPOINTER_TO_SIZE(run->data);
-  if (!run_ended(run))
-    return;   /* the timeout: wait for the child's end */
-  CtlObject *module = ctl_model_by_key(r->e->model, key);
-  ModuleCheck *c = module ? g_hash_table_lookup(r->checks, &key) : NULL;
-  if (!c || r->stopping)
-    return;   /* removed meanwhile */
-  c->running = FALSE;
-  c->checked_at = ctl_now_ms();
-  char *why = run_failure(run);
-  gboolean changed = c->exit_status != run->exit_status || g_strcmp0(c->output, run->output)
-                     || g_strcmp0(c->error, run->error ? why : NULL);
-  c->exit_status = run->exit_status;
-  ctl_set_str(&c->output, run->output);
-  ctl_set_str(&c->error, run->error || run->timed_out ? why : NULL);
-  if (changed) {
-    GString *d = g_string_new(NULL);
-    if (run->exit_status >= 0)
-      g_string_append_printf(d, "exit=%d", run->exit_status);
-    else
-      ctl_kv_append(d, "exit", NULL);
-    if (c->error)
-      ctl_kv_append(d, "error", c->error);
-    append_output(d, run->output);
-    log_on(r->e, module, "module-status", d->str);
-    g_string_free(d, TRUE);
-  }
-  /* checked_at moves on every check: its watchers are woken each time, so a
-   * script can wait for a fresh status after a command. */
-  ctl_model_changed(r->e->model, module, CTL_CHANGE_STATE);
-  g_free(why);
-  if (c->again) {
-    c->again = FALSE;
-    check_module(r, module);
-  }
-}
-
-/* Runs `rama moduleStatus MOD` unless one is running (then once more after it). */
-static void
-check_module(CtlRama *r, CtlObject *module)
-{
-  if (r->stopping)
-    return;
-  ModuleCheck *c = check_of(r, module);
-  if (c->running) {
-    c->again = TRUE;
-    return;
-  }
-  c->running = TRUE;
-  run_start(r, cli_argv(r, "moduleStatus", module->name, NULL), on_checked,
-            GSIZE_TO_POINTER(module->key));
-}
-
-static void
-check_new_modules(CtlRama *r)
-{
-  GPtrArray *modules = ctl_model_children_array(ctl_model_modules(r->e->model));
-  for (guint i = 0; modules && i < modules->len; i++) {
-    CtlObject *module = modules->pdata[i];
-    if (!g_hash_table_contains(r->checks, &module->key))
-      check_module(r, module);
-  }
-}
-
-static gboolean
-on_refresh(gpointer data)
-{
-  CtlRama *r = data;
-  GPtrArray *modules = ctl_model_children_array(ctl_model_modules(r->e->model));
-  for (guint i = 0; modules && i < modules->len; i++)
-    check_module(r, modules->pdata[i]);
-  return G_SOURCE_CONTINUE;
-}
-
-/* A module declared is checked at once; one removed is forgotten. */
-static void
-on_model_change(CtlObject *obj, CtlChange what, gpointer data)
-{
-  CtlRama *r = data;
-  if ((what & CTL_CHANGE_REMOVED) && obj->kind == CTL_KIND_MODULE)
-    g_hash_table_remove(r->checks, &obj->key);
-  else if ((what & CTL_CHANGE_CHILDREN) && obj->kind == CTL_KIND_MODULES)
-    check_new_modules(r);
 }
 
 /* ---- commands ---- */
@@ -418,7 +100,8 @@ remember_applied(CtlEngine *e, CtlObject *module, Command *c, GError **error)
 /* Records RESULT of command C on OBJ: the command row, the object's status,
  * the scale applied, and one log line, in one transaction. */
 static void
-record(CtlEngine *e, CtlObject *obj, Command *c, const char *result, const char *why, Run *run)
+record(CtlEngine *e, CtlObject *obj, Command *c, const char *result, const char *why,
+       CtlRamaRun *run)
 {
   GString *d = g_string_new(NULL);
   ctl_kv_append(d, "id", c->id);
@@ -435,7 +118,7 @@ record(CtlEngine *e, CtlObject *obj, Command *c, const char *result, const char 
       g_string_append_printf(d, " exit=%d", run->exit_status);
     else
       ctl_kv_append(d, "exit", NULL);
-    append_output(d, run->output);
+    ctl_rama_append_output(d, run->output);
   }
   if (why)
     ctl_kv_append(d, "error", why);
@@ -470,7 +153,7 @@ answer(CtlEngine *e, Command *c, int err)
 }
 
 static void
-applied(CtlEngine *e, CtlObject *obj, Command *c, Run *run)
+applied(CtlEngine *e, CtlObject *obj, Command *c, CtlRamaRun *run)
 {
   CtlChange what = CTL_CHANGE_STATE;
   if (obj->kind == CTL_KIND_TOPOLOGY) {
@@ -493,7 +176,7 @@ applied(CtlEngine *e, CtlObject *obj, Command *c, Run *run)
 }
 
 static void
-failed(CtlEngine *e, CtlObject *obj, Command *c, const char *why, Run *run, int err)
+failed(CtlEngine *e, CtlObject *obj, Command *c, const char *why, CtlRamaRun *run, int err)
 {
   if (g_strcmp0(obj->pending, c->id) == 0)
     ctl_set_str(&obj->pending, NULL);
@@ -503,14 +186,14 @@ failed(CtlEngine *e, CtlObject *obj, Command *c, const char *why, Run *run, int 
 }
 
 static void
-on_command_run(Run *run)
+on_command_run(CtlRamaRun *run)
 {
   CtlRama *r = run->rama;
   CtlEngine *e = r->e;
   Command *c = run->data;
   CtlObject *obj = ctl_model_by_key(e->model, c->key);   /* kept by obj->inflight */
-  char *why = run_failure(run);
-  if (!run_ended(run)) {
+  char *why = ctl_rama_run_failure(run);
+  if (!ctl_rama_run_ended(run)) {
     failed(e, obj, c, why, run, ETIMEDOUT);
     g_free(why);
     return;
@@ -521,7 +204,7 @@ on_command_run(Run *run)
     ctl_kv_append(d, "id", c->id);
     ctl_kv_append(d, "verb", c->verb);
     ctl_kv_append(d, "error", why);
-    log_on(e, obj, "cli-ended", d->str);
+    ctl_rama_log(e, obj, "cli-ended", d->str);
     g_string_free(d, TRUE);
   } else if (r->stopping) {
     /* Killed because the daemon stops: a queued command stays queued and
@@ -537,17 +220,18 @@ on_command_run(Run *run)
   obj->inflight--;
   CtlObject *module = module_of(obj);
   command_free(c);
-  check_module(r, module);
+  ctl_rama_check_module(r, module);
 }
 
 static char **
 command_argv(CtlRama *r, CtlObject *obj, const Command *c)
 {
   if (obj->kind == CTL_KIND_TOPOLOGY)
-    return cli_argv(r, strcmp(c->verb, "pause") == 0 ? "pauseTopology" : "resumeTopology",
-                    module_of(obj)->name, obj->name, NULL);
+    return ctl_rama_cli_argv(r,
+                             strcmp(c->verb, "pause") == 0 ? "pauseTopology" : "resumeTopology",
+                             module_of(obj)->name, obj->name, NULL);
   if (c->option)
-    return cli_argv(r, "setOption", "module", obj->name, c->option, c->args, NULL);
+    return ctl_rama_cli_argv(r, "setOption", "module", obj->name, c->option, c->args, NULL);
   /* scale: `workers=2 threads=4` -> --workers 2 --threads 4 */
   GStrvBuilder *b = g_strv_builder_new();
   g_strv_builder_add_many(b, r->e->cfg.rama_cli, "scaleExecutors", "--module", obj->name, NULL);
@@ -567,7 +251,7 @@ command_argv(CtlRama *r, CtlObject *obj, const Command *c)
 static void
 command_start(CtlRama *r, CtlObject *obj, Command *c)
 {
-  run_start(r, command_argv(r, obj, c), on_command_run, c);
+  ctl_rama_run_start(r, command_argv(r, obj, c), on_command_run, c);
 }
 
 /* The CLI runs only once the command's row is committed: a command whose
@@ -869,15 +553,11 @@ ctl_rama_new(CtlEngine *e)
 {
   CtlRama *r = g_new0(CtlRama, 1);
   r->e = e;
-  r->checks = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free,
-                                    (GDestroyNotify) check_free);
   r->runs = g_hash_table_new(NULL, NULL);
   e->rama = r;
-  ctl_model_add_listener(e->model, on_model_change, r);
+  ctl_rama_status_init(r);
   outbox_restart(r);
-  check_new_modules(r);
-  if (e->cfg.rama_refresh_ms > 0)
-    r->refresh = g_timeout_add(e->cfg.rama_refresh_ms, on_refresh, r);
+  ctl_rama_status_start(r);
   return r;
 }
 
@@ -887,8 +567,7 @@ ctl_rama_free(CtlRama *r)
   if (!r)
     return;
   r->stopping = TRUE;
-  if (r->refresh)
-    g_source_remove(r->refresh);
+  ctl_rama_status_stop(r);
   /* Commands waiting for their commit are answered now (EIO; a queued one
    * stays in the outbox), not after this is gone. */
   GError *error = NULL;
@@ -898,55 +577,11 @@ ctl_rama_free(CtlRama *r)
   }
   /* Children are killed and their ends awaited (briefly): their writers are
    * answered and nothing is left to call back into a freed engine. */
-  GList *runs = g_hash_table_get_keys(r->runs);
-  for (GList *l = runs; l; l = l->next)
-    kill_group(l->data, SIGKILL);
-  g_list_free(runs);
-  gint64 deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
-  while (g_hash_table_size(r->runs) > 0 && g_get_monotonic_time() < deadline)
-    g_main_context_iteration(NULL, TRUE);
-  if (g_hash_table_size(r->runs) > 0)
-    g_warning("rama: %u CLI calls did not end", g_hash_table_size(r->runs));
+  ctl_rama_runs_end(r);
   g_hash_table_unref(r->runs);
-  g_hash_table_unref(r->checks);
+  ctl_rama_status_free(r);
   r->e->rama = NULL;
   g_free(r);
-}
-
-void
-ctl_rama_show_module(CtlEngine *e, CtlObject *module, GString *out)
-{
-  ModuleCheck *c = e->rama ? g_hash_table_lookup(e->rama->checks, &module->key) : NULL;
-  char ts[CTL_TIME_LEN];
-  g_string_append_printf(out, "module: %s\n", module->name);
-  char *last = module->last_cmd_id
-               ? g_strdup_printf("%s %s %s", module->last_cmd_id, module->last_cmd_verb,
-                                 module->last_cmd_result)
-               : NULL;
-  g_string_append_printf(out, "last_command: %s\n", last ? last : "-");
-  g_free(last);
-  char *err = module->last_error ? g_strdelimit(g_strdup(module->last_error), "\n\r", ' ')
-                                 : NULL;
-  g_string_append_printf(out, "last_error: %s\n", err ? err : "-");
-  g_free(err);
-  const char *scale = ctl_rama_scale_value(module);
-  g_string_append_printf(out, "scale: %s\n", scale ? scale : "-");
-  g_string_append_printf(out, "checked_at: %s\n",
-                         c && c->checked_at ? ctl_time_format(c->checked_at, ts) : "-");
-  if (c && c->exit_status >= 0)
-    g_string_append_printf(out, "exit_status: %d\n", c->exit_status);
-  else
-    g_string_append(out, "exit_status: -\n");
-  char *cerr = c && c->error ? g_strdelimit(g_strdup(c->error), "\n\r", ' ') : NULL;
-  g_string_append_printf(out, "error: %s\n", cerr ? cerr : "-");
-  g_free(cerr);
-  g_string_append(out, "output:\n");
-  if (c && c->output && *c->output) {
-    char **lines = g_strsplit(c->output, "\n", -1);
-    for (char **l = lines; *l; l++)
-      g_string_append_printf(out, "  %s\n", *l);
-    g_strfreev(lines);
-  }
 }
 
 const char *
