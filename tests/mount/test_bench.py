@@ -5,7 +5,7 @@ import subprocess
 
 from conftest import BUILD, REPO
 
-KEYS = [   # the figures of issue 5, the wake-up delays of issue 4, cross-host of issue 8
+KEYS = [   # the figures of issue 5, the wake-up delays of issue 4, cross-host of issue 8,
     "write_durable_p50_ms", "write_durable_p99_ms", "write_queued_p50_ms",
     "write_queued_p99_ms", "kcat_oneshot_p50_ms", "producer_rtt_p50_ms", "ratio_vs_kcat",
     "ratio_vs_producer", "roundtrip_p50_ms", "roundtrip_p99_ms", "throughput_durable_cmds_s",
@@ -14,6 +14,12 @@ KEYS = [   # the figures of issue 5, the wake-up delays of issue 4, cross-host o
     "restart_1m_history_s", "tail_1m_history_ms", "wake_inotify_p50_ms", "wake_inotify_p99_ms",
     "wake_poll_p50_ms", "wake_poll_p99_ms", "shell_echo_p50_ms", "cross_host_p50_ms",
     "cross_host_p99_ms",
+    # the other control planes (issue 7)
+    "mia10_write_p50_ms", "mia10_write_p99_ms", "ctlfs10_write_p50_ms", "mia10_ratio",
+    "mia10_cmd_bytes", "ctlfs10_cmd_bytes", "mia1000_write_p50_ms", "mia1000_write_p99_ms",
+    "ctlfs1000_write_p50_ms", "mia1000_ratio", "mia1000_cmd_bytes", "ctlfs1000_cmd_bytes",
+    "lifecycle_start_running_p50_ms", "lifecycle_overhead_ms", "lifecycle_start_write_p50_ms",
+    "lifecycle_mode_write_p50_ms", "rama_write_p50_ms", "rama_cli_direct_p50_ms", "rama_ratio",
 ]
 
 
