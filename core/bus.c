@@ -128,7 +128,21 @@ handle_message(CtlBus *bus, rd_kafka_message_t *m)
   if (!next)
     return;    /* unwatched while the message was queued */
   *next = m->offset + 1;
-  bus->cb.message(topic, m->offset, m->key, m->key_len, m->payload, m->len, bus->user_data);
+  /* The ctlfs-id header, copied out NUL-terminated when it has an id's size. */
+  char id[CTL_MSG_ID_MAX + 1];
+  const char *command_id = NULL;
+  rd_kafka_headers_t *hdrs;
+  const void *hv;
+  size_t hlen;
+  if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR
+      && rd_kafka_header_get_last(hdrs, CTL_MSG_HEADER_ID, &hv, &hlen) == RD_KAFKA_RESP_ERR_NO_ERROR
+      && hv && hlen > 0 && hlen <= CTL_MSG_ID_MAX && !memchr(hv, '\0', hlen)) {
+    memcpy(id, hv, hlen);
+    id[hlen] = '\0';
+    command_id = id;
+  }
+  bus->cb.message(topic, m->offset, m->key, m->key_len, m->payload, m->len, command_id,
+                  bus->user_data);
 }
 
 /* At most this many messages per wakeup, so FUSE requests keep flowing while a
@@ -368,11 +382,13 @@ ctl_bus_prepare_topic(CtlBus *bus, const char *topic)
 
 gboolean
 ctl_bus_produce(CtlBus *bus, const char *topic, const char *key, const char *value,
-                gpointer opaque, GError **error)
+                const char *const *headers, gpointer opaque, GError **error)
 {
   ctl_bus_prepare_topic(bus, topic);
-  rd_kafka_headers_t *hdrs = rd_kafka_headers_new(1);
+  rd_kafka_headers_t *hdrs = rd_kafka_headers_new(4);
   rd_kafka_header_add(hdrs, CTL_MSG_HEADER_NAME, -1, CTL_MSG_HEADER_VALUE, -1);
+  for (gsize i = 0; headers && headers[i] && headers[i + 1]; i += 2)
+    rd_kafka_header_add(hdrs, headers[i], -1, headers[i + 1], -1);
   rd_kafka_resp_err_t err = rd_kafka_producev(bus->producer,
       RD_KAFKA_V_TOPIC(topic),
       RD_KAFKA_V_PARTITION(0),

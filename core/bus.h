@@ -14,8 +14,11 @@ typedef struct {
                     gboolean timed_out, gboolean possibly_persisted, gpointer user_data);
   /* Consumed messages come in batches, so that a batch is one transaction. */
   void (*batch_begin)(gpointer user_data);
+  /* COMMAND_ID: the message's ctlfs-id header (NULL: none, or not a plausible
+   * id). A hint only: anyone who can write to a topic can set it. */
   void (*message)(const char *topic, gint64 offset, const char *key, gsize key_len,
-                  const char *value, gsize value_len, gpointer user_data);
+                  const char *value, gsize value_len, const char *command_id,
+                  gpointer user_data);
   void (*batch_end)(gpointer user_data);
   /* The broker link went up or down. */
   void (*link)(gboolean up, gpointer user_data);
@@ -28,11 +31,11 @@ CtlBus  *ctl_bus_new(const char *brokers, int message_timeout_ms, const CtlBusCa
 /* Waits up to FLUSH_MS for outstanding deliveries, then destroys the clients. */
 void     ctl_bus_free(CtlBus *bus, int flush_ms);
 
-/* Produces VALUE to TOPIC partition 0 with KEY and the ctlfs-version header.
- * OPAQUE comes back in delivered(). FALSE + ERROR when librdkafka refuses it at
- * once (queue full, bad topic). */
+/* Produces VALUE to TOPIC partition 0 with KEY, the ctlfs-version header and
+ * HEADERS (NULL, or name, value, ..., NULL). OPAQUE comes back in delivered().
+ * FALSE + ERROR when librdkafka refuses it at once (queue full, bad topic). */
 gboolean ctl_bus_produce(CtlBus *bus, const char *topic, const char *key, const char *value,
-                         gpointer opaque, GError **error);
+                         const char *const *headers, gpointer opaque, GError **error);
 /* Makes the producer look TOPIC up now, so that the first command to it does
  * not wait for metadata (and creates it where the broker auto-creates). */
 void     ctl_bus_prepare_topic(CtlBus *bus, const char *topic);

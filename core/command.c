@@ -122,6 +122,54 @@ static void show_desired(CtlEngine *e, CtlObject *res, gboolean elsewhere);
 /* Our acknowledged commands remembered until read back (e->acked), at most. */
 #define ACKED_MAX 65536
 
+void
+ctl_acked_free(gpointer p)
+{
+  CtlAcked *a = p;
+  g_free(a->runtime);
+  g_free(a->resource);
+  g_free(a->verb);
+  g_free(a->value);
+  g_free(a);
+}
+
+static void
+acked_clear(CtlEngine *e)
+{
+  g_hash_table_remove_all(e->acked);
+  e->acked_bytes = 0;
+}
+
+/* INF was acknowledged: its message moves to e->acked, within the budget. */
+static void
+acked_add(CtlEngine *e, CtlInflight *inf)
+{
+  CtlAcked *a = g_new0(CtlAcked, 1);
+  a->runtime = g_strdup(inf->obj->parent->name);
+  a->resource = g_strdup(inf->obj->name);
+  a->verb = g_strdup(inf->verb);
+  gsize len = inf->value ? strlen(inf->value) : 0;
+  if (inf->value && e->acked_bytes + len <= CTL_ACKED_BYTES_MAX) {
+    a->value = g_steal_pointer(&inf->value);   /* inf goes right after */
+    a->len = len;
+    e->acked_bytes += len;
+  }
+  CtlAcked *had = g_hash_table_lookup(e->acked, inf->id);
+  if (had)
+    e->acked_bytes -= had->len;
+  g_hash_table_insert(e->acked, g_strdup(inf->id), a);
+}
+
+static gboolean
+acked_remove(CtlEngine *e, const char *id)
+{
+  CtlAcked *a = g_hash_table_lookup(e->acked, id);
+  if (!a)
+    return FALSE;
+  e->acked_bytes -= a->len;
+  return g_hash_table_remove(e->acked, id);
+}
+
 /* A command's place in its topic is known: the broker acknowledged it, it
  * was read back, or it failed. Until all of an object's are placed, commands
  * read from the topic are older than one of ours (see ctl_engine_desire). */
@@ -222,11 +270,12 @@ delivered_ok(CtlEngine *e, CtlInflight *inf, gint64 offset)
   } else {
     ctl_engine_desire(e, obj, inf->verb, inf->id, TRUE, offset,
                       e->cfg.write_mode == CTL_WRITE_QUEUED);
-    /* Reading it back from the topic then costs no store lookup. The table
-     * empties as the consumer catches up; one that never does is not kept. */
+    /* Reading it back from the topic then costs no store lookup, nor (with
+     * the message kept) parsing it. The table empties as the consumer
+     * catches up; one that never does is not kept. */
     if (g_hash_table_size(e->acked) >= ACKED_MAX)
-      g_hash_table_remove_all(e->acked);
-    g_hash_table_insert(e->acked, g_strdup(inf->id), GINT_TO_POINTER(1));
+      acked_clear(e);
+    acked_add(e, inf);
     if (g_strcmp0(obj->last_cmd_id, inf->id) == 0)
       ctl_set_str(&obj->last_error, NULL);
   }
@@ -317,7 +366,13 @@ pump(CtlEngine *e)
     CtlInflight *inf = g_queue_pop_head(&e->waiting);
     inf->waiting = NULL;
     GError *error = NULL;
-    if (ctl_bus_produce(e->bus, inf->topic, inf->key, inf->value, inf, &error)) {
+    const char *headers[] = {
+      CTL_MSG_HEADER_ID, inf->id,
+      CTL_MSG_HEADER_RESOURCE, inf->obj->name,
+      CTL_MSG_HEADER_VERB, inf->verb,
+      NULL,
+    };
+    if (ctl_bus_produce(e->bus, inf->topic, inf->key, inf->value, headers, inf, &error)) {
       e->producing++;
       inf->handed = TRUE;
       continue;
@@ -567,10 +622,59 @@ record_peer_command(CtlEngine *e, CtlObject *res, const CtlCommandMsg *msg, gint
   g_free(by);
 }
 
+/* Our own command read back, recognised without parsing it: the ctlfs-id
+ * header names one of ours still in memory (in flight, or acknowledged and
+ * kept), and the message is byte for byte the one we produced for it. A
+ * 1,000-resource mia command is 40 KB of JSON whose parsing was about half
+ * of the daemon's CPU per write (docs/performance.md, issue 7); comparing the
+ * bytes costs microseconds. The header alone is never believed: anything
+ * else -- no header, another host's command, an id only the store knows
+ * (after a restart), different bytes -- is parsed and checked as before. */
+static gboolean
+seen_own(CtlEngine *e, CtlObject *rt, gint64 offset, const char *value, gsize len,
+         const char *id)
+{
+  if (!id)
+    return FALSE;
+  CtlInflight *inf = g_hash_table_lookup(e->inflight, id);
+  CtlAcked *a = inf ? NULL : g_hash_table_lookup(e->acked, id);
+  const char *runtime, *resource, *verb, *mine;
+  gsize mine_len;
+  if (inf) {
+    runtime = inf->obj->parent->name;
+    resource = inf->obj->name;
+    verb = inf->verb;
+    mine = inf->value;
+    mine_len = mine ? strlen(mine) : 0;
+  } else if (a) {
+    runtime = a->runtime;
+    resource = a->resource;
+    verb = a->verb;
+    mine = a->value;
+    mine_len = a->len;
+  } else {
+    return FALSE;
+  }
+  if (!mine || mine_len != len || memcmp(mine, value, len) != 0
+      || strcmp(runtime, rt->name) != 0)
+    return FALSE;
+  /* as the `known` branch of ctl_engine_command_seen() */
+  CtlObject *res = ctl_model_child(rt, resource);
+  if (res)
+    ctl_engine_desire(e, res, verb, id, TRUE, offset, FALSE);
+  if (inf)
+    place(inf);   /* read back before its acknowledgement */
+  else
+    acked_remove(e, id);   /* frees a */
+  return TRUE;
+}
+
 void
 ctl_engine_command_seen(CtlEngine *e, CtlObject *rt, gint64 offset, const char *value,
-                        gsize len)
+                        gsize len, const char *command_id)
 {
+  if (seen_own(e, rt, offset, value, len, command_id))
+    return;
   CtlCommandMsg msg;
   GError *error = NULL;
   if (!(ctl_engine_mia(e, rt) ? ctl_engine_mia_command_decode(value, len, &msg, &error)
@@ -582,7 +686,7 @@ ctl_engine_command_seen(CtlEngine *e, CtlObject *rt, gint64 offset, const char *
   CtlObject *res = ctl_model_child(rt, msg.resource);
   CtlInflight *inf = g_hash_table_lookup(e->inflight, msg.id);
   gboolean peer = FALSE;
-  gboolean known = inf || g_hash_table_remove(e->acked, msg.id)
+  gboolean known = inf || acked_remove(e, msg.id)
                    || ctl_store_command_lookup(e->store, msg.id, &peer);
   if (strcmp(msg.runtime, rt->name) != 0) {
     ctl_engine_peer_skip(e, rt, offset, "the command names another runtime");

@@ -23,6 +23,17 @@ typedef struct {
   gboolean       placed;     /* its offset in the command topic is known (or never will be) */
 } CtlInflight;
 
+/* One of our commands acknowledged by the broker and not yet read back from
+ * its topic: enough to recognise it there without parsing it (command.c). */
+typedef struct {
+  char  *runtime, *resource, *verb;
+  char  *value;              /* the message as produced; NULL past the byte budget */
+  gsize  len;
+} CtlAcked;
+void ctl_acked_free(gpointer acked);
+/* The messages kept in e->acked, at most (bytes): past it, read-backs are parsed. */
+#define CTL_ACKED_BYTES_MAX (32 * 1024 * 1024)
+
 /* Commands handed to librdkafka at once, at most. Past librdkafka's in-flight
  * limit for an idempotent producer (5 requests), its broker thread spins on
  * the queued rest (seen with 16 writers: one core busy, throughput down 4x);
@@ -50,7 +61,8 @@ struct CtlEngine {
   GHashTable *tree_offsets;  /* tree key -> gint64*: the newest record applied (peers.c) */
   char       *tree_topic;    /* PREFIX.tree */
   GHashTable *batch_offsets; /* topic -> gint64*: read in this batch, stored at its end */
-  GHashTable *acked;         /* id -> offset of our commands acknowledged, not yet read back */
+  GHashTable *acked;         /* id -> CtlAcked*: our commands acknowledged, not yet read back */
+  gsize       acked_bytes;   /* their messages' bytes kept (CTL_ACKED_BYTES_MAX at most) */
   gint64      tree_next;     /* its next offset, -1 before any */
   GHashTable *inflight;      /* command id -> CtlInflight* */
   gint64      started_us;
@@ -101,9 +113,10 @@ void ctl_engine_command_settle_older(CtlEngine *e, CtlObject *res, const char *i
 /* command.c: the command topic's order decides `desired` (see there). */
 void ctl_engine_desire(CtlEngine *e, CtlObject *res, const char *verb, const char *id,
                        gboolean ours, gint64 offset, gboolean elsewhere);
-/* A message read from RT's command topic at OFFSET (any host's command). */
+/* A message read from RT's command topic at OFFSET (any host's command);
+ * COMMAND_ID: its ctlfs-id header, a hint (NULL if none). */
 void ctl_engine_command_seen(CtlEngine *e, CtlObject *rt, gint64 offset, const char *value,
-                             gsize len);
+                             gsize len, const char *command_id);
 
 /* peers.c: the other admin hosts (the shared tree topic, command topics). */
 void       ctl_engine_peers_start(CtlEngine *e);
@@ -117,7 +130,7 @@ gboolean   ctl_engine_announce(CtlEngine *e, CtlObject *obj, gboolean declared, 
 /* TRUE when TOPIC is the tree topic or a command topic (and the message was taken). */
 gboolean   ctl_engine_peer_message(CtlEngine *e, const char *topic, gint64 offset,
                                    const char *key, gsize key_len, const char *value,
-                                   gsize value_len);
+                                   gsize value_len, const char *command_id);
 /* TRUE when OPAQUE was an announcement (and its delivery was taken). */
 gboolean   ctl_engine_peer_delivered(CtlEngine *e, gpointer opaque, gboolean ok, gint64 offset);
 /* A resource of RT named by another host's command or declaration. */

@@ -41,9 +41,10 @@ on_delivered(gpointer opaque, gboolean ok, gint64 offset, const char *reason, gb
 
 static void
 on_message(const char *topic, gint64 offset, const char *key, gsize key_len, const char *value,
-           gsize value_len, gpointer user_data)
+           gsize value_len, const char *command_id, gpointer user_data)
 {
-  if (!ctl_engine_peer_message(user_data, topic, offset, key, key_len, value, value_len))
+  if (!ctl_engine_peer_message(user_data, topic, offset, key, key_len, value, value_len,
+                               command_id))
     ctl_engine_feedback_message(topic, offset, key, key_len, value, value_len, user_data);
 }
 
@@ -77,7 +78,7 @@ ctl_engine_new(const CtlConfig *cfg, CtlStore *st, GError **error)
   e->inflight = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, ctl_inflight_free);
   e->commands = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   e->batch_offsets = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-  e->acked = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+  e->acked = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, ctl_acked_free);
   e->model = ctl_model_new(st, cfg->topic_prefix, error);
   /* Queued commands may wait forever for the broker; durable ones get the ack
    * timeout (the engine's own timer answers the writer on time). */

@@ -6,6 +6,14 @@
 
 #define CTL_MSG_HEADER_NAME    "ctlfs-version"
 #define CTL_MSG_HEADER_VALUE   "1"
+/* A command's id, resource and verb as headers too (both dialects), so that
+ * the daemon recognises its own commands read back from the topic without
+ * parsing them (command.c), and tools can filter on them. Never trusted: a
+ * message is taken as ours only if its bytes are the ones we produced. */
+#define CTL_MSG_HEADER_ID       "ctlfs-id"
+#define CTL_MSG_HEADER_RESOURCE "ctlfs-resource"
+#define CTL_MSG_HEADER_VERB     "ctlfs-verb"
+#define CTL_MSG_ID_MAX          64   /* a longer ctlfs-id header is ignored */
 #define CTL_MSG_MAX_BYTES      (1024 * 1024)   /* larger feedback is rejected */
 
 #define CTL_MESSAGE_ERROR (ctl_message_error_quark())

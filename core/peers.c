@@ -349,7 +349,7 @@ produce(Announcement *a)
   g_hash_table_add(e->announcing, a);
   if (e->stopping || !e->bus)
     return;       /* stays in the table: sent at the next start */
-  if (ctl_bus_produce(e->bus, e->tree_topic, a->key, a->value, a, &error)) {
+  if (ctl_bus_produce(e->bus, e->tree_topic, a->key, a->value, NULL, a, &error)) {
     a->in_producer = TRUE;
     return;
   }
@@ -424,7 +424,8 @@ ctl_engine_peer_delivered(CtlEngine *e, gpointer opaque, gboolean ok, gint64 off
 
 gboolean
 ctl_engine_peer_message(CtlEngine *e, const char *topic, gint64 offset, const char *key,
-                        gsize key_len, const char *value, gsize value_len)
+                        gsize key_len, const char *value, gsize value_len,
+                        const char *command_id)
 {
   if (strcmp(topic, e->tree_topic) == 0) {
     tree_message(e, offset, key, key_len, value, value_len);
@@ -435,7 +436,7 @@ ctl_engine_peer_message(CtlEngine *e, const char *topic, gint64 offset, const ch
   CtlObject *rt = g_hash_table_lookup(e->by_command_topic, topic);
   if (!rt)
     return FALSE;
-  ctl_engine_command_seen(e, rt, offset, value, value_len);
+  ctl_engine_command_seen(e, rt, offset, value, value_len, command_id);
   /* the runtime may be gone now (a command cannot remove it, but be safe) */
   if (g_hash_table_lookup(e->by_command_topic, topic) == rt) {
     rt->command_next = offset + 1;

@@ -147,12 +147,14 @@ def kcat_consume(bootstrap, topic, partition=0, timeout=None):
     return out
 
 
-def kcat_produce(bootstrap, topic, key, value, timeout=None):
-    """Produces one message (VALUE str or JSON-able) to partition 0."""
+def kcat_produce(bootstrap, topic, key, value, timeout=None, headers=()):
+    """Produces one message (VALUE str or JSON-able) to partition 0, with the
+    ctlfs-version header and HEADERS ([(name, value)])."""
     if not isinstance(value, str):
         value = json.dumps(value)
+    extra = [a for name, v in headers for a in ("-H", f"{name}={v}")]
     p = subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", topic, "-p", "0",
-                        "-k", key, "-H", "ctlfs-version=1"],
+                        "-k", key, "-H", "ctlfs-version=1", *extra],
                        input=value, capture_output=True, text=True,
                        timeout=timeout or (30 * SLOW))
     assert p.returncode == 0, f"kcat -P failed: {p.stderr}"

@@ -6,6 +6,8 @@ typed by hand, and two admin hosts."""
 
 import json
 import os
+import time
+import uuid
 
 from conftest import (command_lines, declare, kcat_consume, kcat_produce, kv, read,
                       read_word, status_dict, wait_until, write_state)
@@ -202,3 +204,79 @@ def test_two_admin_hosts_see_each_others_mia_commands(broker, ctlfs):
     # nothing was skipped on either host
     for d in (a, b):
         assert " peer-skipped " not in read(d.path("runtimes", "rt1", "log"))
+
+
+def headers(m):
+    h = m.get("headers") or []
+    return dict(zip(h[0::2], h[1::2]))
+
+
+def test_commands_carry_id_resource_and_verb_headers_and_still_settle(broker, ctlfs, agent):
+    """Each command names its id, resource and verb in headers (the issuing
+    host recognises its own message read back by them and its bytes, without
+    parsing the whole desired state); nothing else changes: each is recorded
+    once, applied, and read back without a skip."""
+    d = ctlfs(f"--brokers={broker.bootstrap}", "--dialect=mia")
+    svc = declare(d, "rt1", "svc")
+    db = d.path("runtimes", "rt1", "db")
+    os.mkdir(db)
+    agent(broker.bootstrap, resources=("svc", "db"), heartbeat_ms=300, extra=("--dialect=mia",))
+    wait_until(lambda: read_word(svc / "observed") == "running", what="first heartbeat")
+
+    sent = []
+    for res, verb in ((svc, "pause"), (db, "pause"), (svc, "resume")):
+        write_state(res / "state", f"{verb}\n")
+        sent.append((last_id(res), res.name, verb))
+    msgs = kcat_consume(broker.bootstrap, "ctlfs.rt1.commands")
+    assert len(msgs) == 3, [m["payload"] for m in msgs]
+    for m, (cid, name, verb) in zip(msgs, sent):
+        h = headers(m)
+        assert h.get("ctlfs-version") == "1", h
+        assert (h.get("ctlfs-id"), h.get("ctlfs-resource"), h.get("ctlfs-verb")) \
+            == (cid, name, verb), h
+        c = m["value"]["ctlfs"]
+        assert (c["id"], c["resource"], c["verb"]) == (cid, name, verb), c
+
+    wait_until(lambda: read_word(svc / "observed") == "running", what="svc observed running")
+    wait_until(lambda: read_word(db / "observed") == "paused", what="db observed paused")
+    for res, verb in ((svc, "resume"), (db, "pause")):
+        wait_until(lambda: status_dict(res / "status")["last_command"].endswith(f" {verb} applied"),
+                   what=f"{res.name} {verb} applied")
+    assert (read_word(svc / "state"), read_word(db / "state")) == ("running", "paused")
+    # read back as our own: one `sent` line per command, nothing recorded twice or skipped
+    for res in (svc, db):
+        ids = [kv(ln)["id"] for ln in command_lines(read(res / "log"))
+               if kv(ln)["result"] == "sent"]
+        assert ids == [cid for cid, name, _ in sent if name == res.name], ids
+    assert " peer-skipped " not in read(d.path("runtimes", "rt1", "log"))
+
+
+def uuid7():
+    ms = int(time.time() * 1000)
+    r = uuid.uuid4().int
+    n = (ms << 80) | (0x7 << 76) | ((r >> 64) & 0xFFF) << 64 | (0b10 << 62) | (r & ((1 << 62) - 1))
+    return str(uuid.UUID(int=n))
+
+
+def test_a_header_naming_our_command_does_not_hide_another_message(broker, ctlfs):
+    """The headers are a hint for a host's own messages, never believed: a
+    message from elsewhere whose ctlfs-id header names one of this host's
+    commands is parsed and recorded for what its value says."""
+    d = ctlfs(f"--brokers={broker.bootstrap}", "--dialect=mia")
+    svc = declare(d, "rt1", "svc")
+    write_state(svc / "state", "pause\n")
+    ours = last_id(svc)
+    other = uuid7()
+    value = {"id": other, "runtime": "rt1", "resource": "svc", "verb": "resume",
+             "issued_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+             "issued_by": {"uid": 4321, "user": "bob", "pid": 99, "comm": "sh",
+                           "host": "elsewhere"}}
+    kcat_produce(broker.bootstrap, "ctlfs.rt1.commands", "svc", value,
+                 headers=(("ctlfs-id", ours), ("ctlfs-resource", "svc"),
+                          ("ctlfs-verb", "pause")))
+    wait_until(lambda: read_word(svc / "state") == "running", what="desired running")
+    lines = {kv(ln)["id"]: kv(ln) for ln in command_lines(read(svc / "log"))
+             if kv(ln)["result"] == "sent"}
+    assert set(lines) == {ours, other}, lines
+    assert (lines[other]["verb"], lines[other]["host"]) == ("resume", "elsewhere"), lines[other]
+    assert status_dict(svc / "status")["last_command"] == f"{other} resume sent"

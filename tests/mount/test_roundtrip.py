@@ -61,7 +61,11 @@ def _one_way(d, bootstrap, res, verb, want_state, n_before):
     want_by = {"uid": uid, "user": user, "pid": pid, "comm": "sh", "host": hostname()}
     assert {k: v["issued_by"].get(k) for k in want_by} == want_by
     h = m.get("headers") or []
-    assert dict(zip(h[0::2], h[1::2])).get("ctlfs-version") == "1", f"headers: {h}"
+    h = dict(zip(h[0::2], h[1::2]))
+    assert h.get("ctlfs-version") == "1", f"headers: {h}"
+    # the command's id, resource and verb as headers too (the daemon's own read-back)
+    assert (h.get("ctlfs-id"), h.get("ctlfs-resource"), h.get("ctlfs-verb")) \
+        == (cmd_id, "svc", verb), f"headers: {h}"
 
     # the runtime applies it and reports back
     wait_until(lambda: read(res / "observed") == f"{want_state}\n",
