@@ -622,6 +622,18 @@ record_peer_command(CtlEngine *e, CtlObject *res, const CtlCommandMsg *msg, gint
   g_free(by);
 }
 
+/* Our command ID (to RES, if still declared; INF while in flight) read back
+ * from its topic at OFFSET: its place there counts for `desired`. */
+static void
+read_back_ours(CtlEngine *e, CtlObject *res, const char *verb, const char *id, gint64 offset,
+               CtlInflight *inf)
+{
+  if (res)
+    ctl_engine_desire(e, res, verb, id, TRUE, offset, FALSE);
+  if (inf)
+    place(inf);   /* read back before its acknowledgement */
+}
+
 /* Our own command read back, recognised without parsing it: the ctlfs-id
  * header names one of ours still in memory (in flight, or acknowledged and
  * kept), and the message is byte for byte the one we produced for it. A
@@ -658,13 +670,8 @@ seen_own(CtlEngine *e, CtlObject *rt, gint64 offset, const char *value, gsize le
   if (!mine || mine_len != len || memcmp(mine, value, len) != 0
       || strcmp(runtime, rt->name) != 0)
     return FALSE;
-  /* as the `known` branch of ctl_engine_command_seen() */
-  CtlObject *res = ctl_model_child(rt, resource);
-  if (res)
-    ctl_engine_desire(e, res, verb, id, TRUE, offset, FALSE);
-  if (inf)
-    place(inf);   /* read back before its acknowledgement */
-  else
+  read_back_ours(e, ctl_model_child(rt, resource), verb, id, offset, inf);
+  if (!inf)
     acked_remove(e, id);   /* frees a */
   return TRUE;
 }
@@ -693,10 +700,7 @@ ctl_engine_command_seen(CtlEngine *e, CtlObject *rt, gint64 offset, const char *
   } else if (known && peer) {
     /* another host's command seen before: a copy it sent again */
   } else if (known) {
-    if (res)
-      ctl_engine_desire(e, res, msg.verb, msg.id, TRUE, offset, FALSE);
-    if (inf)
-      place(inf);   /* read back before its acknowledgement */
+    read_back_ours(e, res, msg.verb, msg.id, offset, inf);
   } else {
     if (!res)
       res = ctl_engine_peer_object(e, rt, msg.resource, offset);
