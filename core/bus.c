@@ -1,22 +1,17 @@
 /* Kafka through librdkafka, on the GLib main loop. */
 #include "bus.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <glib-unix.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "message.h"
+#include "queue-wake.h"
 
 struct CtlBus {
   rd_kafka_t       *producer;
   rd_kafka_t       *consumer;
-  rd_kafka_queue_t *pq, *cq;
-  int               ppipe[2], cpipe[2];
-  guint             psrc, csrc;
+  CtlQueueWake     *pwake, *cwake;
   GHashTable       *watched;      /* topic -> gint64* next offset */
   GHashTable       *assigned;     /* topics the consumer has now (a set) */
   guint             reassign_src; /* a reassignment waiting for the loop to be idle */
@@ -95,24 +90,14 @@ on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
   g_debug("rdkafka %s: %s", fac, buf);
 }
 
-/* ---- queue pipes as GSources ---- */
+/* ---- the queues' wakeups (queue-wake.h) ---- */
 
 static void
-drain_pipe(int fd)
-{
-  char buf[256];
-  while (read(fd, buf, sizeof buf) > 0)
-    ;
-}
-
-static gboolean
-on_producer_ready(gint fd, GIOCondition cond, gpointer data)
+on_producer_ready(gpointer data)
 {
   CtlBus *bus = data;
-  drain_pipe(fd);
   while (rd_kafka_poll(bus->producer, 0) > 0)
     ;
-  return G_SOURCE_CONTINUE;
 }
 
 static void
@@ -149,14 +134,13 @@ handle_message(CtlBus *bus, rd_kafka_message_t *m)
  * backlog is consumed. */
 #define BATCH_MAX 512
 
-static gboolean
-on_consumer_ready(gint fd, GIOCondition cond, gpointer data)
+static void
+on_consumer_ready(gpointer data)
 {
   CtlBus *bus = data;
-  drain_pipe(fd);
   rd_kafka_message_t *m = rd_kafka_consumer_poll(bus->consumer, 0);
   if (!m)
-    return G_SOURCE_CONTINUE;
+    return;
   bus->cb.batch_begin(bus->user_data);
   int n = 0;
   do {
@@ -166,30 +150,7 @@ on_consumer_ready(gint fd, GIOCondition cond, gpointer data)
   } while (++n < BATCH_MAX && (m = rd_kafka_consumer_poll(bus->consumer, 0)) != NULL);
   bus->cb.batch_end(bus->user_data);
   if (n == BATCH_MAX)   /* more may wait: come back after other sources ran */
-    if (write(bus->cpipe[1], "1", 1) < 0)
-      g_debug("consumer wakeup pipe full: a wakeup is pending anyway");
-  return G_SOURCE_CONTINUE;
-}
-
-/* librdkafka writes to the pipe only when its queue goes from empty to not
- * empty. Events queued before the pipe was set (an error from the first
- * connection attempt, with the broker down at start) would otherwise sit
- * there for good, and everything queued behind them -- delivery reports
- * included -- with them: look once, at the start. */
-static void
-wake(int fd)
-{
-  if (write(fd, "1", 1) < 0)
-    g_debug("wakeup pipe full: a wakeup is pending anyway");
-}
-
-static gboolean
-make_pipe(int p[2], GError **error)
-{
-  if (g_unix_open_pipe(p, FD_CLOEXEC, error) && g_unix_set_fd_nonblocking(p[0], TRUE, error)
-      && g_unix_set_fd_nonblocking(p[1], TRUE, error))
-    return TRUE;
-  return FALSE;
+    ctl_queue_wake_kick(bus->cwake);
 }
 
 static gboolean
@@ -261,11 +222,9 @@ producer_new(CtlBus *bus, const char *brokers, int timeout_ms, GError **error)
   bus->producer = client_new(RD_KAFKA_PRODUCER, conf, error);
   if (!bus->producer)
     return FALSE;
-  bus->pq = rd_kafka_queue_get_main(bus->producer);
-  rd_kafka_queue_io_event_enable(bus->pq, bus->ppipe[1], "1", 1);
-  bus->psrc = g_unix_fd_add(bus->ppipe[0], G_IO_IN, on_producer_ready, bus);
-  wake(bus->ppipe[1]);
-  return TRUE;
+  bus->pwake = ctl_queue_wake_new(rd_kafka_queue_get_main(bus->producer), on_producer_ready,
+                                  bus, error);
+  return bus->pwake != NULL;
 }
 
 static gboolean
@@ -296,11 +255,9 @@ consumer_new(CtlBus *bus, const char *brokers, GError **error)
   if (!bus->consumer)
     return FALSE;
   rd_kafka_poll_set_consumer(bus->consumer);
-  bus->cq = rd_kafka_queue_get_consumer(bus->consumer);
-  rd_kafka_queue_io_event_enable(bus->cq, bus->cpipe[1], "1", 1);
-  bus->csrc = g_unix_fd_add(bus->cpipe[0], G_IO_IN, on_consumer_ready, bus);
-  wake(bus->cpipe[1]);
-  return TRUE;
+  bus->cwake = ctl_queue_wake_new(rd_kafka_queue_get_consumer(bus->consumer), on_consumer_ready,
+                                  bus, error);
+  return bus->cwake != NULL;
 }
 
 CtlBus *
@@ -310,13 +267,11 @@ ctl_bus_new(const char *brokers, int message_timeout_ms, const CtlBusCallbacks *
   CtlBus *bus = g_new0(CtlBus, 1);
   bus->cb = *cb;
   bus->user_data = user_data;
-  bus->ppipe[0] = bus->ppipe[1] = bus->cpipe[0] = bus->cpipe[1] = -1;
   bus->watched = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   bus->assigned = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
   bus->topics = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                       (GDestroyNotify) rd_kafka_topic_destroy);
-  if (!make_pipe(bus->ppipe, error) || !make_pipe(bus->cpipe, error)
-      || !producer_new(bus, brokers, message_timeout_ms, error)
+  if (!producer_new(bus, brokers, message_timeout_ms, error)
       || !consumer_new(bus, brokers, error)) {
     ctl_bus_free(bus, 0);
     return NULL;
@@ -336,33 +291,22 @@ ctl_bus_free(CtlBus *bus, int flush_ms)
 {
   if (!bus)
     return;
-  if (bus->psrc)
-    g_source_remove(bus->psrc);
-  if (bus->csrc)
-    g_source_remove(bus->csrc);
   if (bus->reassign_src)
     g_source_remove(bus->reassign_src);
+  /* The wakes go before their clients: each holds a reference to a queue. */
+  ctl_queue_wake_free(bus->cwake);
   if (bus->consumer) {
-    rd_kafka_queue_io_event_enable(bus->cq, -1, NULL, 0);
-    rd_kafka_queue_destroy(bus->cq);
     rd_kafka_consumer_close(bus->consumer);
     rd_kafka_destroy(bus->consumer);
   }
+  ctl_queue_wake_free(bus->pwake);
   if (bus->producer) {
-    rd_kafka_queue_io_event_enable(bus->pq, -1, NULL, 0);
     rd_kafka_flush(bus->producer, flush_ms);
     /* Whatever is left is reported as failed, so no caller waits forever. */
     rd_kafka_purge(bus->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     rd_kafka_poll(bus->producer, 0);
     g_hash_table_remove_all(bus->topics);
-    rd_kafka_queue_destroy(bus->pq);
     rd_kafka_destroy(bus->producer);
-  }
-  for (int i = 0; i < 2; i++) {
-    if (bus->ppipe[i] >= 0)
-      close(bus->ppipe[i]);
-    if (bus->cpipe[i] >= 0)
-      close(bus->cpipe[i]);
   }
   g_hash_table_unref(bus->watched);
   g_hash_table_unref(bus->assigned);

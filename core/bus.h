@@ -1,7 +1,7 @@
 /* The bus: one idempotent Kafka producer (acks=all) for commands and one
  * consumer for feedback, both driven by the GLib main loop. librdkafka's queues
- * signal a pipe (rd_kafka_queue_io_event_enable) watched as a GSource, so
- * delivery reports and messages are handled on the main thread, never blocking. */
+ * wake the loop (queue-wake.h), so delivery reports and messages are handled
+ * on the main thread, never blocking. */
 #pragma once
 #include <glib.h>
 

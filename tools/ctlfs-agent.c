@@ -9,16 +9,15 @@
 #include "dialect-mia.h"
 #include "message.h"
 #include "name.h"
+#include "queue-wake.h"
 #include "timefmt.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <glib-unix.h>
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #define SHUTDOWN_TIMEOUT_MS 5000   /* also bounds the one blocking call at start */
 #define KAFKA_TOPIC_MAX     249
@@ -39,14 +38,6 @@ typedef struct {
   int     idle_ms;         /* an ordinary flow running this long sleeps (0: never) */
 } Options;
 
-/* A librdkafka queue made visible to the GLib loop: librdkafka writes a byte
- * to the pipe when the queue goes from empty to non-empty. */
-typedef struct {
-  rd_kafka_queue_t *queue;
-  int               fds[2];
-  guint             source;
-} QueueWake;
-
 typedef struct {
   Options     opt;
   ApplyKind   apply;
@@ -65,8 +56,8 @@ typedef struct {
 
   rd_kafka_t *consumer;
   rd_kafka_t *producer;
-  QueueWake   cwake;
-  QueueWake   pwake;
+  CtlQueueWake *cwake;
+  CtlQueueWake *pwake;
   gboolean    assigned;        /* the command partition is assigned */
   guint       initial_pending; /* initial feedback not yet delivered */
   gboolean    ready;
@@ -938,9 +929,11 @@ new_consumer(Agent *a)
   return rk;
 }
 
+/* The wakes' calls (queue-wake.h): each serves its queue until it is empty. */
 static void
-drain_consumer(Agent *a)
+drain_consumer(gpointer data)
 {
+  Agent *a = data;
   rd_kafka_message_t *m;
   while ((m = rd_kafka_consumer_poll(a->consumer, 0)) != NULL) {
     handle_message(a, m);
@@ -950,57 +943,21 @@ drain_consumer(Agent *a)
 }
 
 static void
-drain_producer(Agent *a)
+drain_producer(gpointer data)
 {
+  Agent *a = data;
   while (rd_kafka_poll(a->producer, 0) > 0)
     ;
 }
 
-static gboolean
-on_queue_fd(int fd, GIOCondition cond, gpointer data)
-{
-  Agent *a = data;
-  char buf[64];
-  while (read(fd, buf, sizeof buf) > 0)
-    ;
-  /* The byte only says "no longer empty": serve until it is empty again. */
-  if (fd == a->cwake.fds[0])
-    drain_consumer(a);
-  else
-    drain_producer(a);
-  return G_SOURCE_CONTINUE;
-}
-
-static gboolean
-queue_wake_init(Agent *a, QueueWake *w, rd_kafka_queue_t *queue)
+static CtlQueueWake *
+queue_wake(rd_kafka_queue_t *queue, CtlQueueWakeFunc fn, Agent *a)
 {
   g_autoptr(GError) error = NULL;
-  w->queue = queue;
-  if (!g_unix_open_pipe(w->fds, FD_CLOEXEC, &error)
-      || !g_unix_set_fd_nonblocking(w->fds[0], TRUE, &error)
-      || !g_unix_set_fd_nonblocking(w->fds[1], TRUE, &error)) {
+  CtlQueueWake *w = ctl_queue_wake_new(queue, fn, a, &error);
+  if (w == NULL)
     g_message("pipe: %s", error->message);
-    return FALSE;
-  }
-  rd_kafka_queue_io_event_enable(queue, w->fds[1], "1", 1);
-  w->source = g_unix_fd_add(w->fds[0], G_IO_IN, on_queue_fd, a);
-  return TRUE;
-}
-
-static void
-queue_wake_clear(QueueWake *w)
-{
-  g_clear_handle_id(&w->source, g_source_remove);
-  if (w->queue != NULL) {
-    rd_kafka_queue_io_event_enable(w->queue, -1, NULL, 0);
-    rd_kafka_queue_destroy(w->queue);
-    w->queue = NULL;
-  }
-  for (int i = 0; i < 2; i++)
-    if (w->fds[i] >= 0) {
-      close(w->fds[i]);
-      w->fds[i] = -1;
-    }
+  return w;
 }
 
 /* Starts from the group's committed offset, or from the beginning when there
@@ -1042,12 +999,12 @@ start_kafka(Agent *a)
 {
   a->producer = new_producer(a);
   if (a->producer == NULL
-      || !queue_wake_init(a, &a->pwake, rd_kafka_queue_get_main(a->producer)))
+      || !(a->pwake = queue_wake(rd_kafka_queue_get_main(a->producer), drain_producer, a)))
     return FALSE;
   prime_feedback_topic(a);
   a->consumer = new_consumer(a);
   if (a->consumer == NULL
-      || !queue_wake_init(a, &a->cwake, rd_kafka_queue_get_consumer(a->consumer))
+      || !(a->cwake = queue_wake(rd_kafka_queue_get_consumer(a->consumer), drain_consumer, a))
       || !assign_commands(a))
     return FALSE;
   a->assigned = TRUE;
@@ -1093,8 +1050,6 @@ agent_init(Agent *a)
   a->next_offset = -1;
   a->requested = -1;
   a->committed = -1;
-  a->cwake.fds[0] = a->cwake.fds[1] = -1;
-  a->pwake.fds[0] = a->pwake.fds[1] = -1;
   a->loop = g_main_loop_new(NULL, FALSE);
 }
 
@@ -1104,12 +1059,12 @@ stop_kafka(Agent *a)
   a->ready = TRUE;   /* a late initial delivery must not print "ready" now */
   if (a->consumer != NULL) {
     commit_final(a);
-    queue_wake_clear(&a->cwake);
+    g_clear_pointer(&a->cwake, ctl_queue_wake_free);
     rd_kafka_consumer_close(a->consumer);
     rd_kafka_destroy(a->consumer);
     a->consumer = NULL;
   }
-  queue_wake_clear(&a->pwake);
+  g_clear_pointer(&a->pwake, ctl_queue_wake_free);
   if (a->producer != NULL) {
     if (rd_kafka_flush(a->producer, SHUTDOWN_TIMEOUT_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
       g_message("%d feedback messages not delivered at exit", rd_kafka_outq_len(a->producer));
@@ -1166,10 +1121,8 @@ main(int argc, char **argv)
   maybe_ready(&a);   /* with no resources there is nothing to wait for */
   if (a.opt.heartbeat_ms > 0)
     a.heartbeat = g_timeout_add(a.opt.heartbeat_ms, on_heartbeat, &a);
-  /* Events queued before the pipes were armed raised no wakeup. */
-  drain_producer(&a);
-  drain_consumer(&a);
-
+  /* What was queued before the wakes existed is served on the loop's first
+   * turn (queue-wake.h). */
   g_main_loop_run(a.loop);
 
   int status = a.exit_status;
