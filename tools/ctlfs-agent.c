@@ -5,6 +5,7 @@
  * stdout carries one line, "ready", once the consumer is assigned and the
  * initial feedback is delivered; everything else is logged on stderr. */
 #define G_LOG_DOMAIN "ctlfs-agent"
+#include "agent-flow.h"
 #include "command.h"
 #include "dialect-mia.h"
 #include "message.h"
@@ -49,7 +50,7 @@ typedef struct {
   char       *fb_topic;
   GHashTable *states;          /* resource -> state, both owned */
   GHashTable *seen;            /* command ids met by this process (a set) */
-  GHashTable *flows;           /* resource -> Flow*: those named by a command with a mode */
+  AgentFlows *flows;           /* --apply=simulate: the lifecycle runtime's flows */
   gint64      next_offset;     /* offset after the last handled command, -1: none */
   gint64      requested;       /* last offset sent in an async commit, -1: none */
   gint64      committed;       /* last offset the broker confirmed, -1: none */
@@ -68,19 +69,6 @@ typedef struct {
   guint       sigint;
   int         exit_status;
 } Agent;
-
-/* A flow of a lifecycle runtime (seed 001), simulated: its steps go through
- * starting and stopping on a timer, and sleep when ordinary and idle. */
-typedef struct {
-  Agent *agent;
-  char  *name;
-  char  *mode;         /* ordinary | realtime, as the last command said */
-  char  *command_id;   /* the command under way, named by the reports on the way */
-  char  *verb;         /* ... and its verb */
-  guint  timer;        /* the next step of the lifecycle, 0: none */
-  gboolean underway;   /* a start or stop has not reached its state yet */
-  GPtrArray *waiting;  /* earlier commands of the same verb, reported with it */
-} Flow;
 
 /* Marks initial feedback in delivery reports (msg_opaque). */
 static char initial_marker;
@@ -404,177 +392,11 @@ apply_verb(Agent *a, const CtlCommandMsg *cmd, GError **error)
   }
 }
 
-/* ---- flows (lifecycle backend, seed 001) ------------------------------- */
-
-static void
-flow_free(Flow *f)
-{
-  g_clear_handle_id(&f->timer, g_source_remove);
-  g_free(f->name);
-  g_free(f->mode);
-  g_free(f->command_id);
-  g_free(f->verb);
-  g_ptr_array_unref(f->waiting);
-  g_free(f);
-}
-
-/* The flow CMD names, when CMD is one of a flow's (it carries a mode) and
- * the lifecycle is simulated; NULL otherwise. */
-static Flow *
-flow_for(Agent *a, const CtlCommandMsg *cmd)
-{
-  if (a->apply != APPLY_SIMULATE || cmd->mode == NULL)
-    return NULL;
-  Flow *f = g_hash_table_lookup(a->flows, cmd->resource);
-  if (f == NULL) {
-    f = g_new0(Flow, 1);
-    f->agent = a;
-    f->name = g_strdup(cmd->resource);
-    f->waiting = g_ptr_array_new_with_free_func(g_free);
-    g_hash_table_insert(a->flows, g_strdup(cmd->resource), f);
-  }
-  g_free(f->mode);
-  f->mode = g_strdup(cmd->mode);
-  return f;
-}
-
-/* Moves the flow to STATE and reports it, naming the command under way. */
-static void
-flow_report(Flow *f, const char *state, gboolean with_command)
-{
-  g_hash_table_insert(f->agent->states, g_strdup(f->name), g_strdup(state));
-  g_message("flow=%s state=%s mode=%s", f->name, state, f->mode);
-  publish(f->agent, f->name, with_command ? f->command_id : NULL, NULL, FALSE);
-}
-
-static gboolean on_flow_idle(gpointer data);
-
-/* A realtime flow never sleeps: that is the point of real-time mode. */
-static void
-flow_arm_idle(Flow *f)
-{
-  Agent *a = f->agent;
-  const char *state = g_hash_table_lookup(a->states, f->name);
-  if (f->timer == 0 && a->opt.idle_ms > 0 && g_strcmp0(f->mode, "ordinary") == 0
-      && g_strcmp0(state, "running") == 0)
-    f->timer = g_timeout_add(a->opt.idle_ms, on_flow_idle, f);
-}
-
+/* Applies CMD to its resource (known to exist) and reports the outcome; TRUE
+ * when the resource is then in the verb's state. */
 static gboolean
-on_flow_asleep(gpointer data)
+apply_to(Agent *a, const CtlCommandMsg *cmd)
 {
-  Flow *f = data;
-  f->timer = 0;
-  flow_report(f, "sleeping", FALSE);
-  return G_SOURCE_REMOVE;
-}
-
-/* The orchestrator saw the steps idle: they shut down and sleep until the
- * next start. Nobody asked for it, so no command is named. */
-static gboolean
-on_flow_idle(gpointer data)
-{
-  Flow *f = data;
-  flow_report(f, "shutting-down", FALSE);
-  f->timer = g_timeout_add(0, on_flow_asleep, f);
-  return G_SOURCE_REMOVE;
-}
-
-/* The step reached its state: the command under way is done, and so are the
- * earlier ones of the same verb that it replaced. */
-static void
-flow_arrived(Flow *f, const char *state)
-{
-  f->timer = 0;
-  f->underway = FALSE;
-  flow_report(f, state, TRUE);
-  for (guint i = 0; i < f->waiting->len; i++)
-    publish(f->agent, f->name, f->waiting->pdata[i], NULL, FALSE);
-  g_ptr_array_set_size(f->waiting, 0);
-}
-
-static gboolean
-on_flow_warm(gpointer data)
-{
-  Flow *f = data;
-  flow_arrived(f, "running");
-  flow_arm_idle(f);
-  return G_SOURCE_REMOVE;
-}
-
-static gboolean
-on_flow_stopped(gpointer data)
-{
-  flow_arrived(data, "stopped");
-  return G_SOURCE_REMOVE;
-}
-
-/* A command arrives while a start or stop is under way. One of the same verb
- * only restarts the step: the earlier command waits to be reported with it.
- * Any other replaces it: the earlier ones are returned, to be reported as not
- * done once the new command is applied (ctlfs marks them failed). */
-static GPtrArray *
-flow_interrupt(Flow *f, const CtlCommandMsg *cmd)
-{
-  GPtrArray *replaced = NULL;
-  if (f->underway && f->command_id) {
-    g_ptr_array_add(f->waiting, g_steal_pointer(&f->command_id));
-    if (!g_str_equal(cmd->verb, f->verb)) {
-      replaced = f->waiting;
-      f->waiting = g_ptr_array_new_with_free_func(g_free);
-    }
-  }
-  f->underway = FALSE;
-  g_clear_handle_id(&f->timer, g_source_remove);
-  return replaced;
-}
-
-static void
-flow_report_replaced(Flow *f, GPtrArray *replaced, const CtlCommandMsg *by)
-{
-  g_autofree char *why = g_strdup_printf("replaced by command %s (%s) before it completed",
-                                         by->id, by->verb);
-  for (guint i = 0; i < replaced->len; i++)
-    publish(f->agent, f->name, replaced->pdata[i], why, FALSE);
-  g_ptr_array_unref(replaced);
-}
-
-/* start: starting, running after the warm-up; stop: stopping, then stopped
- * (on the next turn of the loop, so that both are reported). FALSE for the
- * other verbs, which are applied as for any resource. */
-static gboolean
-flow_begin(Flow *f, const CtlCommandMsg *cmd)
-{
-  gboolean start = g_str_equal(cmd->verb, "start");
-  if (!start && !g_str_equal(cmd->verb, "stop"))
-    return FALSE;
-  Agent *a = f->agent;
-  const char *state = g_hash_table_lookup(a->states, f->name);
-  g_free(f->command_id);
-  f->command_id = g_strdup(cmd->id);
-  g_free(f->verb);
-  f->verb = g_strdup(cmd->verb);
-  g_message("applied id=%s resource=%s verb=%s mode=%s", cmd->id, f->name, cmd->verb, f->mode);
-  if (g_str_equal(state, start ? "running" : "stopped")) {
-    publish(a, f->name, cmd->id, NULL, FALSE);   /* already there */
-    flow_arm_idle(f);
-    return TRUE;
-  }
-  flow_report(f, start ? "starting" : "stopping", TRUE);
-  f->underway = TRUE;
-  f->timer = start ? g_timeout_add(a->opt.warmup_ms, on_flow_warm, f)
-                   : g_timeout_add(0, on_flow_stopped, f);
-  return TRUE;
-}
-
-/* ---- applying commands, continued --------------------------------------- */
-
-/* Applies CMD to its resource (known to exist) and reports the outcome. */
-static void
-apply_to(Agent *a, const CtlCommandMsg *cmd, Flow *flow)
-{
-  if (flow != NULL && flow_begin(flow, cmd))
-    return;
   const char *state = g_hash_table_lookup(a->states, cmd->resource);
   const char *target = ctl_verb_target(cmd->verb);
   if (g_str_equal(state, target)) {
@@ -582,9 +404,7 @@ apply_to(Agent *a, const CtlCommandMsg *cmd, Flow *flow)
     g_message("applied id=%s resource=%s verb=%s state=%s (no change)",
               cmd->id, cmd->resource, cmd->verb, state);
     publish(a, cmd->resource, cmd->id, NULL, FALSE);
-    if (flow != NULL)
-      flow_arm_idle(flow);
-    return;
+    return TRUE;
   }
   g_autoptr(GError) error = NULL;
   if (!apply_verb(a, cmd, &error)) {
@@ -594,23 +414,42 @@ apply_to(Agent *a, const CtlCommandMsg *cmd, Flow *flow)
     g_message("failed id=%s resource=%s verb=%s state=%s: %s",
               cmd->id, cmd->resource, cmd->verb, state, text);
     publish(a, cmd->resource, cmd->id, text, FALSE);
-    return;
+    return FALSE;
   }
   g_hash_table_insert(a->states, g_strdup(cmd->resource), g_strdup(target));
   g_message("applied id=%s resource=%s verb=%s state=%s", cmd->id, cmd->resource, cmd->verb, target);
   publish(a, cmd->resource, cmd->id, NULL, FALSE);
-  if (flow != NULL)
-    flow_arm_idle(flow);
+  return TRUE;
 }
 
 static void
 apply_command(Agent *a, const CtlCommandMsg *cmd)
 {
-  Flow *flow = flow_for(a, cmd);
-  GPtrArray *replaced = flow ? flow_interrupt(flow, cmd) : NULL;
-  apply_to(a, cmd, flow);
-  if (replaced)
-    flow_report_replaced(flow, replaced, cmd);
+  if (a->flows == NULL || !agent_flows_apply(a->flows, cmd))
+    apply_to(a, cmd);
+}
+
+/* The flows' way to the agent (agent-flow.h). */
+static void
+publish_flow(const char *resource, const char *command_id, const char *message, gpointer data)
+{
+  publish(data, resource, command_id, message, FALSE);
+}
+
+static gboolean
+apply_flow_verb(const CtlCommandMsg *cmd, gpointer data)
+{
+  return apply_to(data, cmd);
+}
+
+/* Flows are simulated only when everything is: with signal or exec, a flow's
+ * verbs are applied as any resource's. */
+static void
+start_flows(Agent *a)
+{
+  static const AgentFlowCallbacks cb = { .publish = publish_flow, .apply = apply_flow_verb };
+  if (a->apply == APPLY_SIMULATE)
+    a->flows = agent_flows_new(a->states, a->opt.warmup_ms, a->opt.idle_ms, &cb, a);
 }
 
 /* Is this resource ours? With no --resource, every resource is, and is
@@ -1046,7 +885,6 @@ agent_init(Agent *a)
   memset(a, 0, sizeof *a);
   a->states = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   a->seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-  a->flows = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify) flow_free);
   a->next_offset = -1;
   a->requested = -1;
   a->committed = -1;
@@ -1077,7 +915,7 @@ static void
 agent_clear(Agent *a)
 {
   g_clear_handle_id(&a->heartbeat, g_source_remove);
-  g_hash_table_remove_all(a->flows);   /* their timers go with them */
+  g_clear_pointer(&a->flows, agent_flows_free);   /* their timers go with them */
   /* The signal sources go last: while they exist GLib keeps its handler
    * installed, so a second SIGTERM cannot cut the bounded shutdown short. */
   stop_kafka(a);
@@ -1085,7 +923,6 @@ agent_clear(Agent *a)
   g_clear_handle_id(&a->sigint, g_source_remove);
   g_hash_table_unref(a->states);
   g_hash_table_unref(a->seen);
-  g_hash_table_unref(a->flows);
   g_main_loop_unref(a->loop);
   g_strfreev(a->exec_argv);
   g_free(a->cmd_topic);
@@ -1111,6 +948,7 @@ main(int argc, char **argv)
     agent_clear(&a);
     return 2;
   }
+  start_flows(&a);
   a.sigterm = g_unix_signal_add(SIGTERM, on_signal, &a);
   a.sigint = g_unix_signal_add(SIGINT, on_signal, &a);
   if (!start_kafka(&a)) {
