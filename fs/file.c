@@ -119,7 +119,7 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file
       g_string_truncate(h->text, 0);
     else
       h->text = g_string_new(NULL);
-    h->node->show(fs, obj, h->text);
+    h->node->show(fs->engine, obj, h->text);
   }
   if ((gsize) off >= h->text->len) {
     fuse_reply_buf(req, NULL, 0);
@@ -167,7 +167,7 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off
   PendingWrite *pw = g_new(PendingWrite, 1);
   pw->req = req;
   pw->size = size;
-  h->node->store(fs, obj, buf, size, off, &who, pending_write_done, pw);
+  h->node->store(fs->engine, obj, buf, size, off, &who, pending_write_done, pw);
   ctl_caller_clear(&who);
 }
 

@@ -2,33 +2,18 @@
 #pragma once
 #include "fs.h"
 
-/* The node-type table (nodes.c): every file of an object is an attribute with
- * a show() and, when writable, a store(), in the manner of kernfs. */
+/* The files of an object are the attributes of its type, which core/ keeps
+ * (ctl_engine_type): nodes.c only looks them up. */
 typedef struct CtlFs CtlFs;
-typedef struct {
-  const char *name;
-  mode_t      mode;
-  /* Value files: the whole content, generated on read from offset 0. */
-  void      (*show)(CtlFs *fs, CtlObject *obj, GString *out);
-  /* Stream files (logs): append-only, read at any offset. */
-  gboolean    stream;
-  /* Writable files: asynchronous, DONE answers the write. */
-  void      (*store)(CtlFs *fs, CtlObject *obj, const char *buf, gsize len, gint64 offset,
-                     const CtlCaller *who, CtlCommandDone done, gpointer user_data);
-} CtlNode;
+typedef CtlAttr CtlNode;
 
-#define CTL_MAX_NODES 15
-
-/* OBJ's files: by its kind, and for a runtime's resources by the runtime's
- * backend (a lifecycle flow has a `mode` file). */
+/* OBJ's files, COUNT of them. */
 const CtlNode *ctl_nodes(CtlFs *fs, CtlObject *obj, guint *count);
-/* How a directory's children come to be: only from the model (feedback,
- * other hosts), by mkdir (declare access), or by creating a file (a command). */
-typedef enum { CTL_CHILDREN_NONE, CTL_CHILDREN_MKDIR, CTL_CHILDREN_CREATE } CtlChildren;
-CtlChildren    ctl_node_children(CtlObject *dir);
+/* How a directory's children come to be. */
+CtlChildren    ctl_node_children(CtlFs *fs, CtlObject *dir);
 const CtlNode *ctl_node_find(CtlFs *fs, CtlObject *obj, const char *name, guint *slot);
 /* The node of inode (OBJ, SLOT): its SLOT-th file, or for slot 0 the node an
- * object that is itself a file has (a module's option); NULL: a directory. */
+ * object that is itself a file has (CtlType.self); NULL: a directory. */
 const CtlNode *ctl_node_at(CtlFs *fs, CtlObject *obj, guint slot);
 /* The name a node's file has: its own, or OBJ's when OBJ is the file. */
 const char    *ctl_node_name(const CtlNode *node, CtlObject *obj);

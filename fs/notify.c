@@ -153,12 +153,25 @@ mark(CtlNotify *n, CtlObject *obj, const char *name)
   mark_file(n, obj, name, TRUE);
 }
 
+/* The files whose rows say which changes touch them (CtlAttr.wakes). A
+ * settings change comes only from a write to its file, which raises
+ * IN_MODIFY by itself: no kick for that. */
+static void
+wake_declared(CtlNotify *n, CtlObject *obj, CtlChange what)
+{
+  guint count;
+  const CtlNode *nodes = ctl_nodes(n->fs, obj, &count);
+  for (guint i = 0; i < count; i++)
+    if (nodes[i].wakes & what)
+      mark_ino(n, ctl_ino(obj, i + 1), (nodes[i].wakes & what & ~CTL_CHANGE_SETTINGS) != 0);
+}
+
 /* Which files a change touches. A log line lands in three streams. */
 static void
 on_change(CtlObject *obj, CtlChange what, gpointer data)
 {
   CtlNotify *n = data;
-  CtlObject *rt = ctl_model_group_of(obj);   /* a runtime or a module */
+  CtlObject *rt = ctl_model_group_of(obj);   /* the group whose status counts it */
   /* A write to `state` raises IN_MODIFY by itself; a change from another host
    * needs the kick. */
   if (what & CTL_CHANGE_DESIRED)
@@ -170,8 +183,7 @@ on_change(CtlObject *obj, CtlChange what, gpointer data)
   }
   if (what & (CTL_CHANGE_STATE | CTL_CHANGE_DESIRED | CTL_CHANGE_OBSERVED))
     mark(n, obj, "status");
-  if (what & CTL_CHANGE_STATE)
-    mark(n, obj, "scale");   /* a module's: set once the CLI is done (queued mode) */
+  wake_declared(n, obj, what);
   if ((what & CTL_CHANGE_STATE) && ctl_node_at(n->fs, obj, 0))
     mark_ino(n, ctl_ino(obj, 0), TRUE);   /* the option's value, likewise */
   if (what & CTL_CHANGE_LOG) {
@@ -182,9 +194,6 @@ on_change(CtlObject *obj, CtlChange what, gpointer data)
   }
   if (what & CTL_CHANGE_CHILDREN)
     mark(n, obj, "status");
-  /* Settings change only by a write to their file, which raises IN_MODIFY. */
-  if (what & CTL_CHANGE_SETTINGS)
-    mark_file(n, obj, "mode", FALSE);
 }
 
 CtlNotify *

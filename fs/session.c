@@ -13,7 +13,7 @@
 G_DEFINE_QUARK(ctl-fs-error-quark, ctl_fs_error)
 #define CTL_FS_ERROR (ctl_fs_error_quark())
 
-/* Requests handled per wakeup before other sources (Kafka) get their turn. */
+/* Requests handled per wakeup before other sources (the bus) get their turn. */
 #define REQUESTS_PER_WAKEUP 64
 
 static void

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <string.h>
 
-#include "backend-rama.h"
 
 /* The kernel may cache entries and attributes for a second: a mkdir/rmdir it
  * sees itself, and every change the daemon makes to a file invalidates that
@@ -49,7 +48,7 @@ ctl_fs_stat(CtlFs *fs, CtlObject *obj, guint slot, struct stat *st)
   CtlObject *rt = ctl_model_runtime_of(obj);
   if (!node) {
     /* mkdir declares (declare access); creating a file is a command */
-    CtlChildren how = ctl_node_children(obj);
+    CtlChildren how = ctl_node_children(fs, obj);
     CtlAccess write = how == CTL_CHILDREN_MKDIR ? CTL_ACCESS_DECLARE
                       : how == CTL_CHILDREN_CREATE ? CTL_ACCESS_COMMAND : CTL_ACCESS_COUNT;
     st->st_mode = S_IFDIR | ctl_policy_mode(policy, rt ? rt->name : NULL, CTL_ACCESS_READ,
@@ -67,7 +66,7 @@ ctl_fs_stat(CtlFs *fs, CtlObject *obj, guint slot, struct stat *st)
   } else {
     /* Value files are small: their size is their current text. */
     GString *text = g_string_new(NULL);
-    node->show(fs, obj, text);
+    node->show(fs->engine, obj, text);
     st->st_size = text->len;
     g_string_free(text, TRUE);
   }
@@ -295,37 +294,31 @@ reply_when_committed_fi(CtlFs *fs, fuse_req_t req, CtlObject *obj, struct fuse_f
   ctl_engine_after_commit(fs->engine, dir_committed, r);
 }
 
+/* Directory operations: core/ authorises and acts, fs/ replies once that
+ * is committed. */
 static void
-reply_when_committed(CtlFs *fs, fuse_req_t req, CtlObject *obj)
+reply_dir_op(CtlFs *fs, fuse_req_t req, CtlCaller *who, int err, CtlObject *obj,
+             struct fuse_file_info *fi)
 {
-  reply_when_committed_fi(fs, req, obj, NULL);
+  ctl_caller_clear(who);
+  if (err)
+    fuse_reply_err(req, err);
+  else
+    reply_when_committed_fi(fs, req, obj, fi);
 }
 
 static void
 op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
   CtlFs *fs = fuse_req_userdata(req);
-  guint slot;
   CtlObject *dir = ctl_fs_dir(fs, req, parent);
   if (!dir)
     return;
-  if (ctl_node_find(fs, dir, name, &slot)) {
-    fuse_reply_err(req, EEXIST);
-    return;
-  }
   CtlCaller who;
   ctl_fs_caller(fs, req, &who);
   CtlObject *obj = NULL;
-  int err = ctl_engine_authorize(fs->engine, CTL_ACCESS_DECLARE, dir, "mkdir", name, &who);
-  if (!err) {
-    ctl_caller_resolve(&who);
-    err = ctl_engine_mkdir(fs->engine, dir, name, &who, &obj);
-  }
-  ctl_caller_clear(&who);
-  if (err)
-    fuse_reply_err(req, err);
-  else
-    reply_when_committed(fs, req, obj);
+  int err = ctl_engine_mkdir(fs->engine, dir, name, &who, &obj);
+  reply_dir_op(fs, req, &who, err, obj, NULL);
 }
 
 static void
@@ -341,16 +334,8 @@ op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
   }
   CtlCaller who;
   ctl_fs_caller(fs, req, &who);
-  int err = ctl_engine_authorize(fs->engine, CTL_ACCESS_DECLARE, dir, "rmdir", name, &who);
-  if (!err) {
-    ctl_caller_resolve(&who);
-    err = ctl_engine_rmdir(fs->engine, obj, &who);
-  }
-  ctl_caller_clear(&who);
-  if (err)
-    fuse_reply_err(req, err);
-  else
-    reply_when_committed(fs, req, NULL);
+  int err = ctl_engine_rmdir(fs->engine, obj, &who);
+  reply_dir_op(fs, req, &who, err, NULL, NULL);
 }
 
 /* The kernel forgets inodes it evicted; an inode it does not know cannot be
@@ -373,8 +358,8 @@ op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 }
 
 /* Files and objects are the daemon's: nothing is created, linked or renamed,
- * except a module's options: a file created in options/ declares one, unlink
- * forgets it (Rama has no unset: nothing is run). */
+ * except in a directory whose children come by create (its type says so):
+ * a file created there declares one, unlink forgets it. */
 static void
 op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
@@ -382,31 +367,21 @@ op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
   guint slot;
   CtlObject *dir = ctl_ino_object(fs, parent, &slot);
   CtlObject *obj = dir && slot == 0 ? ctl_model_child(dir, name) : NULL;
-  if (!obj || !ctl_node_at(fs, obj, 0) || ctl_node_children(dir) != CTL_CHILDREN_CREATE) {
+  if (!obj || !ctl_node_at(fs, obj, 0)) {
     fuse_reply_err(req, obj || (dir && slot == 0 && ctl_node_find(fs, dir, name, &slot))
                         ? EPERM : ENOENT);
     return;
   }
   CtlCaller who;
   ctl_fs_caller(fs, req, &who);
-  int err = ctl_engine_authorize(fs->engine, CTL_ACCESS_COMMAND, dir->parent, "unlink", name,
-                                 &who);
-  if (!err) {
-    ctl_caller_resolve(&who);
-    err = ctl_engine_rmdir(fs->engine, obj, &who);
-  }
-  ctl_caller_clear(&who);
-  if (err)
-    fuse_reply_err(req, err);
-  else
-    reply_when_committed(fs, req, NULL);
+  int err = ctl_engine_unlink(fs->engine, obj, &who);
+  reply_dir_op(fs, req, &who, err, NULL, NULL);
 }
 
-/* A new file in a module's options/ (create, or mknod of a regular file);
- * FI set: open it too. */
+/* A new regular file (create, or mknod); FI set: open it too. */
 static void
-declare_option(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-               struct fuse_file_info *fi)
+create_file(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+            struct fuse_file_info *fi)
 {
   CtlFs *fs = fuse_req_userdata(req);
   guint slot;
@@ -415,7 +390,7 @@ declare_option(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
     fuse_reply_err(req, dir ? ENOTDIR : ENOENT);
     return;
   }
-  if (ctl_node_children(dir) != CTL_CHILDREN_CREATE || !S_ISREG(mode)) {
+  if (!S_ISREG(mode)) {
     fuse_reply_err(req, ctl_model_child(dir, name) || ctl_node_find(fs, dir, name, &slot)
                         ? EEXIST : EPERM);
     return;
@@ -423,24 +398,15 @@ declare_option(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
   CtlCaller who;
   ctl_fs_caller(fs, req, &who);
   CtlObject *obj = NULL;
-  int err = ctl_engine_authorize(fs->engine, CTL_ACCESS_COMMAND, dir->parent, "create", name,
-                                 &who);
-  if (!err) {
-    ctl_caller_resolve(&who);
-    err = ctl_rama_declare_option(fs->engine, dir, name, &who, &obj);
-  }
-  ctl_caller_clear(&who);
-  if (err)
-    fuse_reply_err(req, err);
-  else
-    reply_when_committed_fi(fs, req, obj, fi);
+  int err = ctl_engine_create(fs->engine, dir, name, &who, &obj);
+  reply_dir_op(fs, req, &who, err, obj, fi);
 }
 
 static void
 op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
           struct fuse_file_info *fi)
 {
-  declare_option(req, parent, name, mode, fi);
+  create_file(req, parent, name, mode, fi);
 }
 
 static void
@@ -453,7 +419,7 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newpar
 static void
 op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-  declare_option(req, parent, name, mode, NULL);
+  create_file(req, parent, name, mode, NULL);
 }
 
 static void

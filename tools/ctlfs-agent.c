@@ -6,7 +6,7 @@
  * initial feedback is delivered; everything else is logged on stderr. */
 #define G_LOG_DOMAIN "ctlfs-agent"
 #include "agent-flow.h"
-#include "command.h"
+#include "verb.h"
 #include "dialect-mia.h"
 #include "message.h"
 #include "name.h"

@@ -88,7 +88,7 @@ conf_set(rd_kafka_conf_t *conf, const char *key, const char *value)
   return FALSE;
 }
 
-/* The settings ctlfs's producer uses (core/bus.c), which decide the round
+/* The settings ctlfs's producer uses (core/base/bus.c), which decide the round
  * trip: an idempotent producer that waits for all replicas and sends each
  * message at once, without Nagle holding it back. */
 static rd_kafka_t *

@@ -16,6 +16,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "backend.h"
 #include "engine.h"
 #include "fs.h"
 #include "mockbroker.h"
@@ -230,6 +231,8 @@ build_config(Options *o, CtlConfig *cfg)
   while (g_hash_table_iter_next(&it, &key, &value))
     if (strcmp(key, "config") != 0 && !ctl_config_set(cfg, key, value, &error))
       die_usage("%s", error->message);
+  if (!ctl_backends_check(cfg, &error))
+    die_usage("%s", error->message);
   if (!cfg->db_path) {
     cfg->db_path = default_db();
     char *dir = g_path_get_dirname(cfg->db_path);

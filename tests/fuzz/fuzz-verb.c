@@ -1,7 +1,7 @@
-/* libFuzzer target: ctl_verb_parse() (core/command.h), the parser of the value
+/* libFuzzer target: ctl_verb_parse() (core/base/verb.h), the parser of the value
  * a user writes to a `state` file. Input: any bytes, NULs included, not
  * NUL-terminated (the daemon passes at most 64; the parser must not care). */
-#include "command.h"
+#include "verb.h"
 #include "fuzz.h"
 
 static const char *const known_verbs[] = { "pause", "resume", "start", "stop" };

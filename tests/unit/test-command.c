@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "caller.h"
-#include "command.h"
+#include "verb.h"
 #include "model.h"
 
 static void

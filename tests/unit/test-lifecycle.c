@@ -15,31 +15,39 @@
 static void
 test_backend_verbs(void)
 {
+  const CtlBackend *lifecycle = ctl_backend_for("lifecycle", "ctlfs");
+  const CtlBackend *kafka = ctl_backend_for("kafka", "ctlfs");
+  g_assert_nonnull(lifecycle);
+  g_assert_nonnull(kafka);
+  g_assert_null(ctl_backend_for("lifecycle", "klingon"));
   const char *all[] = { "pause", "resume", "start", "stop" };
   for (gsize i = 0; i < G_N_ELEMENTS(all); i++)
-    g_assert_true(ctl_backend_takes(CTL_BACKEND_LIFECYCLE, all[i]));
-  g_assert_true(ctl_backend_takes(CTL_BACKEND_KAFKA, "pause"));
-  g_assert_true(ctl_backend_takes(CTL_BACKEND_KAFKA, "resume"));
-  g_assert_false(ctl_backend_takes(CTL_BACKEND_KAFKA, "start"));
-  g_assert_false(ctl_backend_takes(CTL_BACKEND_KAFKA, "stop"));
-  g_assert_false(ctl_backend_takes(CTL_BACKEND_LIFECYCLE, "restart"));
-  g_assert_false(ctl_backend_takes(CTL_BACKEND_LIFECYCLE, NULL));
-  g_assert_cmpstr(ctl_backend_verbs(CTL_BACKEND_KAFKA), ==, "pause, resume");
+    g_assert_true(ctl_backend_takes(lifecycle, all[i]));
+  g_assert_true(ctl_backend_takes(kafka, "pause"));
+  g_assert_true(ctl_backend_takes(kafka, "resume"));
+  g_assert_false(ctl_backend_takes(kafka, "start"));
+  g_assert_false(ctl_backend_takes(kafka, "stop"));
+  g_assert_false(ctl_backend_takes(lifecycle, "restart"));
+  g_assert_false(ctl_backend_takes(lifecycle, NULL));
+  char *verbs = ctl_backend_verbs_text(kafka);
+  g_assert_cmpstr(verbs, ==, "pause, resume");
+  g_free(verbs);
 }
 
 static void
 test_underway(void)
 {
-  g_assert_true(ctl_verb_underway("start", "starting"));
-  g_assert_true(ctl_verb_underway("stop", "stopping"));
-  g_assert_true(ctl_verb_underway("pause", "pausing"));
-  g_assert_true(ctl_verb_underway("resume", "resuming"));
+  const CtlBackend *lifecycle = ctl_backend_for("lifecycle", "ctlfs");
+  g_assert_true(ctl_backend_underway(lifecycle, "start", "starting"));
+  g_assert_true(ctl_backend_underway(lifecycle, "stop", "stopping"));
+  g_assert_true(ctl_backend_underway(lifecycle, "pause", "pausing"));
+  g_assert_true(ctl_backend_underway(lifecycle, "resume", "resuming"));
   /* arrived, or somewhere else: the command settles */
-  g_assert_false(ctl_verb_underway("start", "running"));
-  g_assert_false(ctl_verb_underway("start", "stopping"));
-  g_assert_false(ctl_verb_underway("stop", "starting"));
-  g_assert_false(ctl_verb_underway("pause", "sleeping"));
-  g_assert_false(ctl_verb_underway(NULL, "starting"));
+  g_assert_false(ctl_backend_underway(lifecycle, "start", "running"));
+  g_assert_false(ctl_backend_underway(lifecycle, "start", "stopping"));
+  g_assert_false(ctl_backend_underway(lifecycle, "stop", "starting"));
+  g_assert_false(ctl_backend_underway(lifecycle, "pause", "sleeping"));
+  g_assert_false(ctl_backend_underway(lifecycle, NULL, "starting"));
 }
 
 static void

@@ -1,0 +1,448 @@
+#include "config.h"
+
+#include <grp.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "name.h"
+
+static const char *const keys[] = {
+  "brokers", "db", "topic-prefix", "write-mode", "ack-timeout-ms", "stale-after-ms",
+  "admin-group", "discover-max", "backend", "dialect", "expire-after-ms", "expire",
+  "rama-cli", "rama-timeout-ms", "rama-refresh-ms", NULL,
+};
+
+#define ACCESS_GROUP "access"
+
+static void
+runtime_config_clear(CtlRuntimeConfig *rc)
+{
+  g_free(rc->backend);
+  g_free(rc->dialect);
+}
+
+static void
+runtime_config_free(gpointer rc)
+{
+  runtime_config_clear(rc);
+  g_free(rc);
+}
+
+void
+ctl_config_init(CtlConfig *cfg)
+{
+  memset(cfg, 0, sizeof *cfg);
+  cfg->topic_prefix = g_strdup("ctlfs");
+  cfg->write_mode = CTL_WRITE_DURABLE;
+  cfg->ack_timeout_ms = 5000;
+  cfg->stale_after_ms = 10000;
+  cfg->discover_max = 10000;
+  cfg->runtime_default.backend = g_strdup("kafka");
+  cfg->runtime_default.dialect = g_strdup("ctlfs");
+  cfg->runtimes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, runtime_config_free);
+  cfg->rama_cli = g_strdup("rama");
+  cfg->rama_timeout_ms = 30000;
+  cfg->rama_refresh_ms = 10000;
+  cfg->owner_uid = geteuid();
+  cfg->policy = ctl_policy_new(cfg->owner_uid);
+}
+
+void
+ctl_config_clear(CtlConfig *cfg)
+{
+  g_free(cfg->brokers);
+  g_free(cfg->db_path);
+  g_free(cfg->topic_prefix);
+  g_free(cfg->rama_cli);
+  runtime_config_clear(&cfg->runtime_default);
+  if (cfg->runtimes)
+    g_hash_table_unref(cfg->runtimes);
+  ctl_policy_unref(cfg->policy);
+  memset(cfg, 0, sizeof *cfg);
+}
+
+void
+ctl_config_copy(CtlConfig *dst, const CtlConfig *src)
+{
+  *dst = *src;
+  dst->brokers = g_strdup(src->brokers);
+  dst->db_path = g_strdup(src->db_path);
+  dst->topic_prefix = g_strdup(src->topic_prefix);
+  dst->rama_cli = g_strdup(src->rama_cli);
+  dst->runtime_default.backend = g_strdup(src->runtime_default.backend);
+  dst->runtime_default.dialect = g_strdup(src->runtime_default.dialect);
+  dst->runtimes = g_hash_table_ref(src->runtimes);   /* never changed once parsed */
+  dst->policy = ctl_policy_ref(src->policy);
+}
+
+/* A [runtime RT] key not given (-1) follows [ctlfs] and the command line. */
+const char *
+ctl_config_backend(const CtlConfig *cfg, const char *runtime)
+{
+  const CtlRuntimeConfig *rc = runtime ? g_hash_table_lookup(cfg->runtimes, runtime) : NULL;
+  return rc && rc->backend ? rc->backend : cfg->runtime_default.backend;
+}
+
+const char *
+ctl_config_dialect(const CtlConfig *cfg, const char *runtime)
+{
+  const CtlRuntimeConfig *rc = runtime ? g_hash_table_lookup(cfg->runtimes, runtime) : NULL;
+  return rc && rc->dialect ? rc->dialect : cfg->runtime_default.dialect;
+}
+
+const char *
+ctl_config_key(const char *key)
+{
+  char *k = g_strdelimit(g_strdup(key), "_", '-');
+  const char *found = NULL;
+  for (int i = 0; keys[i] && !found; i++)
+    if (strcmp(k, keys[i]) == 0)
+      found = keys[i];
+  g_free(k);
+  return found;
+}
+
+static gboolean G_GNUC_PRINTF(4, 5)
+bad_value(GError **error, const char *key, const char *value, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  char *why = g_strdup_vprintf(fmt, ap);
+  va_end(ap);
+  char *shown = g_strescape(value, NULL);
+  g_set_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+              "invalid value for %s: '%s' (%s)", key, shown, why);
+  g_free(shown);
+  g_free(why);
+  return FALSE;
+}
+
+static gboolean
+set_int(int *out, const char *key, const char *value, GError **error)
+{
+  gint64 n;
+  if (!g_ascii_string_to_signed(value, 10, 1, G_MAXINT, &n, NULL))
+    return bad_value(error, key, value, "expected an integer >= 1");
+  *out = (int) n;
+  return TRUE;
+}
+
+/* backend= and dialect= name a registered backend (core/backends/); which
+ * names exist is checked once the whole configuration is read
+ * (ctl_backends_check), so this layer names none of them. */
+static gboolean
+set_name(char **out, const char *key, const char *value, GError **error)
+{
+  if (!ctl_name_valid(value))
+    return bad_value(error, key, value, "expected a backend's name");
+  g_free(*out);
+  *out = g_strdup(value);
+  return TRUE;
+}
+
+static gboolean
+valid_prefix(const char *s)
+{
+  static const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-";
+  return *s && strlen(s) <= 128 && strspn(s, ok) == strlen(s);
+}
+
+/* --admin-group: its members may command and declare, beside what [access]
+ * says (declare follows command unless set on its own). */
+static gboolean
+set_admin_group(CtlConfig *cfg, const char *value, GError **error)
+{
+  struct group gr, *found = NULL;
+  char buf[4096];
+  if (!*value || getgrnam_r(value, &gr, buf, sizeof buf, &found) != 0 || !found)
+    return bad_value(error, "admin-group", value, "no such group");
+  ctl_policy_add_group(cfg->policy, CTL_ACCESS_COMMAND, found->gr_gid, value);
+  ctl_policy_add_group(cfg->policy, CTL_ACCESS_DECLARE, found->gr_gid, value);
+  return TRUE;
+}
+
+gboolean
+ctl_config_set(CtlConfig *cfg, const char *key, const char *value, GError **error)
+{
+  const char *k = ctl_config_key(key);
+  if (!k) {
+    g_set_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND, "unknown setting '%s'", key);
+    return FALSE;
+  }
+  if (!g_utf8_validate(value, -1, NULL))
+    return bad_value(error, k, value, "not UTF-8");
+  if (strcmp(k, "brokers") == 0) {
+    if (!*value)
+      return bad_value(error, k, value, "expected HOST:PORT,...");
+    g_free(cfg->brokers);
+    cfg->brokers = g_strdup(value);
+  } else if (strcmp(k, "db") == 0) {
+    if (!*value)
+      return bad_value(error, k, value, "expected a path");
+    g_free(cfg->db_path);
+    cfg->db_path = g_strdup(value);
+  } else if (strcmp(k, "topic-prefix") == 0) {
+    if (!valid_prefix(value))
+      return bad_value(error, k, value, "letters, digits, '.', '_', '-'");
+    g_free(cfg->topic_prefix);
+    cfg->topic_prefix = g_strdup(value);
+  } else if (strcmp(k, "write-mode") == 0) {
+    if (strcmp(value, "durable") == 0)
+      cfg->write_mode = CTL_WRITE_DURABLE;
+    else if (strcmp(value, "queued") == 0)
+      cfg->write_mode = CTL_WRITE_QUEUED;
+    else
+      return bad_value(error, k, value, "expected durable or queued");
+  } else if (strcmp(k, "ack-timeout-ms") == 0) {
+    return set_int(&cfg->ack_timeout_ms, k, value, error);
+  } else if (strcmp(k, "stale-after-ms") == 0) {
+    return set_int(&cfg->stale_after_ms, k, value, error);
+  } else if (strcmp(k, "discover-max") == 0) {
+    return set_int(&cfg->discover_max, k, value, error);
+  } else if (strcmp(k, "admin-group") == 0) {
+    return set_admin_group(cfg, value, error);
+  } else if (strcmp(k, "backend") == 0) {
+    return set_name(&cfg->runtime_default.backend, k, value, error);
+  } else if (strcmp(k, "dialect") == 0) {
+    return set_name(&cfg->runtime_default.dialect, k, value, error);
+  } else if (strcmp(k, "expire-after-ms") == 0) {
+    gint64 n;
+    if (!g_ascii_string_to_signed(value, 10, 0, G_MAXINT, &n, NULL))
+      return bad_value(error, k, value, "expected an integer >= 0 (0: never)");
+    cfg->expire_after_ms = (int) n;
+  } else if (strcmp(k, "expire") == 0) {
+    if (strcmp(value, "mark") == 0)
+      cfg->expire_remove = FALSE;
+    else if (strcmp(value, "remove") == 0)
+      cfg->expire_remove = TRUE;
+    else
+      return bad_value(error, k, value, "expected mark or remove");
+  } else if (strcmp(k, "rama-cli") == 0) {
+    if (!*value)
+      return bad_value(error, k, value, "expected a program name or path");
+    g_free(cfg->rama_cli);
+    cfg->rama_cli = g_strdup(value);
+  } else if (strcmp(k, "rama-timeout-ms") == 0) {
+    return set_int(&cfg->rama_timeout_ms, k, value, error);
+  } else if (strcmp(k, "rama-refresh-ms") == 0) {
+    gint64 n;
+    if (!g_ascii_string_to_signed(value, 10, 0, G_MAXINT, &n, NULL))
+      return bad_value(error, k, value, "expected an integer >= 0 (0: never)");
+    cfg->rama_refresh_ms = (int) n;
+  }
+  return TRUE;
+}
+
+/* TEXT with each control character written \xHH. A config error echoes bytes
+ * of the file (a group, a key, a principal, GKeyFile's quote of a bad line);
+ * a newline or carriage return among them would break the one-line error. */
+static char *
+one_line(const char *text)
+{
+  GString *out = g_string_new(NULL);
+  for (const char *p = text; *p; p++) {
+    guchar c = (guchar) *p;
+    if (c < 0x20 || c == 0x7f)
+      g_string_append_printf(out, "\\x%02x", c);
+    else
+      g_string_append_c(out, (char) c);
+  }
+  return g_string_free(out, FALSE);
+}
+
+static gboolean G_GNUC_PRINTF(3, 4)
+file_error(GError **error, const char *origin, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  char *what = g_strdup_vprintf(fmt, ap);
+  va_end(ap);
+  char *shown = one_line(what);
+  g_set_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE, "config %s: %s", origin, shown);
+  g_free(shown);
+  g_free(what);
+  return FALSE;
+}
+
+static gboolean
+parse_settings(CtlConfig *cfg, GKeyFile *kf, const char *origin, GError **error)
+{
+  gsize n = 0;
+  char **names = g_key_file_get_keys(kf, "ctlfs", &n, NULL);
+  gboolean ok = TRUE;
+  for (gsize i = 0; ok && i < n; i++) {
+    GError *local = NULL;
+    /* On a bad escape GKeyFile returns the value so far AND an error: the
+     * error decides, never the truncated value. */
+    char *value = g_key_file_get_string(kf, "ctlfs", names[i], &local);
+    if (!ctl_config_key(names[i]))
+      ok = file_error(error, origin, "unknown key '%s' in [ctlfs]", names[i]);
+    else if (local)
+      ok = file_error(error, origin, "[ctlfs] %s: %s", names[i], local->message);
+    else if (!ctl_config_set(cfg, names[i], value, &local))
+      ok = file_error(error, origin, "[ctlfs] %s", local->message);
+    g_clear_error(&local);
+    g_free(value);
+  }
+  g_strfreev(names);
+  return ok;
+}
+
+/* [access] or [access RUNTIME]: each key is an access, each value a list. */
+static gboolean
+parse_access(CtlConfig *cfg, GKeyFile *kf, const char *group, const char *runtime,
+             const char *origin, GError **error)
+{
+  if (runtime && !ctl_name_valid(runtime))
+    return file_error(error, origin, "[%s]: '%s' is not a valid runtime name", group, runtime);
+  gsize n = 0;
+  char **names = g_key_file_get_keys(kf, group, &n, NULL);
+  gboolean ok = TRUE;
+  for (gsize i = 0; ok && i < n; i++) {
+    CtlAccess a;
+    if (!ctl_access_from_name(names[i], &a)) {
+      ok = file_error(error, origin, "unknown key '%s' in [%s] (read, command, declare)",
+                      names[i], group);
+      break;
+    }
+    GError *local = NULL;
+    char *value = g_key_file_get_string(kf, group, names[i], &local);
+    if (!local) {   /* see parse_settings(): an error may come with a value */
+      char **list = g_strsplit_set(value, ";,", -1);
+      ok = ctl_policy_set(cfg->policy, runtime, a, (const char *const *) list,
+                          g_strv_length(list), &local);
+      g_strfreev(list);
+    } else {
+      ok = FALSE;
+    }
+    if (!ok)
+      file_error(error, origin, "[%s] %s: %s", group, names[i], local->message);
+    g_clear_error(&local);
+    g_free(value);
+  }
+  g_strfreev(names);
+  return ok;
+}
+
+/* Reads each key of GROUP in turn; FN checks and applies one. */
+typedef gboolean (*KeyFn)(CtlConfig *cfg, const char *group, const char *key, const char *value,
+                          gpointer data, GError **error);
+
+static gboolean
+parse_keys(CtlConfig *cfg, GKeyFile *kf, const char *group, const char *origin, KeyFn fn,
+           gpointer data, GError **error)
+{
+  gsize n = 0;
+  char **names = g_key_file_get_keys(kf, group, &n, NULL);
+  gboolean ok = TRUE;
+  for (gsize i = 0; ok && i < n; i++) {
+    GError *local = NULL;
+    char *value = g_key_file_get_string(kf, group, names[i], &local);
+    if (local)   /* see parse_settings(): an error may come with a value */
+      ok = file_error(error, origin, "[%s] %s: %s", group, names[i], local->message);
+    else if (!fn(cfg, group, names[i], value, data, &local))
+      ok = file_error(error, origin, "[%s] %s", group, local->message);
+    g_clear_error(&local);
+    g_free(value);
+  }
+  g_strfreev(names);
+  return ok;
+}
+
+static gboolean
+unknown_key(GError **error, const char *group, const char *key, const char *known)
+{
+  g_set_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+              "unknown key '%s' (%s)", key, known);
+  return FALSE;
+}
+
+/* [rama]: cli, timeout-ms, refresh-ms (also rama-cli, ... in [ctlfs]). */
+static gboolean
+rama_key(CtlConfig *cfg, const char *group, const char *key, const char *value, gpointer data,
+         GError **error)
+{
+  if (strcmp(key, "cli") == 0)
+    return ctl_config_set(cfg, "rama-cli", value, error);
+  if (strcmp(key, "timeout-ms") == 0 || strcmp(key, "timeout_ms") == 0)
+    return ctl_config_set(cfg, "rama-timeout-ms", value, error);
+  if (strcmp(key, "refresh-ms") == 0 || strcmp(key, "refresh_ms") == 0)
+    return ctl_config_set(cfg, "rama-refresh-ms", value, error);
+  return unknown_key(error, group, key, "cli, timeout-ms, refresh-ms");
+}
+
+/* [runtime RT]: backend, dialect; the rest as in [ctlfs]. */
+static gboolean
+runtime_key(CtlConfig *cfg, const char *group, const char *key, const char *value, gpointer data,
+            GError **error)
+{
+  CtlRuntimeConfig *rc = data;
+  if (strcmp(key, "backend") == 0)
+    return set_name(&rc->backend, key, value, error);
+  if (strcmp(key, "dialect") == 0)
+    return set_name(&rc->dialect, key, value, error);
+  return unknown_key(error, group, key, "backend, dialect");
+}
+
+static gboolean
+parse_runtime(CtlConfig *cfg, GKeyFile *kf, const char *group, const char *runtime,
+              const char *origin, GError **error)
+{
+  if (!ctl_name_valid(runtime))
+    return file_error(error, origin, "[%s]: '%s' is not a valid runtime name", group, runtime);
+  /* Keys not given follow [ctlfs], wherever in the file that group is. */
+  CtlRuntimeConfig *rc = g_new0(CtlRuntimeConfig, 1);
+  g_hash_table_replace(cfg->runtimes, g_strdup(runtime), rc);   /* NULLs: [ctlfs]'s */
+  return parse_keys(cfg, kf, group, origin, runtime_key, rc, error);
+}
+
+static gboolean
+parse_group(CtlConfig *cfg, GKeyFile *kf, const char *group, const char *origin, GError **error)
+{
+  if (strcmp(group, "rama") == 0)
+    return parse_keys(cfg, kf, group, origin, rama_key, NULL, error);
+  if (g_str_has_prefix(group, "runtime "))
+    return parse_runtime(cfg, kf, group, group + strlen("runtime "), origin, error);
+  if (strcmp(group, "ctlfs") == 0)
+    return parse_settings(cfg, kf, origin, error);
+  if (strcmp(group, ACCESS_GROUP) == 0)
+    return parse_access(cfg, kf, group, NULL, origin, error);
+  if (g_str_has_prefix(group, ACCESS_GROUP " "))
+    return parse_access(cfg, kf, group, group + strlen(ACCESS_GROUP " "), origin, error);
+  return file_error(error, origin,
+                    "unknown group [%s] (ctlfs, access, access RUNTIME, runtime RUNTIME, rama)",
+                    group);
+}
+
+gboolean
+ctl_config_parse(CtlConfig *cfg, const char *data, gsize len, const char *origin, GError **error)
+{
+  GKeyFile *kf = g_key_file_new();
+  GError *local = NULL;
+  gboolean ok = g_key_file_load_from_data(kf, data, len, G_KEY_FILE_NONE, &local);
+  if (!ok)
+    file_error(error, origin, "%s", local->message);
+  g_clear_error(&local);
+  char **groups = ok ? g_key_file_get_groups(kf, NULL) : NULL;
+  for (int i = 0; ok && groups[i]; i++)
+    ok = parse_group(cfg, kf, groups[i], origin, error);
+  g_strfreev(groups);
+  g_key_file_free(kf);
+  return ok;
+}
+
+gboolean
+ctl_config_load(CtlConfig *cfg, const char *path, GError **error)
+{
+  char *data = NULL;
+  gsize len = 0;
+  GError *local = NULL;
+  if (!g_file_get_contents(path, &data, &len, &local)) {
+    g_set_error(error, G_FILE_ERROR, local->code, "cannot read config %s: %s", path, local->message);
+    g_error_free(local);
+    return FALSE;
+  }
+  gboolean ok = ctl_config_parse(cfg, data, len, path, error);
+  g_free(data);
+  return ok;
+}

@@ -1,0 +1,60 @@
+/* The daemon's settings: defaults, the config file (GKeyFile) and single
+ * settings by name (command line, -o key=value). One parser for all three, so
+ * that every way of saying a setting is checked the same way. */
+#pragma once
+#include <glib.h>
+#include <sys/types.h>
+
+#include "policy.h"
+
+typedef enum { CTL_WRITE_DURABLE, CTL_WRITE_QUEUED } CtlWriteMode;
+
+/* Per-runtime settings ([runtime RT] in the config file). */
+typedef struct {
+  char *backend;   /* a registered backend (core/backends/registry.c): kafka, lifecycle */
+  char *dialect;   /* the shape of its Kafka messages: ctlfs, mia */
+} CtlRuntimeConfig;
+
+typedef struct {
+  char        *brokers;         /* NULL: embedded broker */
+  char        *db_path;         /* NULL until set: the caller picks the default */
+  char        *topic_prefix;    /* "ctlfs" */
+  CtlWriteMode write_mode;
+  int          ack_timeout_ms;  /* 5000 */
+  int          stale_after_ms;  /* 10000 */
+  int          discover_max;    /* feedback creates resources while a runtime has fewer (10000) */
+  CtlRuntimeConfig runtime_default;  /* [ctlfs] backend, dialect */
+  GHashTable  *runtimes;        /* runtime name -> CtlRuntimeConfig*: [runtime RT] groups */
+  int          expire_after_ms; /* janitor: feedback silent this long -> inactive (0: never) */
+  gboolean     expire_remove;   /* expire=remove: inactive runtimes are cleaned up */
+  char        *rama_cli;        /* [rama] cli: the cluster CLI ("rama": on PATH) */
+  int          rama_timeout_ms; /* [rama] timeout-ms: a CLI call is killed after this */
+  int          rama_refresh_ms; /* [rama] refresh-ms: moduleStatus this often (0: never) */
+  uid_t        owner_uid;       /* the mounting user */
+  CtlPolicy   *policy;          /* never NULL after ctl_config_init() */
+} CtlConfig;
+
+/* Defaults; owner is the effective uid. */
+void     ctl_config_init(CtlConfig *cfg);
+void     ctl_config_clear(CtlConfig *cfg);
+void     ctl_config_copy(CtlConfig *dst, const CtlConfig *src);
+
+/* Runtime RUNTIME's backend and dialect: its [runtime RUNTIME] group, else
+ * [ctlfs] or the command line (--backend, --dialect). */
+const char *ctl_config_backend(const CtlConfig *cfg, const char *runtime);
+const char *ctl_config_dialect(const CtlConfig *cfg, const char *runtime);
+
+/* KEY as in the config file's [ctlfs] group (dashes or underscores). Returns
+ * the canonical name, or NULL when KEY is not a setting. */
+const char *ctl_config_key(const char *key);
+/* One setting from text. FALSE + an error naming the key and the value. */
+gboolean ctl_config_set(CtlConfig *cfg, const char *key, const char *value, GError **error);
+
+/* A config file's text: [ctlfs] settings, [access] and [access RUNTIME] rules
+ * (keys read, command, declare; values are lists of principals separated by
+ * ';' or ','), [runtime RUNTIME] (backend, dialect) and [rama] (cli,
+ * timeout-ms). Unknown groups and keys are errors. ORIGIN names the file in
+ * errors. On failure CFG may hold part of the file: the caller gives up. */
+gboolean ctl_config_parse(CtlConfig *cfg, const char *data, gsize len, const char *origin,
+                          GError **error);
+gboolean ctl_config_load(CtlConfig *cfg, const char *path, GError **error);
