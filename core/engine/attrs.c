@@ -206,6 +206,8 @@ static const CtlType runtimes_type = { .children = CTL_CHILDREN_MKDIR };
 static const CtlType runtime_type = { .attrs = runtime_attrs, .n_attrs = G_N_ELEMENTS(runtime_attrs),
                                       .children = CTL_CHILDREN_MKDIR };
 
+/* state is writable by its owner and the admin group; the daemon checks the
+ * caller itself too (mounts without default_permissions). */
 static const CtlAttr resource_attrs[] = {
   { .name = "state", .mode = S_IFREG | 0664, .show = ctl_attr_show_desired,
     .store = ctl_attr_store_command },
@@ -214,8 +216,6 @@ static const CtlAttr resource_attrs[] = {
   CTL_ATTR_LOG,
 };
 
-/* state is writable by its owner and the admin group; the daemon checks the
- * caller itself too (mounts without default_permissions). */
 static const CtlType resource_type = { .attrs = resource_attrs,
                                        .n_attrs = G_N_ELEMENTS(resource_attrs) };
 

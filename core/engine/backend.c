@@ -144,7 +144,8 @@ ctl_engine_create(CtlEngine *e, CtlObject *dir, const char *name, CtlCaller *who
   if (ctl_engine_type(e, dir)->children != CTL_CHILDREN_CREATE || !b || !b->create)
     return ctl_model_child(dir, name) || ctl_engine_names_a_file(e, dir, name) ? EEXIST : EPERM;
   /* Declaring a file in a directory of settings is a command on its owner. */
-  int err = ctl_engine_authorize_and_resolve(e, CTL_ACCESS_COMMAND, dir->parent, "create", name, who);
+  int err = ctl_engine_authorize_and_resolve(e, CTL_ACCESS_COMMAND, dir->parent, "create", name,
+                                             who);
   return err ? err : b->create(e, dir, name, who, out);
 }
 

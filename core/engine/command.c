@@ -13,9 +13,8 @@
 /* The verbs are the backend's: NULL when OBJ's backend takes VERB, else why
  * not (g_free). */
 static char *
-backend_refuses(CtlEngine *e, CtlObject *obj, const char *verb)
+backend_refuses(const CtlBackend *b, const char *verb)
 {
-  const CtlBackend *b = ctl_engine_backend(e, obj);
   if (ctl_backend_takes(b, verb))
     return NULL;
   char *verbs = ctl_backend_verbs_text(b);
@@ -393,8 +392,8 @@ command_committed(gpointer data, gboolean ok, const char *reason)
 }
 
 static char *
-encode(CtlEngine *e, const char *id, CtlObject *obj, const char *verb, gint64 issued_at,
-       const CtlCaller *who)
+encode(CtlEngine *e, const CtlBackend *b, const char *id, CtlObject *obj, const char *verb,
+       gint64 issued_at, const CtlCaller *who)
 {
   CtlCommandMsg msg = {
     .id = (char *) id,
@@ -408,13 +407,7 @@ encode(CtlEngine *e, const char *id, CtlObject *obj, const char *verb, gint64 is
     .comm = who->comm,
     .host = (char *) who->host,
   };
-  return ctl_engine_backend(e, obj)->command_encode(e, obj, &msg);
-}
-
-static char *
-command_key(CtlEngine *e, CtlObject *obj)
-{
-  return ctl_engine_backend(e, obj)->command_key(e, obj);
+  return b->command_encode(e, obj, &msg);
 }
 
 /* Stores the command, and in queued mode the new desired state with it: once
@@ -476,7 +469,9 @@ ctl_engine_command(CtlEngine *e, CtlObject *obj, const char *input, gsize len, g
     done(EACCES, user_data);
     return;
   }
-  char *unsupported = backend_refuses(e, obj, verb);
+  /* The backend is looked up once per write: every step below is its. */
+  const CtlBackend *b = ctl_engine_backend(e, obj);
+  char *unsupported = backend_refuses(b, verb);
   if (unsupported) {
     ctl_engine_refuse(e, obj, CTL_ACCESS_COMMAND, EOPNOTSUPP, input, len, unsupported, who);
     g_free(unsupported);
@@ -496,14 +491,14 @@ ctl_engine_command(CtlEngine *e, CtlObject *obj, const char *input, gsize len, g
   }
   ctl_model_changed(e->model, obj, CTL_CHANGE_STATE);
   CtlInflight *inf = inflight_new(e, obj, id, verb, who);
-  char *value = encode(e, id, obj, verb, now, who);
+  char *value = encode(e, b, id, obj, verb, now, who);
   if (e->cfg.write_mode == CTL_WRITE_DURABLE) {
     inf->done = done;
     inf->user_data = user_data;
     inf->timer = g_timeout_add(e->cfg.ack_timeout_ms, on_ack_timeout, inf);
   }
   inf->topic = g_strdup(obj->parent->command_topic);
-  inf->key = command_key(e, obj);
+  inf->key = b->command_key(e, obj);
   inf->value = value;
   ctl_store_after_commit(e->store, command_committed, inf);
   if (e->cfg.write_mode == CTL_WRITE_QUEUED)
@@ -812,9 +807,10 @@ resend_queued(CtlEngine *e, GPtrArray *rows)
       continue;
     CtlCaller who = { .uid = s->uid, .pid = s->pid, .user = s->user, .comm = s->comm,
                       .host = s->host };
-    char *value = encode(e, s->id, obj, s->verb, s->issued_at, &who);
+    const CtlBackend *b = ctl_engine_backend(e, obj);
+    char *value = encode(e, b, s->id, obj, s->verb, s->issued_at, &who);
     CtlInflight *inf = inflight_new(e, obj, s->id, s->verb, &who);
-    char *key = command_key(e, obj);
+    char *key = b->command_key(e, obj);
     publish(e, inf, obj->parent->command_topic, key, value);
     g_free(key);
     g_free(value);

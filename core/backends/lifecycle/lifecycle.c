@@ -129,7 +129,7 @@ refuse(CtlEngine *e, CtlObject *flow, int err, const char *input, gsize len, con
 
 static void
 store_mode_file(CtlEngine *e, CtlObject *flow, const char *input, gsize len, gint64 offset,
-                    const CtlCaller *who, CtlCommandDone done, gpointer user_data)
+                const CtlCaller *who, CtlCommandDone done, gpointer user_data)
 {
   const char *mode = NULL;
   char *reason = ctl_write_shape_problem(len, offset, CTL_WRITE_MAX);
