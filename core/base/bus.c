@@ -8,18 +8,43 @@
 #include "message.h"
 #include "queue-wake.h"
 
+/* A topic the consumer reads, every partition of it. */
+typedef struct Watch {
+  rd_kafka_topic_t *rkt;       /* the consumer's handle: makes the topic one that
+                                  a metadata request for "known topics" covers */
+  int               partitions; /* known from metadata (0: not yet) */
+  int               assigned;   /* partitions 0 .. assigned-1 are assigned */
+  GArray           *at_end;     /* gboolean per assigned partition: read to its
+                                   end at least once */
+} Watch;
+
 struct CtlBus {
   rd_kafka_t       *producer;
   rd_kafka_t       *consumer;
   CtlQueueWake     *pwake, *cwake;
-  GHashTable       *watched;      /* topic -> gint64* next offset */
-  GHashTable       *assigned;     /* topics the consumer has now (a set) */
+  GHashTable       *watched;      /* topic -> Watch* */
+  GHashTable       *assigned;     /* topic -> how many partitions the consumer has */
   guint             reassign_src; /* a reassignment waiting for the loop to be idle */
   GHashTable       *topics;       /* producer topic handles, made ahead of use */
   gboolean          link_up;
+  /* partition discovery (see discover_thread) */
+  GMainContext     *context;
+  GThread          *disc_thread;
+  GMutex            disc_lock;    /* guards the four below */
+  GCond             disc_cond;
+  gboolean          disc_wanted, disc_quit;
+  const struct rd_kafka_metadata *disc_result;
+  GSource          *disc_source;  /* on_discovered(), attached while a result waits */
+  guint             disc_retry_src, disc_period_src;
+  int               disc_backoff_ms;
   CtlBusCallbacks   cb;
   gpointer          user_data;
 };
+
+/* the consumer's side, further down */
+static void watch_free(gpointer data);
+static void discovery_start(CtlBus *bus);
+static void discovery_stop(CtlBus *bus);
 
 G_DEFINE_QUARK(ctl-bus-error-quark, ctl_bus_error)
 #define CTL_BUS_ERROR (ctl_bus_error_quark())
@@ -48,7 +73,7 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
                        || msg->err == RD_KAFKA_RESP_ERR__TIMED_OUT
                        || msg->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE;
   gboolean maybe = !ok && rd_kafka_message_status(msg) != RD_KAFKA_MSG_STATUS_NOT_PERSISTED;
-  bus->cb.delivered(msg->_private, ok, msg->offset, ok ? NULL : rd_kafka_err2str(msg->err),
+  bus->cb.delivered(msg->_private, ok, msg->partition, msg->offset, ok ? NULL : rd_kafka_err2str(msg->err),
                     timed_out, maybe, bus->user_data);
 }
 
@@ -100,19 +125,55 @@ on_producer_ready(gpointer data)
     ;
 }
 
+/* ---- caught up: every assigned partition read to its end once (what the
+ * janitor waits for before it counts silence). librdkafka signals an end
+ * once per end offset, so an outage is not asked to end with a new one: a
+ * dead runtime's partition gets no new message. Right after an outage,
+ * what was produced meanwhile is read within a fetch round; the janitor
+ * restarts its clocks when the link comes back besides. ---- */
+
+static void
+reached_end(CtlBus *bus, const char *topic, int partition)
+{
+  Watch *w = topic ? g_hash_table_lookup(bus->watched, topic) : NULL;
+  if (w && partition >= 0 && (guint) partition < w->at_end->len)
+    g_array_index(w->at_end, gboolean, partition) = TRUE;
+}
+
+gboolean
+ctl_bus_caught_up(CtlBus *bus)
+{
+  if (!bus->link_up)
+    return FALSE;
+  GHashTableIter it;
+  gpointer value;
+  g_hash_table_iter_init(&it, bus->watched);
+  while (g_hash_table_iter_next(&it, NULL, &value)) {
+    Watch *w = value;
+    if (w->assigned < w->partitions)
+      return FALSE;
+    for (guint p = 0; p < w->at_end->len; p++)
+      if (!g_array_index(w->at_end, gboolean, p))
+        return FALSE;
+  }
+  return TRUE;
+}
+
 static void
 handle_message(CtlBus *bus, rd_kafka_message_t *m)
 {
   const char *topic = rd_kafka_topic_name(m->rkt);
+  if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+    reached_end(bus, topic, m->partition);
+    return;
+  }
   if (m->err) {
     /* Unknown topics before their first message, end of partition: not data. */
     g_debug("kafka consumer: %s: %s", topic ? topic : "-", rd_kafka_message_errstr(m));
     return;
   }
-  gint64 *next = g_hash_table_lookup(bus->watched, topic);
-  if (!next)
+  if (!g_hash_table_contains(bus->watched, topic))
     return;    /* unwatched while the message was queued */
-  *next = m->offset + 1;
   /* The ctlfs-id header, copied out NUL-terminated when it has an id's size. */
   char id[CTL_MSG_ID_MAX + 1];
   const char *command_id = NULL;
@@ -126,7 +187,7 @@ handle_message(CtlBus *bus, rd_kafka_message_t *m)
     id[hlen] = '\0';
     command_id = id;
   }
-  bus->cb.message(topic, m->offset, m->key, m->key_len, m->payload, m->len, command_id,
+  bus->cb.message(topic, m->partition, m->offset, m->key, m->key_len, m->payload, m->len, command_id,
                   bus->user_data);
 }
 
@@ -209,6 +270,10 @@ producer_new(CtlBus *bus, const char *brokers, int timeout_ms, GError **error)
   if (!conf_set(conf, "enable.idempotence", "true", error)
       || !conf_set(conf, "acks", "all", error)
       || !conf_set(conf, "linger.ms", "0", error)
+      /* Keyed messages to the partition Java clients and kafkajs pick
+       * (murmur2 of the key), so one resource's commands stay in one
+       * partition, in order, whoever produced them. */
+      || !conf_set(conf, "partitioner", "murmur2_random", error)
       || !conf_set(conf, "message.timeout.ms", timeout, error)
       || !conf_set(conf, "statistics.interval.ms", "500", error)
       /* A topic whose metadata could not be had (broker down at start) is
@@ -240,6 +305,8 @@ consumer_new(CtlBus *bus, const char *brokers, GError **error)
       || !conf_set(conf, "enable.auto.offset.store", "false", error)
       || !conf_set(conf, "allow.auto.create.topics", "true", error)
       || !conf_set(conf, "auto.offset.reset", "earliest", error)
+      /* The end of each partition is an event: ctl_bus_caught_up() */
+      || !conf_set(conf, "enable.partition.eof", "true", error)
       /* A real broker answers a fetch as soon as data arrives; librdkafka's mock
        * broker waits the whole time, which a round trip then pays twice. */
       || !conf_set(conf, "fetch.wait.max.ms", "5", error)
@@ -267,7 +334,7 @@ ctl_bus_new(const char *brokers, int message_timeout_ms, const CtlBusCallbacks *
   CtlBus *bus = g_new0(CtlBus, 1);
   bus->cb = *cb;
   bus->user_data = user_data;
-  bus->watched = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  bus->watched = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, watch_free);
   bus->assigned = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
   bus->topics = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                       (GDestroyNotify) rd_kafka_topic_destroy);
@@ -276,6 +343,7 @@ ctl_bus_new(const char *brokers, int message_timeout_ms, const CtlBusCallbacks *
     ctl_bus_free(bus, 0);
     return NULL;
   }
+  discovery_start(bus);
   /* Ask once at start, briefly, so that status tells the truth from the first
    * read rather than from the first statistics half a second later. */
   const struct rd_kafka_metadata *md = NULL;
@@ -294,7 +362,9 @@ ctl_bus_free(CtlBus *bus, int flush_ms)
   if (bus->reassign_src)
     g_source_remove(bus->reassign_src);
   /* The wakes go before their clients: each holds a reference to a queue. */
+  discovery_stop(bus);
   ctl_queue_wake_free(bus->cwake);
+  g_hash_table_remove_all(bus->watched);   /* their topic handles, before the client */
   if (bus->consumer) {
     rd_kafka_consumer_close(bus->consumer);
     rd_kafka_destroy(bus->consumer);
@@ -335,7 +405,7 @@ ctl_bus_produce(CtlBus *bus, const char *topic, const char *key, const char *val
     rd_kafka_header_add(hdrs, headers[i], -1, headers[i + 1], -1);
   rd_kafka_resp_err_t err = rd_kafka_producev(bus->producer,
       RD_KAFKA_V_TOPIC(topic),
-      RD_KAFKA_V_PARTITION(0),
+      RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
       RD_KAFKA_V_KEY(key, strlen(key)),
       RD_KAFKA_V_VALUE((void *) value, strlen(value)),
       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -357,13 +427,32 @@ ctl_bus_purge_queued(CtlBus *bus)
   /* The purged messages' reports are queued now: serve them on the next wakeup. */
 }
 
-/* The consumer's assignment follows `watched` by increments, once per
- * main-loop iteration: only partitions that come or go are touched, and
- * several changes in a row (a runtime's two topics, every runtime at start,
- * rmdir then mkdir) cost one step. A whole-list rd_kafka_assign() stops and
- * restarts every partition; done twice in quick succession, librdkafka 2.0
- * can then abort on a partition stopped twice (the "rktp_started" assertion,
- * librdkafka issue 5573). */
+/* ---- the consumer: every partition of every watched topic ----
+ *
+ * Positions are the engine's (stored in SQLite with the state they
+ * produced): the bus asks for one only when it first assigns a partition, and
+ * then follows the messages it hands out. How many partitions a topic has is
+ * learnt from metadata, asked for on a thread of its own (rd_kafka_metadata
+ * blocks), for every watched topic at once: when a topic is watched, again
+ * soon while one is missing (not created yet), and every DISCOVER_PERIOD_MS
+ * for partitions added to a topic. */
+
+#define DISCOVER_TIMEOUT_MS 2000
+#define DISCOVER_PERIOD_MS  10000
+#define DISCOVER_RETRY_MIN_MS 20
+#define DISCOVER_RETRY_MAX_MS 2000
+
+
+static void
+watch_free(gpointer data)
+{
+  Watch *w = data;
+  if (w->rkt)
+    rd_kafka_topic_destroy(w->rkt);
+  g_array_unref(w->at_end);
+  g_free(w);
+}
+
 static void
 apply_increment(CtlBus *bus, rd_kafka_topic_partition_list_t *list, gboolean add)
 {
@@ -377,6 +466,25 @@ apply_increment(CtlBus *bus, rd_kafka_topic_partition_list_t *list, gboolean add
   }
 }
 
+/* Where partition P of TOPIC starts: the engine's stored position, else 0.
+ * Offset 0, not "beginning": a logical offset is first resolved with the
+ * partition's leader, and when that is not known yet librdkafka retries only
+ * after half a second. Where retention removed offset 0,
+ * auto.offset.reset=earliest takes over. */
+static gint64
+start_of(CtlBus *bus, const char *topic, int p)
+{
+  gint64 next = bus->cb.position ? bus->cb.position(topic, p, bus->user_data) : -1;
+  return next >= 0 ? next : 0;
+}
+
+/* The consumer's assignment follows `watched` by increments, once per
+ * main-loop iteration: only partitions that come or go are touched, and
+ * several changes in a row (a runtime's two topics, every runtime at start,
+ * rmdir then mkdir) cost one step. A whole-list rd_kafka_assign() stops and
+ * restarts every partition; done twice in quick succession, librdkafka 2.0
+ * can then abort on a partition stopped twice (the "rktp_started" assertion,
+ * librdkafka issue 5573). */
 static gboolean
 reassign(gpointer data)
 {
@@ -387,23 +495,28 @@ reassign(gpointer data)
   GHashTableIter it;
   gpointer key, value;
   g_hash_table_iter_init(&it, bus->assigned);
-  while (g_hash_table_iter_next(&it, &key, NULL)) {
-    if (!g_hash_table_contains(bus->watched, key)) {
-      rd_kafka_topic_partition_list_add(gone, key, 0);
-      g_hash_table_iter_remove(&it);
+  while (g_hash_table_iter_next(&it, &key, &value)) {
+    Watch *w = g_hash_table_lookup(bus->watched, key);
+    if (w && w->assigned == 0) {   /* unwatched and watched again: keeps reading */
+      w->assigned = GPOINTER_TO_INT(value);
+      g_array_set_size(w->at_end, w->assigned);
     }
+    if (w)
+      continue;
+    for (int p = 0; p < GPOINTER_TO_INT(value); p++)
+      rd_kafka_topic_partition_list_add(gone, key, p);
+    g_hash_table_iter_remove(&it);
   }
   g_hash_table_iter_init(&it, bus->watched);
   while (g_hash_table_iter_next(&it, &key, &value)) {
-    if (g_hash_table_contains(bus->assigned, key))
+    Watch *w = value;
+    if (w->assigned >= w->partitions)
       continue;
-    gint64 next = *(gint64 *) value;
-    /* Offset 0, not "beginning": a logical offset is first resolved with the
-     * partition's leader, and when that is not known yet librdkafka retries
-     * only after half a second. Where retention removed offset 0,
-     * auto.offset.reset=earliest takes over. */
-    rd_kafka_topic_partition_list_add(fresh, key, 0)->offset = next >= 0 ? next : 0;
-    g_hash_table_add(bus->assigned, g_strdup(key));
+    for (int p = w->assigned; p < w->partitions; p++)
+      rd_kafka_topic_partition_list_add(fresh, key, p)->offset = start_of(bus, key, p);
+    w->assigned = w->partitions;
+    g_array_set_size(w->at_end, w->assigned);
+    g_hash_table_replace(bus->assigned, g_strdup(key), GINT_TO_POINTER(w->assigned));
   }
   apply_increment(bus, gone, FALSE);
   apply_increment(bus, fresh, TRUE);
@@ -419,33 +532,157 @@ reassign_soon(CtlBus *bus)
     bus->reassign_src = g_idle_add(reassign, bus);
 }
 
-/* Asks the consumer's broker about TOPIC now. A partition whose topic the
- * consumer has no metadata for waits for librdkafka's periodic scan (up to a
- * second) before its first fetch; the first command another host sends to a
- * new runtime would wait as long. The request is sent and the answer fills
- * librdkafka's cache in its own threads: the 1 ms wait here only lets the
- * call return at once, whatever the broker's distance. */
-static void
-look_up_soon(CtlBus *bus, const char *topic)
+/* ---- partition discovery (a thread of its own; results on the main loop) ---- */
+
+static gboolean on_discovered(gpointer data);
+
+static gpointer
+discover_thread(gpointer data)
 {
-  rd_kafka_topic_t *rkt = rd_kafka_topic_new(bus->consumer, topic, NULL);
-  if (!rkt)
-    return;
-  const struct rd_kafka_metadata *md = NULL;
-  if (rd_kafka_metadata(bus->consumer, 0, rkt, &md, 1) == RD_KAFKA_RESP_ERR_NO_ERROR)
+  CtlBus *bus = data;
+  g_mutex_lock(&bus->disc_lock);
+  for (;;) {
+    while (!bus->disc_wanted && !bus->disc_quit)
+      g_cond_wait(&bus->disc_cond, &bus->disc_lock);
+    if (bus->disc_quit)
+      break;
+    bus->disc_wanted = FALSE;
+    g_mutex_unlock(&bus->disc_lock);
+    /* Known topics only (all_topics=0, no handle): the watched ones. */
+    const struct rd_kafka_metadata *md = NULL;
+    if (rd_kafka_metadata(bus->consumer, 0, NULL, &md, DISCOVER_TIMEOUT_MS)
+        != RD_KAFKA_RESP_ERR_NO_ERROR)
+      md = NULL;
+    g_mutex_lock(&bus->disc_lock);
+    if (bus->disc_result)
+      rd_kafka_metadata_destroy(bus->disc_result);
+    bus->disc_result = md;
+    if (!bus->disc_source) {
+      bus->disc_source = g_idle_source_new();
+      g_source_set_callback(bus->disc_source, on_discovered, bus, NULL);
+      g_source_attach(bus->disc_source, bus->context);
+    }
+  }
+  g_mutex_unlock(&bus->disc_lock);
+  return NULL;
+}
+
+static void
+discover_now(CtlBus *bus)
+{
+  g_mutex_lock(&bus->disc_lock);
+  bus->disc_wanted = TRUE;
+  g_cond_signal(&bus->disc_cond);
+  g_mutex_unlock(&bus->disc_lock);
+}
+
+static gboolean
+on_retry_discovery(gpointer data)
+{
+  CtlBus *bus = data;
+  bus->disc_retry_src = 0;
+  discover_now(bus);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+on_discovery_period(gpointer data)
+{
+  discover_now(data);
+  return G_SOURCE_CONTINUE;
+}
+
+/* Takes in what a pass learnt: more partitions than assigned are assigned;
+ * a watched topic the broker does not know yet is asked for again soon, with
+ * a backoff, so that a topic created by someone else is read within
+ * milliseconds and a topic nobody creates costs a request every two seconds. */
+static gboolean
+on_discovered(gpointer data)
+{
+  CtlBus *bus = data;
+  g_mutex_lock(&bus->disc_lock);
+  const struct rd_kafka_metadata *md = bus->disc_result;
+  bus->disc_result = NULL;
+  g_source_unref(bus->disc_source);
+  bus->disc_source = NULL;
+  g_mutex_unlock(&bus->disc_lock);
+
+  for (int i = 0; md && i < md->topic_cnt; i++) {
+    const struct rd_kafka_metadata_topic *t = &md->topics[i];
+    Watch *w = g_hash_table_lookup(bus->watched, t->topic);
+    if (!w || t->err || t->partition_cnt <= w->partitions)
+      continue;
+    if (w->partitions > 0)
+      g_info("kafka: %s has %d partitions now (was %d)", t->topic, t->partition_cnt,
+             w->partitions);
+    w->partitions = t->partition_cnt;
+    reassign_soon(bus);
+  }
+  if (md)
     rd_kafka_metadata_destroy(md);
-  rd_kafka_topic_destroy(rkt);
+
+  gboolean missing = FALSE;
+  GHashTableIter it;
+  gpointer value;
+  g_hash_table_iter_init(&it, bus->watched);
+  while (!missing && g_hash_table_iter_next(&it, NULL, &value))
+    missing = ((Watch *) value)->partitions == 0;
+  if (!missing) {
+    bus->disc_backoff_ms = DISCOVER_RETRY_MIN_MS;
+  } else if (!bus->disc_retry_src) {
+    bus->disc_retry_src = g_timeout_add(bus->disc_backoff_ms, on_retry_discovery, bus);
+    bus->disc_backoff_ms = MIN(bus->disc_backoff_ms * 2, DISCOVER_RETRY_MAX_MS);
+  }
+  return G_SOURCE_REMOVE;
+}
+
+static void
+discovery_start(CtlBus *bus)
+{
+  g_mutex_init(&bus->disc_lock);
+  g_cond_init(&bus->disc_cond);
+  bus->context = g_main_context_ref_thread_default();
+  bus->disc_backoff_ms = DISCOVER_RETRY_MIN_MS;
+  bus->disc_thread = g_thread_new("ctlfs-discover", discover_thread, bus);
+  bus->disc_period_src = g_timeout_add(DISCOVER_PERIOD_MS, on_discovery_period, bus);
+}
+
+/* Before the consumer goes: the thread may be inside rd_kafka_metadata(). */
+static void
+discovery_stop(CtlBus *bus)
+{
+  if (!bus->disc_thread)
+    return;
+  g_mutex_lock(&bus->disc_lock);
+  bus->disc_quit = TRUE;
+  g_cond_signal(&bus->disc_cond);
+  g_mutex_unlock(&bus->disc_lock);
+  g_thread_join(bus->disc_thread);
+  bus->disc_thread = NULL;
+  if (bus->disc_source) {
+    g_source_destroy(bus->disc_source);
+    g_source_unref(bus->disc_source);
+  }
+  if (bus->disc_result)
+    rd_kafka_metadata_destroy(bus->disc_result);
+  if (bus->disc_retry_src)
+    g_source_remove(bus->disc_retry_src);
+  if (bus->disc_period_src)
+    g_source_remove(bus->disc_period_src);
+  g_main_context_unref(bus->context);
+  g_mutex_clear(&bus->disc_lock);
+  g_cond_clear(&bus->disc_cond);
 }
 
 void
-ctl_bus_watch(CtlBus *bus, const char *topic, gint64 next_offset)
+ctl_bus_watch(CtlBus *bus, const char *topic)
 {
-  if (next_offset < 0)     /* read before: it exists, its metadata comes anyway */
-    look_up_soon(bus, topic);
-  gint64 *next = g_new(gint64, 1);
-  *next = next_offset;
-  g_hash_table_replace(bus->watched, g_strdup(topic), next);
+  Watch *w = g_new0(Watch, 1);
+  w->rkt = rd_kafka_topic_new(bus->consumer, topic, NULL);
+  w->at_end = g_array_new(FALSE, TRUE, sizeof(gboolean));
+  g_hash_table_replace(bus->watched, g_strdup(topic), w);
   reassign_soon(bus);
+  discover_now(bus);
 }
 
 void

@@ -1,7 +1,8 @@
 /* The bus: one idempotent Kafka producer (acks=all) for commands and one
  * consumer for feedback, both driven by the GLib main loop. librdkafka's queues
  * wake the loop (queue-wake.h), so delivery reports and messages are handled
- * on the main thread, never blocking. */
+ * on the main thread, never blocking. Only partition discovery (metadata,
+ * a blocking call) runs on a thread of the bus's own. */
 #pragma once
 #include <glib.h>
 
@@ -10,18 +11,21 @@ typedef struct CtlBus CtlBus;
 typedef struct {
   /* The broker acknowledged (OK) or refused/timed out (!OK) a produced message.
    * POSSIBLY_PERSISTED: the failure came after the request was sent. */
-  void (*delivered)(gpointer opaque, gboolean ok, gint64 offset, const char *reason,
+  void (*delivered)(gpointer opaque, gboolean ok, int partition, gint64 offset, const char *reason,
                     gboolean timed_out, gboolean possibly_persisted, gpointer user_data);
   /* Consumed messages come in batches, so that a batch is one transaction. */
   void (*batch_begin)(gpointer user_data);
   /* COMMAND_ID: the message's ctlfs-id header (NULL: none, or not a plausible
    * id). A hint only: anyone who can write to a topic can set it. */
-  void (*message)(const char *topic, gint64 offset, const char *key, gsize key_len,
+  void (*message)(const char *topic, int partition, gint64 offset, const char *key, gsize key_len,
                   const char *value, gsize value_len, const char *command_id,
                   gpointer user_data);
   void (*batch_end)(gpointer user_data);
   /* The broker link went up or down. */
   void (*link)(gboolean up, gpointer user_data);
+  /* Where reading PARTITION of TOPIC starts when the bus first assigns it:
+   * the next offset stored with the state, -1 none (from the beginning). */
+  gint64 (*position)(const char *topic, int partition, gpointer user_data);
 } CtlBusCallbacks;
 
 /* MESSAGE_TIMEOUT_MS: how long the producer may try to deliver one message
@@ -31,7 +35,8 @@ CtlBus  *ctl_bus_new(const char *brokers, int message_timeout_ms, const CtlBusCa
 /* Waits up to FLUSH_MS for outstanding deliveries, then destroys the clients. */
 void     ctl_bus_free(CtlBus *bus, int flush_ms);
 
-/* Produces VALUE to TOPIC partition 0 with KEY, the ctlfs-version header and
+/* Produces VALUE to TOPIC with KEY (the partition murmur2 of KEY picks, as
+ * Java clients and kafkajs do), the ctlfs-version header and
  * HEADERS (NULL, or name, value, ..., NULL). OPAQUE comes back in delivered().
  * FALSE + ERROR when librdkafka refuses it at once (queue full, bad topic). */
 gboolean ctl_bus_produce(CtlBus *bus, const char *topic, const char *key, const char *value,
@@ -43,8 +48,13 @@ void     ctl_bus_prepare_topic(CtlBus *bus, const char *topic);
  * comes back through delivered() as failed. */
 void     ctl_bus_purge_queued(CtlBus *bus);
 
-/* Consume TOPIC partition 0 from NEXT_OFFSET (-1: from the beginning). */
-void     ctl_bus_watch(CtlBus *bus, const char *topic, gint64 next_offset);
+/* Consume every partition of TOPIC, each from position() on, partitions
+ * added later included (learnt from metadata within DISCOVER_PERIOD_MS). */
+void     ctl_bus_watch(CtlBus *bus, const char *topic);
 void     ctl_bus_unwatch(CtlBus *bus, const char *topic);
 
 gboolean ctl_bus_link_up(CtlBus *bus);
+/* The link is up and every partition assigned has been read to its end at
+ * least once: what is not read yet was produced a moment ago, not a backlog
+ * from before the start. A topic that does not exist yet does not count. */
+gboolean ctl_bus_caught_up(CtlBus *bus);

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "message.h"
 #include "name.h"
 
 static const char *const keys[] = {
@@ -19,6 +20,8 @@ runtime_config_clear(CtlRuntimeConfig *rc)
 {
   g_free(rc->backend);
   g_free(rc->dialect);
+  g_free(rc->command_topic);
+  g_free(rc->feedback_topic);
 }
 
 static void
@@ -88,6 +91,17 @@ ctl_config_dialect(const CtlConfig *cfg, const char *runtime)
 {
   const CtlRuntimeConfig *rc = runtime ? g_hash_table_lookup(cfg->runtimes, runtime) : NULL;
   return rc && rc->dialect ? rc->dialect : cfg->runtime_default.dialect;
+}
+
+char *
+ctl_config_topic(const CtlConfig *cfg, const char *runtime, gboolean feedback)
+{
+  const CtlRuntimeConfig *rc = g_hash_table_lookup(cfg->runtimes, runtime);
+  const char *named = !rc ? NULL : feedback ? rc->feedback_topic : rc->command_topic;
+  if (named)
+    return g_strdup(named);
+  return feedback ? ctl_topic_feedback(cfg->topic_prefix, runtime)
+                  : ctl_topic_commands(cfg->topic_prefix, runtime);
 }
 
 const char *
@@ -371,7 +385,24 @@ rama_key(CtlConfig *cfg, const char *group, const char *key, const char *value, 
   return unknown_key(error, group, key, "cli, timeout-ms, refresh-ms");
 }
 
-/* [runtime RT]: backend, dialect; the rest as in [ctlfs]. */
+/* A Kafka topic name: 1-249 of [A-Za-z0-9._-], not "." or "..". */
+static gboolean
+set_topic(char **slot, const char *key, const char *value, GError **error)
+{
+  gsize n = strlen(value);
+  gboolean ok = n >= 1 && n <= 249 && strcmp(value, ".") != 0 && strcmp(value, "..") != 0;
+  for (const char *c = value; ok && *c; c++)
+    ok = g_ascii_isalnum(*c) || *c == '.' || *c == '_' || *c == '-';
+  if (!ok)
+    return bad_value(error, key, value,
+                     "expected a Kafka topic name (1 to 249 of A-Z a-z 0-9 . _ -)");
+  g_free(*slot);
+  *slot = g_strdup(value);
+  return TRUE;
+}
+
+/* [runtime RT]: backend, dialect, command-topic, feedback-topic; the rest as
+ * in [ctlfs]. */
 static gboolean
 runtime_key(CtlConfig *cfg, const char *group, const char *key, const char *value, gpointer data,
             GError **error)
@@ -381,7 +412,11 @@ runtime_key(CtlConfig *cfg, const char *group, const char *key, const char *valu
     return set_name(&rc->backend, key, value, error);
   if (strcmp(key, "dialect") == 0)
     return set_name(&rc->dialect, key, value, error);
-  return unknown_key(error, group, key, "backend, dialect");
+  if (strcmp(key, "command-topic") == 0)
+    return set_topic(&rc->command_topic, key, value, error);
+  if (strcmp(key, "feedback-topic") == 0)
+    return set_topic(&rc->feedback_topic, key, value, error);
+  return unknown_key(error, group, key, "backend, dialect, command-topic, feedback-topic");
 }
 
 static gboolean
@@ -414,6 +449,34 @@ parse_group(CtlConfig *cfg, GKeyFile *kf, const char *group, const char *origin,
                     group);
 }
 
+/* Two runtimes reading one topic would each take the other's messages for
+ * their own: every named topic belongs to one runtime, in one role. */
+static gboolean
+topics_distinct(CtlConfig *cfg, const char *origin, GError **error)
+{
+  g_autoptr(GHashTable) owner = g_hash_table_new(g_str_hash, g_str_equal);
+  GHashTableIter it;
+  gpointer name, value;
+  g_hash_table_iter_init(&it, cfg->runtimes);
+  while (g_hash_table_iter_next(&it, &name, &value)) {
+    CtlRuntimeConfig *rc = value;
+    const char *topics[] = { rc->command_topic, rc->feedback_topic };
+    for (gsize i = 0; i < G_N_ELEMENTS(topics); i++) {
+      if (!topics[i])
+        continue;
+      const char *other = g_hash_table_lookup(owner, topics[i]);
+      if (other && strcmp(other, name) == 0)
+        return file_error(error, origin, "[runtime %s]: topic %s is both its command and its"
+                          " feedback topic", (char *) name, topics[i]);
+      if (other)
+        return file_error(error, origin, "[runtime %s]: topic %s is also runtime %s's",
+                          (char *) name, topics[i], other);
+      g_hash_table_insert(owner, (gpointer) topics[i], name);
+    }
+  }
+  return TRUE;
+}
+
 gboolean
 ctl_config_parse(CtlConfig *cfg, const char *data, gsize len, const char *origin, GError **error)
 {
@@ -426,6 +489,7 @@ ctl_config_parse(CtlConfig *cfg, const char *data, gsize len, const char *origin
   char **groups = ok ? g_key_file_get_groups(kf, NULL) : NULL;
   for (int i = 0; ok && groups[i]; i++)
     ok = parse_group(cfg, kf, groups[i], origin, error);
+  ok = ok && topics_distinct(cfg, origin, error);
   g_strfreev(groups);
   g_key_file_free(kf);
   return ok;

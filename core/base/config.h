@@ -13,6 +13,9 @@ typedef enum { CTL_WRITE_DURABLE, CTL_WRITE_QUEUED } CtlWriteMode;
 typedef struct {
   char *backend;   /* a registered backend (core/backends/registry.c): kafka, lifecycle */
   char *dialect;   /* the shape of its Kafka messages: ctlfs, mia */
+  /* Its topics, when not PREFIX.RT.commands / PREFIX.RT.feedback (NULL):
+   * the topics an existing deployment already uses. */
+  char *command_topic, *feedback_topic;
 } CtlRuntimeConfig;
 
 typedef struct {
@@ -43,6 +46,10 @@ void     ctl_config_copy(CtlConfig *dst, const CtlConfig *src);
  * [ctlfs] or the command line (--backend, --dialect). */
 const char *ctl_config_backend(const CtlConfig *cfg, const char *runtime);
 const char *ctl_config_dialect(const CtlConfig *cfg, const char *runtime);
+/* Runtime RUNTIME's command topic (FEEDBACK: its feedback topic): its
+ * [runtime RUNTIME] command-topic= / feedback-topic=, else PREFIX.RT.commands
+ * / PREFIX.RT.feedback. Newly allocated. */
+char       *ctl_config_topic(const CtlConfig *cfg, const char *runtime, gboolean feedback);
 
 /* KEY as in the config file's [ctlfs] group (dashes or underscores). Returns
  * the canonical name, or NULL when KEY is not a setting. */

@@ -102,7 +102,7 @@ enum {
   Q_EV_INSERT,
   Q_SIZE_ROOT, Q_SIZE_RT, Q_SIZE_OBJ,
   Q_READ_ROOT, Q_READ_RT, Q_READ_OBJ,
-  Q_OFF_GET, Q_OFF_SET, Q_OFF_DEL,
+  Q_OFF_GET, Q_OFF_SET, Q_OFF_DEL, Q_OFF_ALL,
   Q_REFUSAL_INSERT,
   Q_ANN_INSERT, Q_ANN_DELETE, Q_ANN_ALL, Q_CMD_LOOKUP, Q_TREE_SET, Q_TREE_ALL, Q_CMD_PLACED,
   Q_SET_PUT, Q_SET_ALL, Q_SET_DEL_OBJ, Q_CMD_GET,
@@ -156,6 +156,7 @@ static const char *const queries[Q_COUNT] = {
   [Q_OFF_SET] = "INSERT INTO offsets(topic, partition, next_offset) VALUES(?1,?2,?3)"
                 " ON CONFLICT(topic, partition) DO UPDATE SET next_offset=?3",
   [Q_OFF_DEL] = "DELETE FROM offsets WHERE topic=?",
+  [Q_OFF_ALL] = "SELECT partition, next_offset FROM offsets WHERE topic=? ORDER BY partition",
   [Q_REFUSAL_INSERT] = "INSERT INTO refusals(ts, action, path, input, errno, reason, uid, user,"
                        " pid, comm, host) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
   [Q_ANN_INSERT] = "INSERT INTO announcements(key, value) VALUES(?,?)",
@@ -867,6 +868,16 @@ ctl_store_offset_get(CtlStore *st, const char *topic, int partition)
   gint64 off = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
   sqlite3_reset(s);
   return off;
+}
+
+void
+ctl_store_offset_foreach(CtlStore *st, const char *topic, CtlOffsetFn fn, gpointer user_data)
+{
+  sqlite3_stmt *s = prep(st, Q_OFF_ALL);
+  bind_text(s, 1, topic);
+  while (sqlite3_step(s) == SQLITE_ROW)
+    fn(sqlite3_column_int(s, 0), sqlite3_column_int64(s, 1), user_data);
+  sqlite3_reset(s);
 }
 
 gboolean

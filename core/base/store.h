@@ -188,3 +188,7 @@ gint64   ctl_store_offset_get(CtlStore *st, const char *topic, int partition);  
 gboolean ctl_store_offset_set(CtlStore *st, const char *topic, int partition, gint64 next,
                               GError **error);
 gboolean ctl_store_offset_delete(CtlStore *st, const char *topic, GError **error);
+/* Each partition of TOPIC with a stored position, in partition order. */
+typedef void (*CtlOffsetFn)(int partition, gint64 next, gpointer user_data);
+void     ctl_store_offset_foreach(CtlStore *st, const char *topic, CtlOffsetFn fn,
+                                  gpointer user_data);

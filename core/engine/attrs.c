@@ -67,12 +67,21 @@ kv_int(GString *out, const char *key, gint64 n)
 }
 
 static void
-kv_offset(GString *out, const char *key, gint64 next)
+append_last(int partition, gint64 next, gpointer data)
 {
   if (next > 0)
-    kv_int(out, key, next - 1);
-  else
-    ctl_status_kv(out, key, NULL);
+    g_string_append_printf(data, "%s%d:%" G_GINT64_FORMAT, ((GString *) data)->len ? " " : "",
+                           partition, next - 1);
+}
+
+/* The last offset handled in each partition read, as stored: "0:16 2:4". */
+static void
+kv_offsets(CtlEngine *e, GString *out, const char *key, const char *topic)
+{
+  GString *v = g_string_new(NULL);
+  ctl_store_offset_foreach(e->store, topic, append_last, v);
+  ctl_status_kv(out, key, v->len ? v->str : NULL);
+  g_string_free(v, TRUE);
 }
 
 void
@@ -110,10 +119,10 @@ show_runtime_status(CtlEngine *e, CtlObject *rt, GString *out)
   ctl_status_kv(out, "dialect", b->dialect);
   ctl_status_kv(out, "command_topic", rt->command_topic);
   ctl_status_kv(out, "feedback_topic", rt->feedback_topic);
-  /* The last offset handled on each topic, as stored (CDAP keeps them per
-   * runtime and topic too). */
-  kv_offset(out, "feedback_offset", rt->feedback_next);
-  kv_offset(out, "command_offset", rt->command_next);
+  /* The last offset handled on each topic, per partition, as stored (CDAP
+   * keeps them per runtime and topic too). */
+  kv_offsets(e, out, "feedback_offset", rt->feedback_topic);
+  kv_offsets(e, out, "command_offset", rt->command_topic);
   kv_int(out, "resources", g_hash_table_size(rt->children));
   guint counts[G_N_ELEMENTS(observed_states)] = { 0 };
   GHashTableIter it;

@@ -220,21 +220,23 @@ on_ack_timeout(gpointer data)
 }
 
 static void
-delivered_ok(CtlEngine *e, CtlInflight *inf, gint64 offset)
+delivered_ok(CtlEngine *e, CtlInflight *inf, int partition, gint64 offset)
 {
   CtlObject *obj = inf->obj;
   GError *error = NULL;
   const char *result = inf->applied ? "applied" : "sent";
-  const char *extra = NULL;
+  g_autofree char *extra = g_strdup_printf("partition=%d", partition);
   if (inf->timed_out) {
     /* Only a request already on the wire when the timeout hit can get here:
      * say so plainly rather than hide it. */
     result = "sent";
-    extra = "warning=\"acknowledged after the write had failed with ETIMEDOUT\"";
+    g_free(extra);
+    extra = g_strdup_printf("partition=%d warning=\"acknowledged after the write had failed"
+                            " with ETIMEDOUT\"", partition);
     ctl_set_str(&obj->pending, inf->id);
     ctl_set_str(&obj->last_error, "command acknowledged after its write timed out");
   } else {
-    ctl_engine_desire(e, obj, inf->verb, inf->id, TRUE, offset,
+    ctl_engine_desire(e, obj, inf->verb, inf->id, TRUE, partition, offset,
                       e->cfg.write_mode == CTL_WRITE_QUEUED);
     /* Reading it back from the topic then costs no store lookup, nor (with
      * the message kept) parsing it. The table empties as the consumer
@@ -273,7 +275,7 @@ possibly_sent(CtlEngine *e, CtlInflight *inf, const char *reason)
 }
 
 void
-ctl_engine_command_delivered(gpointer opaque, gboolean ok, gint64 offset, const char *reason,
+ctl_engine_command_delivered(gpointer opaque, gboolean ok, int partition, gint64 offset, const char *reason,
                              gboolean timed_out, gboolean possibly_persisted, gpointer user_data)
 {
   CtlInflight *inf = opaque;
@@ -281,7 +283,7 @@ ctl_engine_command_delivered(gpointer opaque, gboolean ok, gint64 offset, const 
   gboolean queued = e->cfg.write_mode == CTL_WRITE_QUEUED;
   e->producing--;
   if (ok) {
-    delivered_ok(e, inf, offset);
+    delivered_ok(e, inf, partition, offset);
   } else if (queued && !e->stopping) {
     /* The outbox never gives up: a fatal producer error is logged and the
      * command stays queued for the next start. */
@@ -530,9 +532,15 @@ show_desired(CtlEngine *e, CtlObject *res, gboolean elsewhere)
 
 void
 ctl_engine_desire(CtlEngine *e, CtlObject *res, const char *verb, const char *id, gboolean ours,
-                  gint64 offset, gboolean elsewhere)
+                  int partition, gint64 offset, gboolean elsewhere)
 {
-  if (offset >= 0 && offset <= res->desired_offset)
+  /* Offsets order commands within one partition only. A resource's commands
+   * share one (keyed by its name, murmur2), whoever sent them; a command of
+   * another partition (another client's key) is taken in the order read.
+   * After a restart the stored offset's partition is not known: it is taken
+   * to be the resource's usual one. */
+  gboolean comparable = res->desired_partition < 0 || partition == res->desired_partition;
+  if (offset >= 0 && comparable && offset <= res->desired_offset)
     return;
   /* A copy of an older command of ours (the outbox sends again what it could
    * not record as sent, after a crash or a full disk): its first copy came
@@ -540,8 +548,10 @@ ctl_engine_desire(CtlEngine *e, CtlObject *res, const char *verb, const char *id
    * host sort in issue order. */
   if (ours && res->desired_ours && res->desired_id && strcmp(id, res->desired_id) < 0)
     return;
-  if (offset >= 0)
+  if (offset >= 0) {
     res->desired_offset = offset;
+    res->desired_partition = partition;
+  }
   ctl_set_str(&res->desired_verb, verb);
   ctl_set_str(&res->desired_id, id);
   res->desired_ours = ours;
@@ -567,11 +577,11 @@ record_peer_command(CtlEngine *e, CtlObject *res, const CtlCommandMsg *msg, gint
   ctl_set_str(&res->last_cmd_id, msg->id);
   ctl_set_str(&res->last_cmd_verb, msg->verb);
   ctl_set_str(&res->last_cmd_result, "sent");
-  ctl_engine_desire(e, res, msg->verb, msg->id, FALSE, offset, TRUE);
+  ctl_engine_desire(e, res, msg->verb, msg->id, FALSE, e->msg_partition, offset, TRUE);
   char *by = ctl_caller_describe(&who);
   GString *d = g_string_new(NULL);
   command_details(d, msg->id, msg->verb, by, "sent");
-  g_string_append_printf(d, " offset=%" G_GINT64_FORMAT, offset);
+  ctl_engine_append_position(e, d, offset);
   gboolean ok = ctl_model_begin(e->model, error);
   ok = ok && ctl_store_command_insert(e->store, &row, error);
   ok = ok && ctl_model_save(e->model, res, error);
@@ -589,7 +599,7 @@ read_back_ours(CtlEngine *e, CtlObject *res, const char *verb, const char *id, g
                CtlInflight *inf)
 {
   if (res)
-    ctl_engine_desire(e, res, verb, id, TRUE, offset, FALSE);
+    ctl_engine_desire(e, res, verb, id, TRUE, e->msg_partition, offset, FALSE);
   if (inf)
     place(inf);   /* read back before its acknowledgement */
 }

@@ -53,6 +53,13 @@ typedef struct {
   guint64 sum_us;
 } CtlWriteHistogram;
 
+/* The kinds of topic a consumed message may come from, for the count of
+ * messages not used (each also has a log line saying why). */
+typedef enum {
+  CTL_UNUSED_COMMAND, CTL_UNUSED_FEEDBACK, CTL_UNUSED_OTHER, CTL_UNUSED_TREE,   /* name order */
+  CTL_UNUSED_COUNT
+} CtlUnused;
+
 struct CtlEngine {
   CtlConfig   cfg;
   CtlStore   *store;
@@ -60,7 +67,12 @@ struct CtlEngine {
   CtlBus     *bus;
   GHashTable *by_topic;      /* feedback topic -> runtime CtlObject* */
   CtlPeers   *peers;         /* the other admin hosts (peers.c) */
-  GHashTable *batch_offsets; /* topic -> gint64*: read in this batch, stored at its end */
+  GHashTable *batch_offsets; /* "topic\037partition" -> gint64*: read in this batch,
+                                stored at its end */
+  /* The partition of the consumed message being handled (-1 outside one):
+   * log lines name it beside the offset, and `desired` compares offsets only
+   * within one partition. */
+  int         msg_partition;
   GHashTable *acked;         /* id -> CtlAcked*: our commands acknowledged, not yet read back */
   gsize       acked_bytes;   /* their messages' bytes kept (CTL_ACKED_BYTES_MAX at most) */
   GHashTable *inflight;      /* command id -> CtlInflight* */
@@ -74,6 +86,7 @@ struct CtlEngine {
   GHashTable *commands;      /* "verb\037result" -> guint64* */
   guint64     rejected_writes, refused[CTL_ACCESS_COUNT];
   guint64     feedback_total, feedback_rejected, feedback_discovered;
+  guint64     unused[CTL_UNUSED_COUNT];  /* consumed messages not used, by topic kind */
   gint64      started_real_us;           /* wall clock at start: ctlfs_start_time_seconds */
   CtlWriteHistogram writes[2];           /* [0] answered 0, [1] answered an errno */
   GHashTable *backend_data;  /* CtlBackend* -> its private state (backend.c) */
@@ -85,7 +98,7 @@ void ctl_engine_refuse(CtlEngine *e, CtlObject *obj, CtlAccess access, int err, 
                        gsize len, const char *reason, const CtlCaller *who);
 
 /* command.c */
-void ctl_engine_command_delivered(gpointer opaque, gboolean ok, gint64 offset, const char *reason,
+void ctl_engine_command_delivered(gpointer opaque, gboolean ok, int partition, gint64 offset, const char *reason,
                                   gboolean timed_out, gboolean possibly_persisted,
                                   gpointer user_data);
 void ctl_engine_outbox_restart(CtlEngine *e);
@@ -102,7 +115,7 @@ void ctl_engine_command_settle_older(CtlEngine *e, CtlObject *res, const char *i
 
 /* command.c: the command topic's order decides `desired` (see there). */
 void ctl_engine_desire(CtlEngine *e, CtlObject *res, const char *verb, const char *id,
-                       gboolean ours, gint64 offset, gboolean elsewhere);
+                       gboolean ours, int partition, gint64 offset, gboolean elsewhere);
 /* A message read from RT's command topic at OFFSET (any host's command);
  * COMMAND_ID: its ctlfs-id header, a hint (NULL if none). */
 void ctl_engine_command_seen(CtlEngine *e, CtlObject *rt, gint64 offset, const char *value,
@@ -120,7 +133,7 @@ gboolean   ctl_engine_announce(CtlEngine *e, CtlObject *obj, gboolean declared, 
 /* Is TOPIC one peers.c reads (the tree topic, a command topic)? */
 gboolean   ctl_engine_peers_reads(CtlEngine *e, const char *topic);
 /* TRUE when TOPIC is the tree topic or a command topic (and the message was taken). */
-gboolean   ctl_engine_peer_message(CtlEngine *e, const char *topic, gint64 offset,
+gboolean   ctl_engine_peer_message(CtlEngine *e, const char *topic, int partition, gint64 offset,
                                    const char *key, gsize key_len, const char *value,
                                    gsize value_len, const char *command_id);
 /* TRUE when OPAQUE was an announcement (and its delivery was taken). */
@@ -141,11 +154,13 @@ guint ctl_engine_stale_count(CtlEngine *e);
 
 /* feedback.c */
 void ctl_engine_feedback_begin(gpointer user_data);
-void ctl_engine_feedback_message(const char *topic, gint64 offset, const char *key, gsize key_len,
+void ctl_engine_feedback_message(const char *topic, int partition, gint64 offset, const char *key, gsize key_len,
                                  const char *value, gsize value_len, gpointer user_data);
 void ctl_engine_feedback_end(gpointer user_data);
 /* A message of TOPIC was handled; NEXT is where reading goes on. */
-void ctl_engine_consumed(CtlEngine *e, const char *topic, gint64 next);
+void ctl_engine_consumed(CtlEngine *e, const char *topic, int partition, gint64 next);
+/* "offset=O partition=P" of the message being handled, appended to D. */
+void ctl_engine_append_position(CtlEngine *e, GString *d, gint64 offset);
 
 /* janitor.c: runtimes silent for --expire-after-ms are inactive; with
  * expire=remove they are cleaned up. NULL when --expire-after-ms is 0

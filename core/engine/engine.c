@@ -23,21 +23,32 @@ on_link(gboolean up, gpointer user_data)
 /* Announcements to other hosts and commands share the producer; messages on
  * the tree and command topics share the consumer with feedback. */
 static void
-on_delivered(gpointer opaque, gboolean ok, gint64 offset, const char *reason, gboolean timed_out,
-             gboolean possibly_persisted, gpointer user_data)
+on_delivered(gpointer opaque, gboolean ok, int partition, gint64 offset, const char *reason,
+             gboolean timed_out, gboolean possibly_persisted, gpointer user_data)
 {
   if (!ctl_engine_peer_delivered(user_data, opaque, ok, offset))
-    ctl_engine_command_delivered(opaque, ok, offset, reason, timed_out, possibly_persisted,
-                                 user_data);
+    ctl_engine_command_delivered(opaque, ok, partition, offset, reason, timed_out,
+                                 possibly_persisted, user_data);
 }
 
 static void
-on_message(const char *topic, gint64 offset, const char *key, gsize key_len, const char *value,
-           gsize value_len, const char *command_id, gpointer user_data)
+on_message(const char *topic, int partition, gint64 offset, const char *key, gsize key_len,
+           const char *value, gsize value_len, const char *command_id, gpointer user_data)
 {
-  if (!ctl_engine_peer_message(user_data, topic, offset, key, key_len, value, value_len,
+  CtlEngine *e = user_data;
+  e->msg_partition = partition;
+  if (!ctl_engine_peer_message(e, topic, partition, offset, key, key_len, value, value_len,
                                command_id))
-    ctl_engine_feedback_message(topic, offset, key, key_len, value, value_len, user_data);
+    ctl_engine_feedback_message(topic, partition, offset, key, key_len, value, value_len, e);
+  e->msg_partition = -1;
+}
+
+/* Positions are the store's: stored with the state they produced. */
+static gint64
+on_position(const char *topic, int partition, gpointer user_data)
+{
+  CtlEngine *e = user_data;
+  return ctl_store_offset_get(e->store, topic, partition);
 }
 
 static const CtlBusCallbacks bus_callbacks = {
@@ -46,6 +57,7 @@ static const CtlBusCallbacks bus_callbacks = {
   .message = on_message,
   .batch_end = ctl_engine_feedback_end,
   .link = on_link,
+  .position = on_position,
 };
 
 /* A runtime that goes from the model (rmdir, or a creation whose commit was
@@ -70,9 +82,10 @@ ctl_engine_new(const CtlConfig *cfg, CtlStore *st, GError **error)
   e->inflight = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, ctl_inflight_free);
   e->commands = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   e->batch_offsets = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  e->msg_partition = -1;
   e->acked = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, ctl_acked_free);
   e->backend_data = g_hash_table_new(NULL, NULL);
-  e->model = ctl_model_new(st, cfg->topic_prefix, error);
+  e->model = ctl_model_new(st, &e->cfg, error);
   /* Queued commands may wait forever for the broker; durable ones get the ack
    * timeout (the engine's own timer answers the writer on time). */
   int timeout = cfg->write_mode == CTL_WRITE_QUEUED ? 0 : cfg->ack_timeout_ms;

@@ -2,6 +2,7 @@
  * is one transaction holding the state changes and the partition's next offset
  * together (seed 003), so a restart neither loses nor re-applies feedback. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
@@ -22,29 +23,44 @@ ctl_engine_feedback_begin(gpointer user_data)
 }
 
 void
-ctl_engine_consumed(CtlEngine *e, const char *topic, gint64 next)
+ctl_engine_consumed(CtlEngine *e, const char *topic, int partition, gint64 next)
 {
-  gint64 *at = g_hash_table_lookup(e->batch_offsets, topic);
+  char *k = g_strdup_printf("%s\037%d", topic, partition);
+  gint64 *at = g_hash_table_lookup(e->batch_offsets, k);
   if (!at) {
     at = g_new(gint64, 1);
-    g_hash_table_insert(e->batch_offsets, g_strdup(topic), at);
+    g_hash_table_insert(e->batch_offsets, k, at);
+  } else {
+    g_free(k);
   }
   *at = next;
 }
 
-/* Positions are stored once per batch (one row per topic, not per message),
- * in the batch's transaction: never ahead of the state they produced. A topic
- * no longer read (its runtime removed in the batch) keeps no row. */
+void
+ctl_engine_append_position(CtlEngine *e, GString *d, gint64 offset)
+{
+  g_string_append_printf(d, "%soffset=%" G_GINT64_FORMAT, d->len ? " " : "", offset);
+  if (e->msg_partition >= 0)
+    g_string_append_printf(d, " partition=%d", e->msg_partition);
+}
+
+/* Positions are stored once per batch (one row per partition, not per
+ * message), in the batch's transaction: never ahead of the state they
+ * produced. A topic no longer read (its runtime removed in the batch) keeps
+ * no row. */
 static void
 store_positions(CtlEngine *e)
 {
   GHashTableIter it;
-  gpointer topic, next;
+  gpointer key, next;
   g_hash_table_iter_init(&it, e->batch_offsets);
-  while (g_hash_table_iter_next(&it, &topic, &next)) {
+  while (g_hash_table_iter_next(&it, &key, &next)) {
+    const char *sep = strchr(key, '\037');
+    g_autofree char *topic = g_strndup(key, sep - (const char *) key);
+    int partition = atoi(sep + 1);
     gboolean read = g_hash_table_contains(e->by_topic, topic) || ctl_engine_peers_reads(e, topic);
     GError *error = NULL;
-    if (read && !ctl_store_offset_set(e->store, topic, 0, *(gint64 *) next, &error)) {
+    if (read && !ctl_store_offset_set(e->store, topic, partition, *(gint64 *) next, &error)) {
       g_warning("consumer: %s", error->message);
       g_error_free(error);
     }
@@ -70,8 +86,9 @@ void
 ctl_engine_feedback_reject(CtlEngine *e, CtlObject *rt, gint64 offset, const char *reason)
 {
   e->feedback_rejected++;
+  e->unused[CTL_UNUSED_FEEDBACK]++;
   GString *d = g_string_new(NULL);
-  g_string_append_printf(d, "offset=%" G_GINT64_FORMAT, offset);
+  ctl_engine_append_position(e, d, offset);
   ctl_kv_append(d, "reason", reason);
   GError *error = NULL;
   if (!ctl_model_log(e->model, rt, "feedback-rejected", d->str, &error)) {
@@ -254,13 +271,18 @@ ctl_engine_feedback_ctlfs(CtlEngine *e, CtlObject *rt, gint64 offset, const char
 
 /* The runtime's backend decodes; the engine applies what it reports. */
 void
-ctl_engine_feedback_message(const char *topic, gint64 offset, const char *key, gsize key_len,
+ctl_engine_feedback_message(const char *topic, int partition, gint64 offset, const char *key, gsize key_len,
                             const char *value, gsize value_len, gpointer user_data)
 {
   CtlEngine *e = user_data;
   CtlObject *rt = g_hash_table_lookup(e->by_topic, topic);
-  if (!rt)
+  if (!rt) {
+    /* Queued before its runtime was removed: nothing to apply it to. */
+    e->unused[CTL_UNUSED_OTHER]++;
+    g_info("%s: message at offset %" G_GINT64_FORMAT " partition %d not used: the topic is"
+           " no longer read", topic, offset, partition);
     return;
+  }
   e->feedback_total++;
   if (value_len > FEEDBACK_MAX_BYTES) {
     char *why = g_strdup_printf("message of %" G_GSIZE_FORMAT " bytes, over the %d-byte limit",
@@ -270,6 +292,5 @@ ctl_engine_feedback_message(const char *topic, gint64 offset, const char *key, g
   } else {
     ctl_engine_runtime_backend(e, rt->name)->feedback(e, rt, offset, value, value_len);
   }
-  rt->feedback_next = offset + 1;
-  ctl_engine_consumed(e, topic, rt->feedback_next);
+  ctl_engine_consumed(e, topic, partition, offset + 1);
 }

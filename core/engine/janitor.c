@@ -8,7 +8,13 @@
  * not reported since, from when this daemon began watching it (its start, or
  * the declaration): a daemon that was down does not count its own downtime
  * against the runtimes. Activity is not stored: after a restart every runtime
- * gets a whole period again. */
+ * gets a whole period again.
+ *
+ * Nor does a broker outage count: silence is counted only while the broker
+ * link is up and the consumer has read every partition to its end once (a
+ * runtime cannot report through a broker that is down, and a backlog from
+ * before the start may still be unread). Once both hold again the clocks
+ * restart: every runtime gets a whole period from then. */
 #include "engine-private.h"
 #include "timefmt.h"
 
@@ -17,6 +23,8 @@ struct CtlJanitor {
   GHashTable *watched;    /* runtime key -> gint64* ms when watching began */
   GHashTable *inactive;   /* runtime keys found inactive */
   guint       timer;
+  gboolean    counting;   /* link up and consumer caught up at the last tick */
+  gint64      counting_since;  /* ms when that last became true */
 };
 
 static gint64 *
@@ -29,7 +37,7 @@ static gint64
 quiet_since(CtlJanitor *j, CtlObject *rt)
 {
   gint64 *since = g_hash_table_lookup(j->watched, &rt->key);
-  return MAX(rt->feedback_at, since ? *since : 0);
+  return MAX(MAX(rt->feedback_at, since ? *since : 0), j->counting_since);
 }
 
 static void
@@ -103,6 +111,18 @@ tick(gpointer data)
   CtlJanitor *j = data;
   CtlEngine *e = j->engine;
   gint64 now = ctl_now_ms();
+  gboolean counting = ctl_bus_caught_up(e->bus);
+  if (counting != j->counting) {
+    j->counting = counting;
+    if (counting)
+      j->counting_since = now;
+    log_line(e, ctl_model_root(e->model), "janitor",
+             counting ? "silence=counted reason=\"broker link up, feedback read to its end\""
+                      : "silence=not-counted reason=\"broker link down, or feedback not yet read"
+                        " to its end\"");
+  }
+  if (!counting)
+    return G_SOURCE_CONTINUE;
   /* A copy: expiring removes runtimes from the table. */
   GList *rts = g_hash_table_get_values(ctl_model_runtimes(e->model)->children);
   for (GList *l = rts; l; l = l->next) {
@@ -184,5 +204,7 @@ ctl_janitor_activity(CtlJanitor *j, CtlObject *rt)
 gint64
 ctl_janitor_silent_ms(CtlJanitor *j, CtlObject *rt)
 {
-  return j ? MAX(0, ctl_now_ms() - quiet_since(j, rt)) : -1;
+  if (!j)
+    return -1;
+  return j->counting ? MAX(0, ctl_now_ms() - quiet_since(j, rt)) : 0;
 }

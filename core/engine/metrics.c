@@ -214,6 +214,12 @@ ctl_engine_show_metrics(CtlEngine *e, GString *out)
   plain(out, "ctlfs_feedback_rejected_total", "counter", "Malformed feedback messages skipped.",
         e->feedback_rejected);
 
+  head(out, "ctlfs_messages_unused_total", "counter",
+       "Consumed messages ctlfs did not use (each has a log line saying why), by topic:"
+       " command, feedback, tree, or other (a topic no longer read).");
+  const char *topics[CTL_UNUSED_COUNT] = { "command", "feedback", "other", "tree" };
+  labelled(out, "ctlfs_messages_unused_total", "topic", topics, e->unused, CTL_UNUSED_COUNT);
+
   head(out, "ctlfs_objects", "gauge", "Objects in the tree by kind.");
   const char *kinds[] = { "resource", "runtime" };
   guint64 objects[] = { ctl_model_count(e->model, CTL_KIND_RESOURCE),

@@ -35,7 +35,6 @@ struct CtlPeers {
   GHashTable *tree_unplaced; /* tree key -> how many of ours are not placed yet */
   GHashTable *tree_offsets;  /* tree key -> gint64*: the newest record applied */
   char       *tree_topic;    /* PREFIX.tree */
-  gint64      tree_next;     /* its next offset, -1 before any */
 };
 
 /* An announcement the broker refused is offered again after this long. */
@@ -78,8 +77,8 @@ ctl_engine_watch_runtime(CtlEngine *e, CtlObject *rt)
 {
   g_hash_table_insert(e->by_topic, g_strdup(rt->feedback_topic), rt);
   g_hash_table_insert(e->peers->by_command_topic, g_strdup(rt->command_topic), rt);
-  ctl_bus_watch(e->bus, rt->feedback_topic, rt->feedback_next);
-  ctl_bus_watch(e->bus, rt->command_topic, rt->command_next);
+  ctl_bus_watch(e->bus, rt->feedback_topic);
+  ctl_bus_watch(e->bus, rt->command_topic);
   ctl_bus_prepare_topic(e->bus, rt->command_topic);
   ctl_janitor_watch(e->janitor, rt);
 }
@@ -102,8 +101,9 @@ ctl_engine_unwatch_runtime(CtlEngine *e, CtlObject *rt)
 void
 ctl_engine_peer_skip(CtlEngine *e, CtlObject *obj, gint64 offset, const char *why)
 {
+  e->unused[obj == ctl_model_root(e->model) ? CTL_UNUSED_TREE : CTL_UNUSED_COMMAND]++;
   GString *d = g_string_new(NULL);
-  g_string_append_printf(d, "offset=%" G_GINT64_FORMAT, offset);
+  ctl_engine_append_position(e, d, offset);
   ctl_kv_append(d, "reason", why);
   GError *error = NULL;
   if (!ctl_model_log(e->model, obj, "peer-skipped", d->str, &error)) {
@@ -432,14 +432,13 @@ ctl_engine_peer_delivered(CtlEngine *e, gpointer opaque, gboolean ok, gint64 off
 /* ---- the consumer ---- */
 
 gboolean
-ctl_engine_peer_message(CtlEngine *e, const char *topic, gint64 offset, const char *key,
+ctl_engine_peer_message(CtlEngine *e, const char *topic, int partition, gint64 offset, const char *key,
                         gsize key_len, const char *value, gsize value_len,
                         const char *command_id)
 {
   if (strcmp(topic, e->peers->tree_topic) == 0) {
     tree_message(e, offset, key, key_len, value, value_len);
-    e->peers->tree_next = offset + 1;
-    ctl_engine_consumed(e, topic, e->peers->tree_next);
+    ctl_engine_consumed(e, topic, partition, offset + 1);
     return TRUE;
   }
   CtlObject *rt = g_hash_table_lookup(e->peers->by_command_topic, topic);
@@ -447,10 +446,8 @@ ctl_engine_peer_message(CtlEngine *e, const char *topic, gint64 offset, const ch
     return FALSE;
   ctl_engine_command_seen(e, rt, offset, value, value_len, command_id);
   /* the runtime may be gone now (a command cannot remove it, but be safe) */
-  if (g_hash_table_lookup(e->peers->by_command_topic, topic) == rt) {
-    rt->command_next = offset + 1;
-    ctl_engine_consumed(e, topic, rt->command_next);
-  }
+  if (g_hash_table_lookup(e->peers->by_command_topic, topic) == rt)
+    ctl_engine_consumed(e, topic, partition, offset + 1);
   return TRUE;
 }
 
@@ -497,13 +494,12 @@ ctl_engine_peers_start(CtlEngine *e)
   e->peers->tree_unplaced = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
   e->peers->tree_offsets = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   e->peers->tree_topic = g_strdup_printf("%s.%s", e->cfg.topic_prefix, TREE_SUFFIX);
-  e->peers->tree_next = ctl_store_offset_get(e->store, e->peers->tree_topic, 0);
   GError *error = NULL;
   if (!ctl_store_tree_keys_foreach(e->store, load_key, e, &error)) {
     g_warning("peers: %s", error->message);
     g_clear_error(&error);
   }
-  ctl_bus_watch(e->bus, e->peers->tree_topic, e->peers->tree_next);
+  ctl_bus_watch(e->bus, e->peers->tree_topic);
   /* Announcements a stop or a crash kept from the broker, in their order. */
   if (!ctl_store_announcements_foreach(e->store, resend, e, &error)) {
     g_warning("peers: %s", error->message);

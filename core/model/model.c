@@ -16,7 +16,7 @@ typedef struct {
 
 struct CtlModel {
   CtlStore   *store;
-  char       *topic_prefix;
+  const CtlConfig *cfg;    /* runtimes' topic names (not owned) */
   GHashTable *by_key;        /* gint64* key -> CtlObject* */
   CtlObject  *root, *runtimes, *modules;
   GArray     *listeners;
@@ -33,14 +33,13 @@ object_new(CtlModel *m, gint64 key, gint64 id, CtlKind kind, const char *name, C
   o->name = g_strdup(name);
   o->parent = parent;
   o->log_size = -1;
-  o->feedback_next = -1;
-  o->command_next = -1;
   o->desired_offset = -1;
+  o->desired_partition = -1;
   if (!ctl_kind_is_leaf(kind) && kind != CTL_KIND_OPTION)
     o->children = g_hash_table_new(g_str_hash, g_str_equal);
   if (kind == CTL_KIND_RUNTIME) {
-    o->command_topic = ctl_topic_commands(m->topic_prefix, name);
-    o->feedback_topic = ctl_topic_feedback(m->topic_prefix, name);
+    o->command_topic = ctl_config_topic(m->cfg, name, FALSE);
+    o->feedback_topic = ctl_config_topic(m->cfg, name, TRUE);
   }
   if (parent) {
     g_hash_table_insert(parent->children, o->name, o);
@@ -172,19 +171,6 @@ load_placed(gint64 object_id, const char *verb, gint64 offset, const char *id, g
   o->desired_ours = !peer;
 }
 
-static void
-load_offsets(CtlModel *m)
-{
-  GHashTableIter it;
-  gpointer value;
-  g_hash_table_iter_init(&it, m->runtimes->children);
-  while (g_hash_table_iter_next(&it, NULL, &value)) {
-    CtlObject *rt = value;
-    rt->feedback_next = ctl_store_offset_get(m->store, rt->feedback_topic, 0);
-    rt->command_next = ctl_store_offset_get(m->store, rt->command_topic, 0);
-  }
-}
-
 static void on_lost_commit(gpointer data, gboolean ok, const char *reason);
 static CtlObject *insert_dir(CtlModel *m, CtlObject *module, CtlKind kind, const char *name,
                              GError **error);
@@ -213,11 +199,11 @@ add_missing_options(CtlModel *m, GError **error)
 }
 
 CtlModel *
-ctl_model_new(CtlStore *st, const char *topic_prefix, GError **error)
+ctl_model_new(CtlStore *st, const CtlConfig *cfg, GError **error)
 {
   CtlModel *m = g_new0(CtlModel, 1);
   m->store = st;
-  m->topic_prefix = g_strdup(topic_prefix);
+  m->cfg = cfg;
   m->by_key = g_hash_table_new(g_int64_hash, g_int64_equal);
   m->listeners = g_array_new(FALSE, FALSE, sizeof(Listener));
   m->root = object_new(m, CTL_KEY_ROOT, 0, CTL_KIND_ROOT, "", NULL);
@@ -230,7 +216,6 @@ ctl_model_new(CtlStore *st, const char *topic_prefix, GError **error)
     ctl_model_free(m);
     return NULL;
   }
-  load_offsets(m);
   if (!add_missing_options(m, error)) {
     ctl_model_free(m);
     return NULL;
@@ -249,7 +234,6 @@ ctl_model_free(CtlModel *m)
   g_list_free_full(all, (GDestroyNotify) object_free);
   g_hash_table_unref(m->by_key);
   g_array_unref(m->listeners);
-  g_free(m->topic_prefix);
   g_free(m);
 }
 
@@ -693,10 +677,6 @@ on_lost_commit(gpointer data, gboolean ok, const char *reason)
       g_clear_pointer(&o->last_cmd_verb, g_free);
       g_clear_pointer(&o->last_cmd_result, g_free);
       resync_mark(&r, o, CTL_CHANGE_STATE);
-    }
-    if (o->kind == CTL_KIND_RUNTIME) {
-      o->feedback_next = ctl_store_offset_get(m->store, o->feedback_topic, 0);
-      o->command_next = ctl_store_offset_get(m->store, o->command_topic, 0);
     }
     if (o->settings)   /* read again below */
       g_hash_table_remove_all(o->settings);

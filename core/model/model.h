@@ -5,6 +5,7 @@
  * store. Listeners (fs/ is one) hear about changes; core/ never calls fs/. */
 #pragma once
 #include <glib.h>
+#include "config.h"
 #include "kv.h"
 #include "store.h"
 
@@ -55,14 +56,14 @@ struct CtlObject {
   /* The command topic's offset of the command that set `desired`, -1 unknown:
    * commands apply in the topic's order, whichever host issued them (peers.c). */
   gint64      desired_offset;
+  int         desired_partition;  /* ... in this partition (-1 unknown: not stored) */
   char       *desired_verb;  /* ... its verb, its id, and whether it was ours */
   char       *desired_id;
   gboolean    desired_ours;
   guint       unplaced;      /* local commands whose place in that topic is not known yet */
   GList      *stale_link;    /* the engine's staleness queue (stale.c) */
 
-  /* runtimes: the feedback and command partitions' next offsets, -1 before any */
-  gint64      feedback_next, command_next;
+  /* runtimes: their topics (positions read in them: the store's offsets) */
   char       *command_topic, *feedback_topic;
 
   /* Named settings (name -> value, NULL until one is set): a flow's mode, a
@@ -91,8 +92,9 @@ typedef void (*CtlModelListener)(CtlObject *obj, CtlChange what, gpointer user_d
 
 typedef struct CtlModel CtlModel;
 
-/* Loads every object from ST (which the model does not own). */
-CtlModel  *ctl_model_new(CtlStore *st, const char *topic_prefix, GError **error);
+/* Loads every object from ST. CFG names the runtimes' topics. The model
+ * owns neither; both outlive it. */
+CtlModel  *ctl_model_new(CtlStore *st, const CtlConfig *cfg, GError **error);
 void       ctl_model_free(CtlModel *m);
 
 CtlObject *ctl_model_root(CtlModel *m);

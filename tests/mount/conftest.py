@@ -121,11 +121,14 @@ def sh(cmd, timeout=None, check=True, **kw):
     return p
 
 
-def kcat_consume(bootstrap, topic, partition=0, timeout=None):
-    """Every message of TOPIC (partition 0) from the beginning, as a list of
-    dicts from `kcat -J` (keys: offset, key, payload, headers, ...), with
-    'value' = the payload decoded as JSON when it is JSON."""
-    cmd = ["kcat", "-C", "-b", bootstrap, "-t", topic, "-p", str(partition),
+def kcat_consume(bootstrap, topic, partition=None, timeout=None):
+    """Every message of TOPIC (PARTITION, or all of them) from the beginning,
+    as a list of dicts from `kcat -J` (keys: partition, offset, key, payload,
+    headers, ...), with 'value' = the payload decoded as JSON when it is JSON.
+    Messages of several partitions come in the order they were produced (by
+    timestamp, then partition and offset)."""
+    part = [] if partition is None else ["-p", str(partition)]
+    cmd = ["kcat", "-C", "-b", bootstrap, "-t", topic, *part,
            "-o", "beginning", "-e", "-J", "-q"]
     p = subprocess.run(cmd, capture_output=True, text=True,
                        timeout=timeout or (30 * SLOW))
@@ -144,16 +147,26 @@ def kcat_consume(bootstrap, topic, partition=0, timeout=None):
         except ValueError:
             msg["value"] = None
         out.append(msg)
+    out.sort(key=lambda m: (m.get("ts", 0), m["partition"], m["offset"]))
     return out
 
 
-def kcat_produce(bootstrap, topic, key, value, timeout=None, headers=()):
-    """Produces one message (VALUE str or JSON-able) to partition 0, with the
+def handled(offsets):
+    """How many messages a runtime status's `feedback_offset` or
+    `command_offset` ("0:16 2:4": the last offset handled per partition, "-"
+    none) says were read, from offset 0 of each partition."""
+    if offsets == "-":
+        return 0
+    return sum(int(last) + 1 for _, last in (p.split(":") for p in offsets.split()))
+
+
+def kcat_produce(bootstrap, topic, key, value, timeout=None, headers=(), partition=0):
+    """Produces one message (VALUE str or JSON-able) to PARTITION, with the
     ctlfs-version header and HEADERS ([(name, value)])."""
     if not isinstance(value, str):
         value = json.dumps(value)
     extra = [a for name, v in headers for a in ("-H", f"{name}={v}")]
-    p = subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", topic, "-p", "0",
+    p = subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", topic, "-p", str(partition),
                         "-k", key, "-H", "ctlfs-version=1", *extra],
                        input=value, capture_output=True, text=True,
                        timeout=timeout or (30 * SLOW))

@@ -27,12 +27,13 @@ def _check_command_line(line, verb, pid):
     uid, user = whoami()
     pattern = (r"^(\S+) runtimes/rt1/svc command id=(\S+) verb=" + verb +
                r" by=uid:" + str(uid) + r"\(" + re.escape(user) + r"\) pid=" + str(pid) +
-               r" comm=sh host=" + re.escape(hostname()) + r" result=sent offset=(\d+)$")
+               r" comm=sh host=" + re.escape(hostname()) + r" result=sent offset=(\d+)"
+               r" partition=(\d+)$")
     m = re.match(pattern, line)
     assert m, f"command log line not as the contract says:\n  {line}\n  ~ {pattern}"
     assert RFC3339_MS.match(m.group(1)), m.group(1)
     assert UUID.match(m.group(2)), f"command id is not a UUID: {m.group(2)}"
-    return m.group(2), int(m.group(3))
+    return m.group(2), (int(m.group(4)), int(m.group(3)))
 
 
 def _one_way(d, bootstrap, res, verb, want_state, n_before):
@@ -51,7 +52,8 @@ def _one_way(d, bootstrap, res, verb, want_state, n_before):
     msgs = kcat_consume(bootstrap, "ctlfs.rt1.commands")
     assert len(msgs) == n_before + 1, [m["payload"] for m in msgs]
     m = msgs[-1]
-    assert m["offset"] == offset, "log offset= is not the message's offset in the topic"
+    assert (m["partition"], m["offset"]) == offset, \
+        "log offset= partition= is not the message's place in the topic"
     assert m["key"] == "svc"
     v = m["value"]
     uid, user = whoami()
@@ -103,7 +105,7 @@ def _roundtrip(d, bootstrap, agent):
     assert rt["backend"] == "kafka"
     assert rt["command_topic"] == "ctlfs.rt1.commands"
     assert rt["feedback_topic"] == "ctlfs.rt1.feedback"
-    assert re.fullmatch(r"\d+", rt["feedback_offset"]), rt["feedback_offset"]
+    assert re.fullmatch(r"\d+:\d+( \d+:\d+)*", rt["feedback_offset"]), rt["feedback_offset"]
     assert rt["resources"] == "1"
     assert (rt["paused"], rt["running"]) == ("1", "0")
     assert RFC3339_MS.match(rt["last_heartbeat"]), rt["last_heartbeat"]
