@@ -668,7 +668,10 @@ ctl_engine_command_seen(CtlEngine *e, CtlObject *rt, gint64 offset, const char *
   if (strcmp(msg.runtime, rt->name) != 0) {
     ctl_engine_peer_skip(e, rt, offset, "the command names another runtime");
   } else if (known && peer) {
-    /* another host's command seen before: a copy it sent again */
+    /* another host's command seen before: a copy its outbox sent again */
+    char *why = g_strdup_printf("a copy of command %s, recorded before", msg.id);
+    ctl_engine_peer_skip(e, rt, offset, why);
+    g_free(why);
   } else if (known) {
     read_back_ours(e, res, msg.verb, msg.id, offset, inf);
   } else {

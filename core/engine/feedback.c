@@ -120,7 +120,9 @@ resource_for(CtlEngine *e, CtlObject *rt, const char *name, gint64 offset)
     g_free(why);
     return NULL;
   }
-  char *by = g_strdup_printf("by=feedback offset=%" G_GINT64_FORMAT, offset);
+  GString *where = g_string_new("by=feedback");
+  ctl_engine_append_position(e, where, offset);
+  char *by = g_string_free(where, FALSE);
   int err = 0;
   res = ctl_model_create(e->model, rt, name, "discovered", by, &err);
   g_free(by);
@@ -234,7 +236,7 @@ ctl_engine_report(CtlEngine *e, CtlObject *rt, gint64 offset, const CtlFeedbackM
       ctl_kv_append(d, "message", cut);
       g_free(cut);
     }
-    g_string_append_printf(d, " offset=%" G_GINT64_FORMAT, offset);
+    ctl_engine_append_position(e, d, offset);
     if (!ctl_model_log(e->model, res, "observed", d->str, &error)) {
       g_warning("feedback: %s", error->message);
       g_clear_error(&error);
@@ -271,7 +273,8 @@ ctl_engine_feedback_ctlfs(CtlEngine *e, CtlObject *rt, gint64 offset, const char
 
 /* The runtime's backend decodes; the engine applies what it reports. */
 void
-ctl_engine_feedback_message(const char *topic, int partition, gint64 offset, const char *key, gsize key_len,
+ctl_engine_feedback_message(const char *topic, int partition, gint64 offset, const char *key,
+                            gsize key_len,
                             const char *value, gsize value_len, gpointer user_data)
 {
   CtlEngine *e = user_data;

@@ -459,7 +459,9 @@ ctl_engine_peer_object(CtlEngine *e, CtlObject *rt, const char *name, gint64 off
     ctl_engine_peer_skip(e, rt, offset, "the runtime has discover-max resources");
     return NULL;
   }
-  char *by = g_strdup_printf("by=command offset=%" G_GINT64_FORMAT, offset);
+  GString *where = g_string_new("by=command");
+  ctl_engine_append_position(e, where, offset);
+  char *by = g_string_free(where, FALSE);
   int err = 0;
   CtlObject *res = ctl_model_create(e->model, rt, name, "discovered", by, &err);
   g_free(by);
