@@ -384,27 +384,61 @@ ctl_bus_free(CtlBus *bus, int flush_ms)
   g_free(bus);
 }
 
+static rd_kafka_topic_t *
+topic_handle(CtlBus *bus, const char *topic, rd_kafka_topic_conf_t *tconf)
+{
+  rd_kafka_topic_t *rkt = g_hash_table_lookup(bus->topics, topic);
+  if (rkt) {
+    if (tconf)
+      rd_kafka_topic_conf_destroy(tconf);
+    return rkt;
+  }
+  rkt = rd_kafka_topic_new(bus->producer, topic, tconf);   /* takes TCONF */
+  if (rkt)
+    g_hash_table_insert(bus->topics, g_strdup(topic), rkt);
+  return rkt;
+}
+
 void
 ctl_bus_prepare_topic(CtlBus *bus, const char *topic)
 {
-  if (g_hash_table_contains(bus->topics, topic))
-    return;
-  rd_kafka_topic_t *rkt = rd_kafka_topic_new(bus->producer, topic, NULL);
-  if (rkt)
-    g_hash_table_insert(bus->topics, g_strdup(topic), rkt);
+  topic_handle(bus, topic, NULL);
+}
+
+/* murmur2 of the key's first part, up to its first '/' (the whole key when
+ * it has none): as Java clients would place a message keyed by that part. */
+static int32_t
+partition_by_group(const rd_kafka_topic_t *rkt, const void *key, size_t len, int32_t count,
+                   void *topic_opaque, void *msg_opaque)
+{
+  const char *slash = key ? memchr(key, '/', len) : NULL;
+  size_t group = slash ? (size_t) (slash - (const char *) key) : len;
+  return rd_kafka_msg_partitioner_murmur2(rkt, key, group, count, topic_opaque, msg_opaque);
+}
+
+void
+ctl_bus_prepare_grouped_topic(CtlBus *bus, const char *topic)
+{
+  rd_kafka_topic_conf_t *tconf = rd_kafka_topic_conf_new();
+  rd_kafka_topic_conf_set_partitioner_cb(tconf, partition_by_group);
+  topic_handle(bus, topic, tconf);
 }
 
 gboolean
 ctl_bus_produce(CtlBus *bus, const char *topic, const char *key, const char *value,
                 const char *const *headers, gpointer opaque, GError **error)
 {
-  ctl_bus_prepare_topic(bus, topic);
+  rd_kafka_topic_t *rkt = topic_handle(bus, topic, NULL);
+  if (!rkt) {
+    g_set_error(error, CTL_BUS_ERROR, 0, "kafka produce: cannot use topic %s", topic);
+    return FALSE;
+  }
   rd_kafka_headers_t *hdrs = rd_kafka_headers_new(4);
   rd_kafka_header_add(hdrs, CTL_MSG_HEADER_NAME, -1, CTL_MSG_HEADER_VALUE, -1);
   for (gsize i = 0; headers && headers[i] && headers[i + 1]; i += 2)
     rd_kafka_header_add(hdrs, headers[i], -1, headers[i + 1], -1);
   rd_kafka_resp_err_t err = rd_kafka_producev(bus->producer,
-      RD_KAFKA_V_TOPIC(topic),
+      RD_KAFKA_V_RKT(rkt),
       RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
       RD_KAFKA_V_KEY(key, strlen(key)),
       RD_KAFKA_V_VALUE((void *) value, strlen(value)),
@@ -437,11 +471,10 @@ ctl_bus_purge_queued(CtlBus *bus)
  * soon while one is missing (not created yet), and every DISCOVER_PERIOD_MS
  * for partitions added to a topic. */
 
-#define DISCOVER_TIMEOUT_MS 2000
+#define DISCOVER_TIMEOUT_MS 1000   /* also how long a stop may wait for the thread */
 #define DISCOVER_PERIOD_MS  10000
 #define DISCOVER_RETRY_MIN_MS 20
 #define DISCOVER_RETRY_MAX_MS 2000
-
 
 static void
 watch_free(gpointer data)

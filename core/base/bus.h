@@ -44,6 +44,11 @@ gboolean ctl_bus_produce(CtlBus *bus, const char *topic, const char *key, const 
 /* Makes the producer look TOPIC up now, so that the first command to it does
  * not wait for metadata (and creates it where the broker auto-creates). */
 void     ctl_bus_prepare_topic(CtlBus *bus, const char *topic);
+/* As ctl_bus_prepare_topic(), for a topic whose keys are paths ("rt1",
+ * "rt1/svc"): keys that share their part before the first '/' share a
+ * partition (murmur2 of that part), so that their messages keep their order
+ * among themselves. Call before the first message to TOPIC. */
+void     ctl_bus_prepare_grouped_topic(CtlBus *bus, const char *topic);
 /* Drops messages still waiting in the producer's queue (not yet sent): each
  * comes back through delivered() as failed. */
 void     ctl_bus_purge_queued(CtlBus *bus);

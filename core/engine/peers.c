@@ -496,6 +496,9 @@ ctl_engine_peers_start(CtlEngine *e)
   e->peers->tree_unplaced = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
   e->peers->tree_offsets = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   e->peers->tree_topic = g_strdup_printf("%s.%s", e->cfg.topic_prefix, TREE_SUFFIX);
+  /* A runtime's records and its resources' in one partition, in order: a
+   * removal of rt1/svc then of rt1 is read in that order everywhere. */
+  ctl_bus_prepare_grouped_topic(e->bus, e->peers->tree_topic);
   GError *error = NULL;
   if (!ctl_store_tree_keys_foreach(e->store, load_key, e, &error)) {
     g_warning("peers: %s", error->message);

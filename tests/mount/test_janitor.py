@@ -6,6 +6,7 @@ offsets are shown in the runtime's status and survive a restart."""
 
 import os
 import sqlite3
+import time
 
 import pytest
 
@@ -157,3 +158,42 @@ def test_offsets_per_topic_in_status_survive_restart(broker, ctlfs, agent):
     after = status_dict(status)
     assert after["command_offset"] == st["command_offset"], after
     assert handled(after["feedback_offset"]) >= handled(st["feedback_offset"]), (st, after)
+
+
+def test_a_broker_outage_of_twice_the_expiry_keeps_every_live_runtime(broker, ctlfs, agent):
+    """Issue 14: silence during an outage is not the runtime's silence. With
+    expire=remove and the broker down for twice the period, the live runtime
+    stays, is never marked, and its agent's heartbeats show again after."""
+    d = ctlfs(f"--brokers={broker.bootstrap}", f"--expire-after-ms={EXPIRE_MS}",
+              "--expire=remove")
+    for rt in ("live", "other"):
+        declare(d, rt, "svc")
+        agent(broker.bootstrap, runtime=rt, heartbeat_ms=200)
+    status = d.path("runtimes", "live", "status")
+    root_log = d.path("log")
+    wait_until(lambda: "silence=counted" in read(root_log), what="the janitor counting")
+    wait_until(lambda: status_dict(status)["last_heartbeat"] != "-", what="a heartbeat")
+
+    broker.fault("down 1")
+    wait_until(lambda: status_dict(d.path("status"))["broker_link"] == "down",
+               what="broker_link down")
+    wait_until(lambda: "silence=not-counted" in read(root_log), what="the janitor pausing")
+    before = status_dict(status)["last_heartbeat"]
+    # The outage itself: it has to last twice the period (a duration of the
+    # scenario, not a wait for an event); the janitor ticks many times meanwhile.
+    time.sleep(2 * EXPIRE_MS / 1000)
+    st = status_dict(status)
+    assert st["activity"] == "active" and st["silent_ms"] == "0", st
+    broker.fault("up 1")
+    wait_until(lambda: status_dict(d.path("status"))["broker_link"] == "up",
+               what="broker_link up")
+    wait_until(lambda: status_dict(status)["last_heartbeat"] != before,
+               what="the agent's heartbeats read again")
+    wait_until(lambda: read(root_log).count("silence=counted") == 2,
+               what="the janitor counting again")
+    for rt in ("live", "other"):
+        assert os.path.isdir(d.path("runtimes", rt, "svc")), rt
+        st = status_dict(d.path("runtimes", rt, "status"))
+        assert st["activity"] == "active" and int(st["silent_ms"]) < EXPIRE_MS, (rt, st)
+    text = read(root_log)
+    assert " expired " not in text and " inactive " not in text, text

@@ -195,3 +195,25 @@ def test_bad_or_shared_topic_names_stop_the_start(tmp_path):
         assert p.returncode == 2, (text, p.returncode, p.stderr)
         assert all(w in p.stderr for w in words), (text, p.stderr)
         assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_tree_records_of_a_runtime_share_its_partition(broker, ctlfs):
+    """Declarations of a runtime and of its resources are read in the order
+    they were made on every host: one partition per runtime (murmur2 of the
+    key's part before '/'), whatever the resources' names hash to."""
+    d = ctlfs(f"--brokers={broker.bootstrap}")
+    names = ["svc", "orders", "db", "a", "ingest-7", "x1"]
+    for rt in ("grp", "other"):
+        declare(d, rt, None)
+        for n in names:
+            os.mkdir(d.path("runtimes", rt, n))
+    os.rmdir(d.path("runtimes", "grp", "svc"))
+    want = {"grp/" + n for n in names} | {"grp", "other"} | {"other/" + n for n in names}
+    wait_until(lambda: {m["key"] for m in kcat_consume(broker.bootstrap, "ctlfs.tree")} >= want,
+               what="every declaration on ctlfs.tree")
+    recs = kcat_consume(broker.bootstrap, "ctlfs.tree")
+    for rt in ("grp", "other"):
+        mine = [m for m in recs if m["key"].split("/")[0] == rt]
+        assert {m["partition"] for m in mine} == {java_partition(rt)}, mine
+    grp = [(m["key"], m["value"]["declared"]) for m in recs if m["key"].startswith("grp")]
+    assert grp[0] == ("grp", True) and grp[-1] == ("grp/svc", False), grp
