@@ -11,7 +11,7 @@ struct AgentPartitions {
   rd_kafka_topic_t    *rkt;
   AgentPartitionsFunc  fn;
   gpointer             data;
-  int                  known;       /* the largest count seen, 0: none yet */
+  int                  known;       /* the largest count taken, 0: none yet */
   int                  backoff_ms;
   guint                retry_src, period_src;
   GMainContext        *context;
@@ -122,8 +122,8 @@ on_result(gpointer data)
   if (n > ap->known) {
     if (ap->known > 0)
       g_message("%s has %d partitions now (was %d)", rd_kafka_topic_name(ap->rkt), n, ap->known);
-    ap->known = n;
-    ap->fn(n, ap->data);
+    if (ap->fn(n, ap->data))
+      ap->known = n;
   }
   retry_while_missing(ap);
   return G_SOURCE_REMOVE;

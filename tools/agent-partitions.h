@@ -5,16 +5,19 @@
  * comes back on the main loop. It is asked for at once, again soon (with a
  * backoff from 20 ms to 2 s) while the topic does not exist yet, and every
  * PERIOD_MS after that, so that partitions added to the topic are found.
- * The callback runs only when the count grew: a topic never shrinks in
- * Kafka, and a failed lookup (broker down) says nothing about it. */
+ * The callback runs only when the count grew past the last one it took: a
+ * topic never shrinks in Kafka, and a failed lookup (broker down) says
+ * nothing about it. */
 #pragma once
 #include <glib.h>
 #include <librdkafka/rdkafka.h>
 
 typedef struct AgentPartitions AgentPartitions;
 
-/* PARTITIONS: the topic's partition count now, larger than any before. */
-typedef void (*AgentPartitionsFunc)(int partitions, gpointer data);
+/* PARTITIONS: the topic's partition count now, larger than any taken
+ * before. FALSE when they could not be taken (the next lookup offers them
+ * again). */
+typedef gboolean (*AgentPartitionsFunc)(int partitions, gpointer data);
 
 /* Watches TOPIC through RK (the consumer: where its broker allows, the
  * lookup creates the topic, as the consumer's allow.auto.create.topics

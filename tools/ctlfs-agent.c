@@ -861,7 +861,7 @@ queue_wake(rd_kafka_queue_t *queue, CtlQueueWakeFunc fn, Agent *a)
  * loses none of the commands produced to it before the agent found it. Only
  * the new partitions are added: a whole-list rd_kafka_assign() would restart
  * the ones being read. */
-static void
+static gboolean
 on_partitions(int partitions, gpointer data)
 {
   Agent *a = data;
@@ -872,10 +872,9 @@ on_partitions(int partitions, gpointer data)
   rd_kafka_error_t *err = rd_kafka_incremental_assign(a->consumer, l);
   rd_kafka_topic_partition_list_destroy(l);
   if (err != NULL) {
-    /* Not counted as assigned: the next lookup offers them again. */
     g_message("assign %s: %s", a->cmd_topic, rd_kafka_error_string(err));
     rd_kafka_error_destroy(err);
-    return;
+    return FALSE;   /* offered again by the next lookup */
   }
   Position none = { -1, -1, -1 };
   while (a->positions->len < (guint) partitions)
@@ -883,6 +882,7 @@ on_partitions(int partitions, gpointer data)
   g_message("consuming %s partitions=%d", a->cmd_topic, partitions);
   a->assigned = TRUE;
   maybe_ready(a);
+  return TRUE;
 }
 
 /* Asks for the feedback topic's metadata now (creating the topic if need be).

@@ -253,6 +253,10 @@ def test_round_trip_kafkajs_beside_ctlfs_agent(broker, ctlfs, kafkajs, agent):
         assert len(command_lines(read(r / "log"))) == 2 * ROUND_TRIPS
         figures(f"interop round trip {who}", **summary_ms(samples[who]))
     figures("interop kafkajs start", ready_s=f"{js.start_s:.2f}")
+    # both runtimes keyed their feedback alike: murmur2's partition, not 0
+    for rt in ("rt1", "rt2"):
+        msgs = kcat_consume(broker.bootstrap, f"ctlfs.{rt}.feedback")
+        assert msgs and {m["partition"] for m in msgs} == {java_partition("svc")}, (rt, msgs[:3])
     # the comparison is the point of the figures; a bound only catches a runtime
     # that sat out whole fetch waits or heartbeats
     assert statistics.median(samples["kafkajs"]) < 1.0 * SLOW, samples["kafkajs"]
