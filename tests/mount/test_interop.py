@@ -60,7 +60,8 @@ def kafkajs_modules():
     target.mkdir(parents=True, exist_ok=True)
     for name in ("package.json", "package-lock.json"):
         shutil.copyfile(INTEROP / name, target / name)
-    p = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+    p = subprocess.run(["npm", "ci", "--prefer-offline", "--no-audit", "--no-fund",
+                        "--loglevel=error"],
                        cwd=target, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, f"npm ci in {target} failed:\n{p.stdout}\n{p.stderr}"
     assert _installed_version(modules) == _pinned_version()
