@@ -1,11 +1,14 @@
 /* ctlfs-agent: the reference runtime side of the contract (SPEC.md, "Messages").
- * Consumes PREFIX.RT.commands, applies each command once, and reports the state
- * of its resources on PREFIX.RT.feedback, on change and as a heartbeat.
+ * Consumes every partition of PREFIX.RT.commands, applies each command once,
+ * and reports the state of its resources on PREFIX.RT.feedback, on change and
+ * as a heartbeat, keyed by resource and partitioned as Java clients and
+ * kafkajs do (murmur2 of the key).
  *
  * stdout carries one line, "ready", once the consumer is assigned and the
  * initial feedback is delivered; everything else is logged on stderr. */
 #define G_LOG_DOMAIN "ctlfs-agent"
 #include "agent-flow.h"
+#include "agent-partitions.h"
 #include "verb.h"
 #include "dialect-mia.h"
 #include "message.h"
@@ -37,7 +40,17 @@ typedef struct {
   char   *dialect;         /* ctlfs | mia */
   int     warmup_ms;       /* a flow's start: starting this long, then running */
   int     idle_ms;         /* an ordinary flow running this long sleeps (0: never) */
+  int     refresh_ms;      /* how often the command topic's partitions are counted */
 } Options;
+
+/* Where the agent is in one partition of its command topic. The broker keeps
+ * it, under the group, per partition: commands in different partitions come
+ * in no particular order between them. */
+typedef struct {
+  gint64 next;        /* offset after the last handled command, -1: none */
+  gint64 requested;   /* last offset sent in an async commit, -1: none */
+  gint64 committed;   /* last offset the broker confirmed, -1: none */
+} Position;
 
 typedef struct {
   Options     opt;
@@ -51,15 +64,14 @@ typedef struct {
   GHashTable *states;          /* resource -> state, both owned */
   GHashTable *seen;            /* command ids met by this process (a set) */
   AgentFlows *flows;           /* --apply=simulate: the lifecycle runtime's flows */
-  gint64      next_offset;     /* offset after the last handled command, -1: none */
-  gint64      requested;       /* last offset sent in an async commit, -1: none */
-  gint64      committed;       /* last offset the broker confirmed, -1: none */
+  GArray     *positions;       /* Position per partition of cmd_topic assigned */
 
   rd_kafka_t *consumer;
   rd_kafka_t *producer;
   CtlQueueWake *cwake;
   CtlQueueWake *pwake;
-  gboolean    assigned;        /* the command partition is assigned */
+  AgentPartitions *partitions; /* counts cmd_topic's partitions */
+  gboolean    assigned;        /* the command topic's partitions are assigned */
   guint       initial_pending; /* initial feedback not yet delivered */
   gboolean    ready;
 
@@ -141,6 +153,8 @@ check_options(Agent *a)
     return usage_error("--warmup-ms must not be negative");
   if (o->idle_ms < 0)
     return usage_error("--idle-ms must not be negative");
+  if (o->refresh_ms <= 0)
+    return usage_error("--partition-refresh-ms must be positive");
   if (!ctl_name_valid(o->topic_prefix))
     return usage_error("--topic-prefix: not a valid topic prefix ([A-Za-z0-9._-])");
   if (*o->group == '\0')
@@ -164,6 +178,7 @@ parse_options(Agent *a, int *argc, char ***argv)
   Options *o = &a->opt;
   o->heartbeat_ms = 2500;
   o->warmup_ms = 200;
+  o->refresh_ms = 10000;
   GOptionEntry entries[] = {
     { "brokers", 0, 0, G_OPTION_ARG_STRING, &o->brokers, "Kafka bootstrap servers (required)", "HOST:PORT,..." },
     { "runtime", 0, 0, G_OPTION_ARG_STRING, &o->runtime, "Runtime name (required)", "RT" },
@@ -176,6 +191,7 @@ parse_options(Agent *a, int *argc, char ***argv)
     { "dialect", 0, 0, G_OPTION_ARG_STRING, &o->dialect, "Message shapes (default ctlfs)", "ctlfs|mia" },
     { "warmup-ms", 0, 0, G_OPTION_ARG_INT, &o->warmup_ms, "With --apply=simulate, a flow's start: starting this long, then running (default 200)", "MS" },
     { "idle-ms", 0, 0, G_OPTION_ARG_INT, &o->idle_ms, "With --apply=simulate, an ordinary flow running this long sleeps; 0 never (default 0)", "MS" },
+    { "partition-refresh-ms", 0, 0, G_OPTION_ARG_INT, &o->refresh_ms, "How often partitions added to the command topic are looked for (default 10000)", "MS" },
     { NULL },
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new(NULL);
@@ -223,7 +239,7 @@ publish(Agent *a, const char *resource, const char *command_id, const char *mess
   g_autofree char *json = ctl_feedback_msg_encode(&fb);
   rd_kafka_resp_err_t err = rd_kafka_producev(a->producer,
       RD_KAFKA_V_TOPIC(a->fb_topic),
-      RD_KAFKA_V_PARTITION(0),
+      RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),   /* murmur2 of the key */
       RD_KAFKA_V_KEY(resource, strlen(resource)),
       RD_KAFKA_V_VALUE(json, strlen(json)),
       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -253,7 +269,7 @@ publish_mia(Agent *a, gboolean initial)
   g_autofree char *key = ctl_mia_feedback_key(a->opt.runtime);
   rd_kafka_resp_err_t err = rd_kafka_producev(a->producer,
       RD_KAFKA_V_TOPIC(a->fb_topic),
-      RD_KAFKA_V_PARTITION(0),
+      RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),   /* murmur2 of the key */
       RD_KAFKA_V_KEY(key, strlen(key)),
       RD_KAFKA_V_VALUE(json, strlen(json)),
       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -543,13 +559,16 @@ handle_mia_message(Agent *a, const rd_kafka_message_t *m)
   CtlMiaState s;
   g_autoptr(GError) error = NULL;
   if (!ctl_mia_state_decode(m->payload, m->len, FALSE, &s, &error)) {
-    g_message("malformed command offset=%" G_GINT64_FORMAT ": %s", (gint64) m->offset, error->message);
+    g_message("malformed command offset=%" G_GINT64_FORMAT " partition=%d: %s",
+              (gint64) m->offset, (int) m->partition, error->message);
     return;
   }
-  /* Without a ctlfs id (a Mia Control Plane's own message) the offset is the
-   * identity: the consumer never reads one offset twice in a process. */
+  /* Without a ctlfs id (a Mia Control Plane's own message) the place is the
+   * identity: the consumer never reads one offset of a partition twice in a
+   * process. */
   g_autofree char *id = s.has_ctlfs ? g_strdup(s.ctlfs.id)
-                                    : g_strdup_printf("offset-%" G_GINT64_FORMAT, (gint64) m->offset);
+                                    : g_strdup_printf("offset-%" G_GINT64_FORMAT "-partition-%d",
+                                                      (gint64) m->offset, (int) m->partition);
   if (s.has_ctlfs && !g_str_equal(s.ctlfs.runtime, a->opt.runtime)) {
     g_message("skipped id=%s: runtime %s is not %s", id, s.ctlfs.runtime, a->opt.runtime);
   } else if (g_hash_table_contains(a->seen, id)) {
@@ -580,10 +599,11 @@ handle_message(Agent *a, const rd_kafka_message_t *m)
     return;
   }
   /* Whatever becomes of it, this offset is done: a restart resumes after it. */
-  a->next_offset = m->offset + 1;
+  if (m->partition >= 0 && (guint) m->partition < a->positions->len)
+    g_array_index(a->positions, Position, m->partition).next = m->offset + 1;
   if (!version_ok(m)) {
-    g_message("skipped offset=%" G_GINT64_FORMAT ": unsupported %s header", (gint64) m->offset,
-              CTL_MSG_HEADER_NAME);
+    g_message("skipped offset=%" G_GINT64_FORMAT " partition=%d: unsupported %s header",
+              (gint64) m->offset, (int) m->partition, CTL_MSG_HEADER_NAME);
     return;
   }
   if (a->mia) {
@@ -593,7 +613,8 @@ handle_message(Agent *a, const rd_kafka_message_t *m)
   CtlCommandMsg cmd;
   g_autoptr(GError) error = NULL;
   if (!ctl_command_msg_decode(m->payload, m->len, &cmd, &error)) {
-    g_message("malformed command offset=%" G_GINT64_FORMAT ": %s", (gint64) m->offset, error->message);
+    g_message("malformed command offset=%" G_GINT64_FORMAT " partition=%d: %s",
+              (gint64) m->offset, (int) m->partition, error->message);
     return;
   }
   handle_command(a, &cmd);
@@ -602,24 +623,45 @@ handle_message(Agent *a, const rd_kafka_message_t *m)
 
 /* ---- Kafka plumbing ----------------------------------------------------- */
 
+/* The partitions whose next offset has not been committed yet (FINAL) or
+ * not yet been sent in a commit, each with that next offset. */
 static rd_kafka_topic_partition_list_t *
-command_partition(Agent *a, gint64 offset)
+positions_behind(Agent *a, gboolean final)
 {
-  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(l, a->cmd_topic, 0)->offset = offset;
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(a->positions->len);
+  for (guint p = 0; p < a->positions->len; p++) {
+    Position *pos = &g_array_index(a->positions, Position, p);
+    gint64 known = final ? pos->committed : pos->requested;
+    if (pos->next >= 0 && pos->next != known)
+      rd_kafka_topic_partition_list_add(l, a->cmd_topic, (int32_t) p)->offset = pos->next;
+  }
   return l;
+}
+
+/* "P:OFFSET ..." of a list, for the log. */
+static char *
+positions_text(const rd_kafka_topic_partition_list_t *l)
+{
+  GString *s = g_string_new(NULL);
+  for (int i = 0; i < l->cnt; i++)
+    g_string_append_printf(s, "%s%d:%" G_GINT64_FORMAT, i ? " " : "",
+                           (int) l->elems[i].partition, (gint64) l->elems[i].offset);
+  return g_string_free(s, FALSE);
 }
 
 static void
 commit_async(Agent *a)
 {
-  if (a->next_offset < 0 || a->next_offset == a->requested)
-    return;
-  a->requested = a->next_offset;
-  rd_kafka_topic_partition_list_t *l = command_partition(a, a->next_offset);
-  rd_kafka_resp_err_t err = rd_kafka_commit(a->consumer, l, 1);
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-    g_message("commit offset=%" G_GINT64_FORMAT ": %s", a->next_offset, rd_kafka_err2str(err));
+  rd_kafka_topic_partition_list_t *l = positions_behind(a, FALSE);
+  if (l->cnt > 0) {
+    for (int i = 0; i < l->cnt; i++)
+      g_array_index(a->positions, Position, l->elems[i].partition).requested = l->elems[i].offset;
+    rd_kafka_resp_err_t err = rd_kafka_commit(a->consumer, l, 1);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      g_autofree char *at = positions_text(l);
+      g_message("commit %s: %s", at, rd_kafka_err2str(err));
+    }
+  }
   rd_kafka_topic_partition_list_destroy(l);
 }
 
@@ -628,23 +670,27 @@ commit_async(Agent *a)
 static void
 commit_final(Agent *a)
 {
-  if (a->next_offset < 0 || a->next_offset == a->committed)
-    return;
-  rd_kafka_queue_t *q = rd_kafka_queue_new(a->consumer);
-  rd_kafka_topic_partition_list_t *l = command_partition(a, a->next_offset);
-  rd_kafka_resp_err_t err = rd_kafka_commit_queue(a->consumer, l, q, NULL, NULL);
-  rd_kafka_topic_partition_list_destroy(l);
-  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, SHUTDOWN_TIMEOUT_MS);
-    err = ev ? rd_kafka_event_error(ev) : RD_KAFKA_RESP_ERR__TIMED_OUT;
-    if (ev)
-      rd_kafka_event_destroy(ev);
+  rd_kafka_topic_partition_list_t *l = positions_behind(a, TRUE);
+  g_autofree char *at = positions_text(l);
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (l->cnt > 0) {
+    rd_kafka_queue_t *q = rd_kafka_queue_new(a->consumer);
+    err = rd_kafka_commit_queue(a->consumer, l, q, NULL, NULL);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rd_kafka_event_t *ev = rd_kafka_queue_poll(q, SHUTDOWN_TIMEOUT_MS);
+      err = ev ? rd_kafka_event_error(ev) : RD_KAFKA_RESP_ERR__TIMED_OUT;
+      if (ev)
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_queue_destroy(q);
   }
-  rd_kafka_queue_destroy(q);
+  rd_kafka_topic_partition_list_destroy(l);
+  if (*at == '\0')
+    return;
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-    g_message("final commit offset=%" G_GINT64_FORMAT ": %s", a->next_offset, rd_kafka_err2str(err));
+    g_message("final commit %s: %s", at, rd_kafka_err2str(err));
   else
-    g_message("committed offset=%" G_GINT64_FORMAT, a->next_offset);
+    g_message("committed %s", at);
 }
 
 static void
@@ -656,9 +702,14 @@ on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list
     g_message("commit failed: %s", rd_kafka_err2str(err));
     return;
   }
-  for (int i = 0; i < offsets->cnt; i++)
-    if (offsets->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR && offsets->elems[i].offset > a->committed)
-      a->committed = offsets->elems[i].offset;
+  for (int i = 0; i < offsets->cnt; i++) {
+    rd_kafka_topic_partition_t *e = &offsets->elems[i];
+    if (e->err != RD_KAFKA_RESP_ERR_NO_ERROR || e->partition < 0
+        || (guint) e->partition >= a->positions->len)
+      continue;
+    Position *pos = &g_array_index(a->positions, Position, e->partition);
+    pos->committed = MAX(pos->committed, e->offset);
+  }
 }
 
 static void
@@ -747,7 +798,11 @@ new_producer(Agent *a)
   rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
   gboolean ok = conf_set(conf, "enable.idempotence", "true")
              && conf_set(conf, "acks", "all")
-             && conf_set(conf, "linger.ms", "0");
+             && conf_set(conf, "linger.ms", "0")
+             /* Keyed by resource to the partition Java clients and kafkajs
+              * pick (murmur2 of the key): one resource's reports stay in one
+              * partition, in the order they were sent, whoever reads them. */
+             && conf_set(conf, "partitioner", "murmur2_random");
   return new_handle(RD_KAFKA_PRODUCER, conf, ok);
 }
 
@@ -799,20 +854,34 @@ queue_wake(rd_kafka_queue_t *queue, CtlQueueWakeFunc fn, Agent *a)
   return w;
 }
 
-/* Starts from the group's committed offset, or from the beginning when there
- * is none: RD_KAFKA_OFFSET_STORED with auto.offset.reset=earliest is exactly
- * that, and unlike rd_kafka_committed() it does not block startup on the
- * group coordinator. */
+/* Each new partition starts from the group's committed offset, or from the
+ * beginning when there is none: RD_KAFKA_OFFSET_STORED with
+ * auto.offset.reset=earliest is exactly that, and unlike rd_kafka_committed()
+ * it does not block on the group coordinator. So a partition added later
+ * loses none of the commands produced to it before the agent found it. Only
+ * the new partitions are added: a whole-list rd_kafka_assign() would restart
+ * the ones being read. */
 static gboolean
-assign_commands(Agent *a)
+on_partitions(int partitions, gpointer data)
 {
-  rd_kafka_topic_partition_list_t *l = command_partition(a, RD_KAFKA_OFFSET_STORED);
-  rd_kafka_resp_err_t err = rd_kafka_assign(a->consumer, l);
+  Agent *a = data;
+  guint had = a->positions->len;
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(partitions - (int) had);
+  for (int p = (int) had; p < partitions; p++)
+    rd_kafka_topic_partition_list_add(l, a->cmd_topic, p)->offset = RD_KAFKA_OFFSET_STORED;
+  rd_kafka_error_t *err = rd_kafka_incremental_assign(a->consumer, l);
   rd_kafka_topic_partition_list_destroy(l);
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    g_message("assign %s: %s", a->cmd_topic, rd_kafka_err2str(err));
-    return FALSE;
+  if (err != NULL) {
+    g_message("assign %s: %s", a->cmd_topic, rd_kafka_error_string(err));
+    rd_kafka_error_destroy(err);
+    return FALSE;   /* offered again by the next lookup */
   }
+  Position none = { -1, -1, -1 };
+  while (a->positions->len < (guint) partitions)
+    g_array_append_val(a->positions, none);
+  g_message("consuming %s partitions=%d", a->cmd_topic, partitions);
+  a->assigned = TRUE;
+  maybe_ready(a);
   return TRUE;
 }
 
@@ -843,10 +912,11 @@ start_kafka(Agent *a)
   prime_feedback_topic(a);
   a->consumer = new_consumer(a);
   if (a->consumer == NULL
-      || !(a->cwake = queue_wake(rd_kafka_queue_get_consumer(a->consumer), drain_consumer, a))
-      || !assign_commands(a))
+      || !(a->cwake = queue_wake(rd_kafka_queue_get_consumer(a->consumer), drain_consumer, a)))
     return FALSE;
-  a->assigned = TRUE;
+  /* Assigned once their count is known (on_partitions); "ready" waits. */
+  a->partitions = agent_partitions_new(a->consumer, a->cmd_topic, a->opt.refresh_ms,
+                                       on_partitions, a);
   return TRUE;
 }
 
@@ -885,9 +955,7 @@ agent_init(Agent *a)
   memset(a, 0, sizeof *a);
   a->states = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   a->seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-  a->next_offset = -1;
-  a->requested = -1;
-  a->committed = -1;
+  a->positions = g_array_new(FALSE, FALSE, sizeof(Position));
   a->loop = g_main_loop_new(NULL, FALSE);
 }
 
@@ -895,6 +963,8 @@ static void
 stop_kafka(Agent *a)
 {
   a->ready = TRUE;   /* a late initial delivery must not print "ready" now */
+  /* Its thread may be inside rd_kafka_metadata() on the consumer. */
+  g_clear_pointer(&a->partitions, agent_partitions_free);
   if (a->consumer != NULL) {
     commit_final(a);
     g_clear_pointer(&a->cwake, ctl_queue_wake_free);
@@ -923,6 +993,7 @@ agent_clear(Agent *a)
   g_clear_handle_id(&a->sigint, g_source_remove);
   g_hash_table_unref(a->states);
   g_hash_table_unref(a->seen);
+  g_array_unref(a->positions);
   g_main_loop_unref(a->loop);
   g_strfreev(a->exec_argv);
   g_free(a->cmd_topic);

@@ -28,6 +28,12 @@ for p in "${PACKAGES[@]}"; do
   [[ $status == "install ok installed" ]] || missing+=("$p")
 done
 
+# The kafkajs runtime of tests/mount/test_interop.py: node and npm, found on
+# PATH rather than by package, since a NodeSource nodejs (which bundles npm)
+# must not get Debian's npm installed over it.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+
 if [[ ${1:-} == --check ]]; then
   ((${#missing[@]} == 0)) && exit 0
   echo "missing: ${missing[*]}"

@@ -98,15 +98,16 @@ def wait_all_applied(a, ids, what):
                              f"first: {missing[:5]}") from None
 
 
-def check_once_in_order(log, stored, what):
-    """Every stored command applied exactly once, in seq order."""
+def check_once_in_order(log, stored, what, ordered=True):
+    """Every stored command applied exactly once, in seq order (ORDERED; for
+    commands to several resources, whose order holds per resource only)."""
     want = [r[1] for r in stored]
     got = log.ids()
     twice = sorted({i for i in got if got.count(i) > 1})
     assert not twice, f"{what}: applied more than once: {twice[:5]}"
     unknown = [i for i in got if i not in set(want)]
     assert not unknown, f"{what}: the agent applied commands the db never stored: {unknown[:5]}"
-    if got != want:
+    if ordered and got != want:
         i = next((k for k, (x, y) in enumerate(zip(got, want)) if x != y), min(len(got), len(want)))
         raise AssertionError(f"{what}: applied order differs from issue order at #{i}: "
                              f"applied {got[i:i + 3]}, issued {want[i:i + 3]}")
@@ -321,7 +322,9 @@ def test_kill9_during_stream_of_queued_commands_then_restart(broker, ctlfs, agen
     for r in resources:
         assert log.ids(r) == [row[1] for row in by_res[r]], \
             f"{r}: applied order differs from issue order ({summary})"
-    check_once_in_order(log, stored, f"after kill -9 and restart ({summary})")
+    # Each resource's commands share a partition (keyed by resource), so their
+    # order is checked above; between partitions there is none.
+    check_once_in_order(log, stored, f"after kill -9 and restart ({summary})", ordered=False)
     assert set(log.duplicates) <= set(ids), "duplicates of commands never stored"
     wait_until(lambda: pending_commands(d2) == 0, timeout=DELIVERY_TIMEOUT,
                what="pending_commands back to 0")

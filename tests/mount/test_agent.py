@@ -1,0 +1,89 @@
+"""ctlfs-agent as a Kafka client, without a mount: every partition of its
+command topic read, its position in each kept across a restart, its feedback
+keyed by resource in murmur2's partition, and its partitions found once a
+broker that was down at its start is back. Commands are produced with kcat,
+an independent client, to the partition each resource's key hashes to."""
+
+import json
+import re
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from conftest import kcat_consume, kcat_produce, wait_until
+from test_partitions import PARTITIONS, java_partition
+
+# one resource per partition of the 4 (java_partition: a 0, d 1, svc 2, f 3)
+BY_PARTITION = ["a", "d", "svc", "f"]
+APPLIED = re.compile(r"\bapplied id=(\S+) resource=(\S+) verb=(\S+)")
+
+
+def command(resource, verb):
+    return {"id": str(uuid.uuid4()), "runtime": "rt1", "resource": resource, "verb": verb,
+            "issued_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "issued_by": {"uid": 0, "user": "root", "pid": 1, "comm": "kcat", "host": "h"}}
+
+
+def send(bootstrap, resource, verb):
+    """A command to RESOURCE in its murmur2 partition; returns its id."""
+    cmd = command(resource, verb)
+    kcat_produce(bootstrap, "ctlfs.rt1.commands", resource, json.dumps(cmd),
+                 partition=java_partition(resource))
+    return cmd["id"]
+
+
+def applied(a):
+    """[(id, resource, verb)] the agent applied, in order."""
+    text = Path(a.stderr_path).read_text(errors="replace")
+    return [m.groups() for m in APPLIED.finditer(text)]
+
+
+def test_every_partition_read_and_each_position_kept(broker, agent):
+    assert [java_partition(r) for r in BY_PARTITION] == list(range(PARTITIONS))
+    a = agent(broker.bootstrap, resources=BY_PARTITION)
+    ids = {r: send(broker.bootstrap, r, "pause") for r in BY_PARTITION}
+    wait_until(lambda: len(applied(a)) == PARTITIONS, what="a command from each partition")
+    assert {(i, r, "pause") for r, i in ids.items()} == set(applied(a))
+
+    # each answer is where murmur2 puts its resource's key
+    answers = [m for m in kcat_consume(broker.bootstrap, "ctlfs.rt1.feedback")
+               if m["value"].get("command_id")]
+    assert {m["value"]["command_id"] for m in answers} == set(ids.values())
+    for m in kcat_consume(broker.bootstrap, "ctlfs.rt1.feedback"):
+        assert m["partition"] == java_partition(m["key"]), m
+    assert {m["partition"] for m in answers} == set(range(PARTITIONS))
+
+    # a restart goes on from its position in each partition: nothing applied
+    # twice. A resume behind the pauses in each partition shows it read them
+    # through (one partition is read in order).
+    assert a.stop() == 0
+    later = send(broker.bootstrap, "f", "resume")
+    b = agent(broker.bootstrap, resources=BY_PARTITION)
+    marks = {(send(broker.bootstrap, r, "resume"), r, "resume") for r in BY_PARTITION[:3]}
+    want = marks | {(later, "f", "resume")}
+    wait_until(lambda: len(applied(b)) >= len(want), what="the four resumes")
+    assert set(applied(b)) == want and len(applied(b)) == len(want), applied(b)
+
+
+def test_partitions_found_once_the_broker_is_back(broker, agent):
+    broker.fault("down 1")
+    started = {}
+    t = threading.Thread(target=lambda: started.setdefault(
+        "agent", agent(broker.bootstrap, resources=["svc"])))
+    t.start()
+    try:
+        # the consumer's first lookups of the command topic fail: librdkafka
+        # tells its error callback, which logs it
+        wait_until(lambda: any(p.name.startswith("agent-rt1")
+                               and "#consumer" in p.read_text(errors="replace")
+                               for p in Path(broker.stderr_path).parent.iterdir()),
+                   timeout=30, what="the agent's consumer meeting the broker down")
+    finally:
+        broker.fault("up 1")
+        t.join(30)
+    a = started["agent"]          # "ready": the 4 partitions assigned
+    text = Path(a.stderr_path).read_text()
+    assert f"consuming ctlfs.rt1.commands partitions={PARTITIONS}" in text, text
+    i = send(broker.bootstrap, "svc", "pause")
+    wait_until(lambda: applied(a) == [(i, "svc", "pause")], what="svc paused")
