@@ -64,9 +64,11 @@ static void
 admin_unavailable(Req *req, const char *why)
 {
   CtlTopicAdmin *ta = req->ta;
-  g_free(ta->unavailable);
-  ta->unavailable = g_strdup(why);
-  ta->unavailable_until = g_get_monotonic_time() + UNAVAILABLE_RETRY_US;
+  if (why != ta->unavailable) {   /* a new finding, not the one remembered */
+    g_free(ta->unavailable);
+    ta->unavailable = g_strdup(why);
+    ta->unavailable_until = g_get_monotonic_time() + UNAVAILABLE_RETRY_US;
+  }
   if (!ta->warned)
     g_warning("kafka admin unavailable: %s; topics are not checked or created "
               "(asked again after 5 minutes)", why);
