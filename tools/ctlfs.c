@@ -506,6 +506,12 @@ main(int argc, char **argv)
   if (!o.foreground)
     daemonize();
 
+  /* A CA, certificate or key file librdkafka cannot load is still the
+   * configuration's fault: exit 2 (the parent relays it), nothing mounted. */
+  if (cfg.kafka_props[0]
+      && !ctl_kafka_props_try_client((const char *const *) cfg.kafka_props, &error))
+    die_usage("%s", error->message);
+
   CtlStore *store = ctl_store_open(cfg.db_path, &error);
   if (!store) {
     char *what = g_strdup_printf("cannot open database %s", cfg.db_path);

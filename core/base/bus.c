@@ -20,7 +20,7 @@ struct CtlBus {
   GHashTable       *topics;       /* producer topic handles, made ahead of use */
   gboolean          link_up;
   gint64            auth_warned_us; /* when an authentication error was last a warning */
-  CtlTopicAdmin    *admin;        /* made by the first ctl_bus_ensure_topic() */
+  CtlTopicAdmin    *admin;        /* ctl_bus_set_topic_settings(), or the first ensure */
   CtlBusCallbacks   cb;
   gpointer          user_data;
 };

@@ -60,7 +60,8 @@ gboolean ctl_bus_link_up(CtlBus *bus);
 
 /* Topic administration (topic-admin.h) through the producer. SETTINGS is
  * copied; until this is called, the defaults (ctl_topic_settings_init)
- * apply. Call it before the first ctl_bus_ensure_topic(). */
+ * apply. Call it once, before the first ctl_bus_ensure_topic(): calling it
+ * again drops the checks under way (no topic_checked for them). */
 void     ctl_bus_set_topic_settings(CtlBus *bus, const CtlTopicSettings *settings);
 /* Checks TOPIC as ROLE wants it, creating it when it is missing and the
  * settings say create; the answer comes once through topic_checked(), on the

@@ -146,6 +146,34 @@ ctl_kafka_props_check(const char *const *props, GError **error)
   return ok;
 }
 
+static void
+quiet(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+  g_debug("rdkafka %s: %s", fac, buf);
+}
+
+gboolean
+ctl_kafka_props_try_client(const char *const *props, GError **error)
+{
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_set_log_cb(conf, quiet);
+  if (!ctl_kafka_props_apply(conf, props, error)) {
+    rd_kafka_conf_destroy(conf);
+    return FALSE;
+  }
+  char err[512];
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  if (!rk) {
+    rd_kafka_conf_destroy(conf);
+    char *why = ctl_kafka_props_mask(err, props);
+    g_set_error(error, CTL_KAFKA_PROPS_ERROR, 0, "[kafka] %s", why);
+    g_free(why);
+    return FALSE;
+  }
+  rd_kafka_destroy(rk);
+  return TRUE;
+}
+
 char *
 ctl_kafka_props_describe(const char *const *props)
 {

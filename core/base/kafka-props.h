@@ -33,6 +33,13 @@ gboolean    ctl_kafka_props_have_secret(const char *const *props);
  * the message. */
 gboolean    ctl_kafka_props_check(const char *const *props, GError **error);
 
+/* What only a client can tell: a client made with PROPS (no broker named,
+ * so it connects nowhere) and destroyed at once. librdkafka loads the CA,
+ * certificate and key files then and checks combinations of properties:
+ * FALSE + ERROR "[kafka] REASON" (credentials masked) when it refuses.
+ * Starts and joins librdkafka's threads: not before a fork. */
+gboolean    ctl_kafka_props_try_client(const char *const *props, GError **error);
+
 /* Sets PROPS on CONF (after ctlfs's own defaults, so that they win over
  * those). FALSE + ERROR (credentials masked) when librdkafka refuses one. */
 gboolean    ctl_kafka_props_apply(rd_kafka_conf_t *conf, const char *const *props, GError **error);

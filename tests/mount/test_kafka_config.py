@@ -42,6 +42,17 @@ def test_invalid_value_and_the_command_line(tmp_path):
     assert "SASL_SSLL" in line
 
 
+def test_unloadable_ca_file_stops_the_start(tmp_path):
+    """Found by making a client (after the fork, before anything is started)."""
+    conf = write_conf(tmp_path, "[kafka]\nsecurity.protocol=SSL\n"
+                      f"ssl.ca.location={tmp_path}/missing-ca.pem\n")
+    for foreground in (True, False):
+        p = start_expecting_failure([f"--config={conf}", f"--db={tmp_path}/a.db"],
+                                    tmp_path / "mnt", foreground=foreground)
+        line = one_line_exit_2(p)
+        assert line.startswith("ctlfs: [kafka] ssl.ca.location failed"), line
+
+
 def test_reserved_property_refused(tmp_path):
     conf = write_conf(tmp_path, "[kafka]\ngroup.id=mine\n")
     p = start_expecting_failure([f"--config={conf}", f"--db={tmp_path}/a.db"], tmp_path / "mnt")

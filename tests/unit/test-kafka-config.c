@@ -115,6 +115,26 @@ test_check_names_the_key(void)
 }
 
 static void
+test_try_client(void)
+{
+  GError *error = NULL;
+  const char *fine[] = { "security.protocol", "SASL_PLAINTEXT", "sasl.mechanism", "PLAIN",
+                         "sasl.username", "u", "sasl.password", PASSWORD, NULL };
+  g_assert_true(ctl_kafka_props_try_client(fine, &error));
+  g_assert_no_error(error);
+  const char *mechanism[] = { "security.protocol", "SASL_SSL", "sasl.mechanism", "NOPE", NULL };
+  g_assert_false(ctl_kafka_props_try_client(mechanism, &error));
+  g_assert_cmpstr(error->message, ==, "[kafka] Unsupported SASL mechanism: NOPE");
+  g_clear_error(&error);
+  const char *ca[] = { "security.protocol", "SSL", "ssl.ca.location", "/nonexistent/ca.pem",
+                       "ssl.key.password", PASSWORD, NULL };
+  g_assert_false(ctl_kafka_props_try_client(ca, &error));
+  g_assert_true(g_str_has_prefix(error->message, "[kafka] ssl.ca.location"));
+  g_assert_null(strstr(error->message, PASSWORD));
+  g_clear_error(&error);
+}
+
+static void
 test_secrets_masked(void)
 {
   g_assert_true(ctl_kafka_prop_secret("sasl.password"));
@@ -234,6 +254,7 @@ main(int argc, char **argv)
   g_test_add_func("/kafka/group-in-order", test_group_in_order);
   g_test_add_func("/kafka/reserved-refused", test_reserved_refused);
   g_test_add_func("/kafka/check-names-the-key", test_check_names_the_key);
+  g_test_add_func("/kafka/try-client", test_try_client);
   g_test_add_func("/kafka/secrets-masked", test_secrets_masked);
   g_test_add_func("/kafka/command-line-refuses-credentials", test_command_line_refuses_credentials);
   g_test_add_func("/kafka/secret-file-modes", test_secret_file_modes);
