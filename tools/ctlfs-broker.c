@@ -72,7 +72,7 @@ parse_options(int *argc, char ***argv, int *n_brokers)
   g_autoptr(GOptionContext) ctx = g_option_context_new(NULL);
   g_option_context_set_summary(ctx,
       "A Kafka-protocol broker for demos and tests (librdkafka mock cluster).\n"
-      "Fault commands on stdin: down ID, up ID, rtt ID MS.");
+      "Commands on stdin: down ID, up ID, rtt ID MS, topic NAME PARTITIONS.");
   g_option_context_add_main_entries(ctx, entries, NULL);
   g_autoptr(GError) error = NULL;
   if (!g_option_context_parse(ctx, argc, argv, &error)) {

@@ -19,12 +19,14 @@
 #include "backend.h"
 #include "engine.h"
 #include "fs.h"
+#include "kafka-props.h"
 #include "mockbroker.h"
 
 #define EXIT_USAGE 2
 
 typedef struct {
   GHashTable *settings;     /* key -> value, command line over config */
+  GPtrArray  *kafka;        /* -o kafka.KEY=VALUE: key, value, ... in their order */
   GPtrArray  *fuse_opts;    /* -o options for libfuse */
   gboolean    foreground;
   gboolean    debug;
@@ -86,7 +88,13 @@ parse_mount_opts(Options *o, const char *opts)
     char *eq = strchr(items[i], '=');
     char *key = g_strndup(items[i], eq ? (gsize) (eq - items[i]) : strlen(items[i]));
     const char *known = canonical_key(key);
-    if (known && eq)
+    if (g_str_has_prefix(key, "kafka.") && eq) {
+      /* Applied over the config file's [kafka] group (build_config). */
+      g_ptr_array_add(o->kafka, g_strdup(key + strlen("kafka.")));
+      g_ptr_array_add(o->kafka, g_strdup(eq + 1));
+    } else if (g_str_has_prefix(key, "kafka."))
+      die_usage("option -o %s needs a value", key);
+    else if (known && eq)
       g_hash_table_replace(o->settings, g_strdup(known), g_strdup(eq + 1));
     else if (known)
       die_usage("option -o %s needs a value", key);
@@ -231,6 +239,13 @@ build_config(Options *o, CtlConfig *cfg)
   while (g_hash_table_iter_next(&it, &key, &value))
     if (strcmp(key, "config") != 0 && !ctl_config_set(cfg, key, value, &error))
       die_usage("%s", error->message);
+  for (guint i = 0; i + 1 < o->kafka->len; i += 2)
+    if (!ctl_config_set_kafka(cfg, o->kafka->pdata[i], o->kafka->pdata[i + 1], TRUE, &error))
+      die_usage("-o kafka.%s", error->message);
+  /* Every client property as librdkafka will take it, now rather than at
+   * the first connection: a misspelt key or a bad value stops the start. */
+  if (!ctl_kafka_props_check((const char *const *) cfg->kafka_props, &error))
+    die_usage("%s", error->message);
   if (!ctl_backends_check(cfg, &error))
     die_usage("%s", error->message);
   if (!cfg->db_path) {
@@ -460,6 +475,7 @@ main(int argc, char **argv)
 {
   o.settings = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   o.fuse_opts = g_ptr_array_new_with_free_func(g_free);
+  o.kafka = g_ptr_array_new_with_free_func(g_free);
   setup_logging();
   parse_args(&o, argc, argv);
   CtlConfig cfg;
@@ -489,6 +505,12 @@ main(int argc, char **argv)
   /* Fork before anything starts a thread (librdkafka, the mock broker). */
   if (!o.foreground)
     daemonize();
+
+  /* A CA, certificate or key file librdkafka cannot load is still the
+   * configuration's fault: exit 2 (the parent relays it), nothing mounted. */
+  if (cfg.kafka_props[0]
+      && !ctl_kafka_props_try_client((const char *const *) cfg.kafka_props, &error))
+    die_usage("%s", error->message);
 
   CtlStore *store = ctl_store_open(cfg.db_path, &error);
   if (!store) {
@@ -525,6 +547,9 @@ main(int argc, char **argv)
     g_unix_signal_add(SIGHUP, on_signal, loop),
   };
   g_info("mounted %s (db %s, brokers %s)", o.mountpoint, cfg.db_path, cfg.brokers);
+  char *props = ctl_kafka_props_describe((const char *const *) cfg.kafka_props);
+  g_info("kafka client properties: %s", props);
+  g_free(props);
   announce_ready(o.mountpoint);
   g_main_loop_run(loop);
   notify_manager("STOPPING=1\nSTATUS=unmounting");
@@ -541,5 +566,6 @@ main(int argc, char **argv)
   g_free(o.mountpoint);
   g_hash_table_unref(o.settings);
   g_ptr_array_free(o.fuse_opts, TRUE);
+  g_ptr_array_free(o.kafka, TRUE);
   return 0;
 }

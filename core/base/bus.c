@@ -5,8 +5,10 @@
 #include <librdkafka/rdkafka.h>
 #include <string.h>
 
+#include "kafka-props.h"
 #include "message.h"
 #include "queue-wake.h"
+#include "topic-admin.h"
 
 /* A topic the consumer reads, every partition of it. */
 typedef struct Watch {
@@ -37,6 +39,8 @@ struct CtlBus {
   GSource          *disc_source;  /* on_discovered(), attached while a result waits */
   guint             disc_retry_src, disc_period_src;
   int               disc_backoff_ms;
+  gint64            auth_warned_us; /* when an authentication error was last a warning */
+  CtlTopicAdmin    *admin;        /* ctl_bus_set_topic_settings(), or the first ensure */
   CtlBusCallbacks   cb;
   gpointer          user_data;
 };
@@ -81,7 +85,15 @@ static void
 on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
   CtlBus *bus = opaque;
-  g_info("kafka: %s: %s", rd_kafka_err2name(err), reason);
+  /* Refused credentials or certificates are the operator's to fix: a
+   * warning (once a minute: librdkafka retries every reconnect), not info. */
+  gint64 now = g_get_monotonic_time();
+  gboolean loud = (err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL)
+                  && now - bus->auth_warned_us >= 60 * G_USEC_PER_SEC;
+  if (loud)
+    bus->auth_warned_us = now;
+  g_log(G_LOG_DOMAIN, loud ? G_LOG_LEVEL_WARNING : G_LOG_LEVEL_INFO, "kafka: %s: %s",
+        rd_kafka_err2name(err), reason);
   if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
     set_link(bus, FALSE);
 }
@@ -236,8 +248,11 @@ client_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, GError **error)
   return rk;
 }
 
+/* ctlfs's defaults for both clients, then the user's KAFKA_PROPS over them
+ * (those that producer_new and consumer_new set after this are reserved:
+ * kafka-props.c). */
 static rd_kafka_conf_t *
-base_conf(CtlBus *bus, const char *brokers, GError **error)
+base_conf(CtlBus *bus, const char *brokers, const char *const *kafka_props, GError **error)
 {
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   rd_kafka_conf_set_opaque(conf, bus);
@@ -251,16 +266,18 @@ base_conf(CtlBus *bus, const char *brokers, GError **error)
       /* librdkafka's own tracing, for a bug report: CTLFS_KAFKA_DEBUG=all or
        * a list such as "consumer,fetch,topic" (see librdkafka's "debug"). */
       && (!g_getenv("CTLFS_KAFKA_DEBUG")
-          || conf_set(conf, "debug", g_getenv("CTLFS_KAFKA_DEBUG"), error)))
+          || conf_set(conf, "debug", g_getenv("CTLFS_KAFKA_DEBUG"), error))
+      && ctl_kafka_props_apply(conf, kafka_props, error))
     return conf;
   rd_kafka_conf_destroy(conf);
   return NULL;
 }
 
 static gboolean
-producer_new(CtlBus *bus, const char *brokers, int timeout_ms, GError **error)
+producer_new(CtlBus *bus, const char *brokers, const char *const *kafka_props, int timeout_ms,
+             GError **error)
 {
-  rd_kafka_conf_t *conf = base_conf(bus, brokers, error);
+  rd_kafka_conf_t *conf = base_conf(bus, brokers, kafka_props, error);
   if (!conf)
     return FALSE;
   char timeout[32];
@@ -293,9 +310,9 @@ producer_new(CtlBus *bus, const char *brokers, int timeout_ms, GError **error)
 }
 
 static gboolean
-consumer_new(CtlBus *bus, const char *brokers, GError **error)
+consumer_new(CtlBus *bus, const char *brokers, const char *const *kafka_props, GError **error)
 {
-  rd_kafka_conf_t *conf = base_conf(bus, brokers, error);
+  rd_kafka_conf_t *conf = base_conf(bus, brokers, kafka_props, error);
   if (!conf)
     return FALSE;
   /* Offsets live in SQLite with the state they produced (seed 003); the group id
@@ -328,8 +345,8 @@ consumer_new(CtlBus *bus, const char *brokers, GError **error)
 }
 
 CtlBus *
-ctl_bus_new(const char *brokers, int message_timeout_ms, const CtlBusCallbacks *cb,
-            gpointer user_data, GError **error)
+ctl_bus_new(const char *brokers, const char *const *kafka_props, int message_timeout_ms,
+            const CtlBusCallbacks *cb, gpointer user_data, GError **error)
 {
   CtlBus *bus = g_new0(CtlBus, 1);
   bus->cb = *cb;
@@ -338,8 +355,9 @@ ctl_bus_new(const char *brokers, int message_timeout_ms, const CtlBusCallbacks *
   bus->assigned = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
   bus->topics = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                       (GDestroyNotify) rd_kafka_topic_destroy);
-  if (!producer_new(bus, brokers, message_timeout_ms, error)
-      || !consumer_new(bus, brokers, error)) {
+  if (!producer_new(bus, brokers, kafka_props, message_timeout_ms, error)
+      || !consumer_new(bus, brokers, kafka_props, error)) {
+    ctl_kafka_props_mask_error(error ? *error : NULL, kafka_props);
     ctl_bus_free(bus, 0);
     return NULL;
   }
@@ -361,6 +379,7 @@ ctl_bus_free(CtlBus *bus, int flush_ms)
     return;
   if (bus->reassign_src)
     g_source_remove(bus->reassign_src);
+  ctl_topic_admin_free(bus->admin);   /* uses the producer */
   /* The wakes go before their clients: each holds a reference to a queue. */
   discovery_stop(bus);
   ctl_queue_wake_free(bus->cwake);
@@ -729,4 +748,42 @@ gboolean
 ctl_bus_link_up(CtlBus *bus)
 {
   return bus->link_up;
+}
+
+/* ---- topic administration (topic-admin.h) ---- */
+
+static void
+on_topic_checked(const char *topic, CtlTopicRole role, CtlTopicOutcome outcome,
+                 const char *detail, gpointer data)
+{
+  CtlBus *bus = data;
+  if (bus->cb.topic_checked)
+    bus->cb.topic_checked(topic, role, outcome, detail, bus->user_data);
+}
+
+void
+ctl_bus_set_topic_settings(CtlBus *bus, const CtlTopicSettings *settings)
+{
+  GError *error = NULL;
+  ctl_topic_admin_free(bus->admin);
+  bus->admin = ctl_topic_admin_new(bus->producer, settings, on_topic_checked, bus, &error);
+  if (!bus->admin) {
+    g_warning("kafka admin: %s", error->message);
+    g_error_free(error);
+  }
+}
+
+void
+ctl_bus_ensure_topic(CtlBus *bus, const char *topic, CtlTopicRole role)
+{
+  if (!bus->admin) {
+    CtlTopicSettings defaults;
+    ctl_topic_settings_init(&defaults);
+    ctl_bus_set_topic_settings(bus, &defaults);
+    ctl_topic_settings_clear(&defaults);
+  }
+  if (bus->admin)
+    ctl_topic_admin_ensure(bus->admin, topic, role);
+  else
+    on_topic_checked(topic, role, CTL_TOPIC_UNAVAILABLE, "admin unavailable: no queue", bus);
 }

@@ -6,6 +6,8 @@
 #pragma once
 #include <glib.h>
 
+#include "topic-settings.h"
+
 typedef struct CtlBus CtlBus;
 
 typedef struct {
@@ -26,12 +28,19 @@ typedef struct {
   /* Where reading PARTITION of TOPIC starts when the bus first assigns it:
    * the next offset stored with the state, -1 none (from the beginning). */
   gint64 (*position)(const char *topic, int partition, gpointer user_data);
+  /* The answer to ctl_bus_ensure_topic() (topic-admin.h); NULL: not told. */
+  void (*topic_checked)(const char *topic, CtlTopicRole role, CtlTopicOutcome outcome,
+                        const char *detail, gpointer user_data);
 } CtlBusCallbacks;
 
-/* MESSAGE_TIMEOUT_MS: how long the producer may try to deliver one message
- * before failing it (0: forever, for the queued outbox). */
-CtlBus  *ctl_bus_new(const char *brokers, int message_timeout_ms, const CtlBusCallbacks *cb,
-                     gpointer user_data, GError **error);
+/* KAFKA_PROPS: the user's librdkafka properties for both clients (key,
+ * value, ..., NULL; NULL: none), applied over ctlfs's defaults; checked
+ * beforehand with ctl_kafka_props_check() (kafka-props.h). Credentials among
+ * them never appear in ERROR. MESSAGE_TIMEOUT_MS: how long the producer may
+ * try to deliver one message before failing it (0: forever, for the queued
+ * outbox). */
+CtlBus  *ctl_bus_new(const char *brokers, const char *const *kafka_props, int message_timeout_ms,
+                     const CtlBusCallbacks *cb, gpointer user_data, GError **error);
 /* Waits up to FLUSH_MS for outstanding deliveries, then destroys the clients. */
 void     ctl_bus_free(CtlBus *bus, int flush_ms);
 
@@ -63,3 +72,15 @@ gboolean ctl_bus_link_up(CtlBus *bus);
  * least once: what is not read yet was produced a moment ago, not a backlog
  * from before the start. A topic that does not exist yet does not count. */
 gboolean ctl_bus_caught_up(CtlBus *bus);
+
+/* Topic administration (topic-admin.h) through the producer. SETTINGS is
+ * copied; until this is called, the defaults (ctl_topic_settings_init)
+ * apply. Call it once, before the first ctl_bus_ensure_topic(): calling it
+ * again drops the checks under way (no topic_checked for them). */
+void     ctl_bus_set_topic_settings(CtlBus *bus, const CtlTopicSettings *settings);
+/* Checks TOPIC as ROLE wants it, creating it when it is missing and the
+ * settings say create; the answer comes once through topic_checked(), on the
+ * main loop, within a few times the settings' timeout_ms. Call it before the
+ * topic is first watched or produced to, where the broker auto-creates
+ * topics: else the auto-created topic (broker defaults) is what is found. */
+void     ctl_bus_ensure_topic(CtlBus *bus, const char *topic, CtlTopicRole role);

@@ -1,10 +1,14 @@
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "message.h"
+#include "kafka-props.h"
 #include "name.h"
 
 static const char *const keys[] = {
@@ -46,6 +50,8 @@ ctl_config_init(CtlConfig *cfg)
   cfg->rama_cli = g_strdup("rama");
   cfg->rama_timeout_ms = 30000;
   cfg->rama_refresh_ms = 10000;
+  cfg->kafka_props = g_new0(char *, 1);
+  ctl_topic_settings_init(&cfg->topics);
   cfg->owner_uid = geteuid();
   cfg->policy = ctl_policy_new(cfg->owner_uid);
 }
@@ -57,6 +63,8 @@ ctl_config_clear(CtlConfig *cfg)
   g_free(cfg->db_path);
   g_free(cfg->topic_prefix);
   g_free(cfg->rama_cli);
+  g_strfreev(cfg->kafka_props);
+  ctl_topic_settings_clear(&cfg->topics);
   runtime_config_clear(&cfg->runtime_default);
   if (cfg->runtimes)
     g_hash_table_unref(cfg->runtimes);
@@ -72,6 +80,8 @@ ctl_config_copy(CtlConfig *dst, const CtlConfig *src)
   dst->db_path = g_strdup(src->db_path);
   dst->topic_prefix = g_strdup(src->topic_prefix);
   dst->rama_cli = g_strdup(src->rama_cli);
+  dst->kafka_props = g_strdupv(src->kafka_props);
+  ctl_topic_settings_copy(&dst->topics, &src->topics);
   dst->runtime_default.backend = g_strdup(src->runtime_default.backend);
   dst->runtime_default.dialect = g_strdup(src->runtime_default.dialect);
   dst->runtimes = g_hash_table_ref(src->runtimes);   /* never changed once parsed */
@@ -247,6 +257,48 @@ ctl_config_set(CtlConfig *cfg, const char *key, const char *value, GError **erro
   return TRUE;
 }
 
+gboolean
+ctl_config_set_kafka(CtlConfig *cfg, const char *key, const char *value, gboolean command_line,
+                     GError **error)
+{
+  const char *why = ctl_kafka_prop_reserved(key);
+  if (!*key || strchr(key, '=')) {
+    g_set_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+                "'%s' is not a Kafka client property", key);
+    return FALSE;
+  }
+  if (why) {
+    g_set_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                "%s: set by ctlfs itself (%s)", key, why);
+    return FALSE;
+  }
+  if (command_line && ctl_kafka_prop_secret(key)) {
+    g_set_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                "%s: a credential may not be given on the command line, where ps and "
+                "/proc/PID/cmdline show it to every user: put it in the [kafka] group of the "
+                "config file (--config), readable by its owner only (chmod 600)", key);
+    return FALSE;
+  }
+  if (!g_utf8_validate(value, -1, NULL)) {
+    g_set_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                "%s: value not UTF-8", key);
+    return FALSE;
+  }
+  guint n = g_strv_length(cfg->kafka_props);
+  for (guint i = 0; i + 1 < n; i += 2) {
+    if (strcmp(cfg->kafka_props[i], key) == 0) {
+      g_free(cfg->kafka_props[i + 1]);
+      cfg->kafka_props[i + 1] = g_strdup(value);
+      return TRUE;
+    }
+  }
+  cfg->kafka_props = g_renew(char *, cfg->kafka_props, n + 3);
+  cfg->kafka_props[n] = g_strdup(key);
+  cfg->kafka_props[n + 1] = g_strdup(value);
+  cfg->kafka_props[n + 2] = NULL;
+  return TRUE;
+}
+
 /* TEXT with each control character written \xHH. A config error echoes bytes
  * of the file (a group, a key, a principal, GKeyFile's quote of a bad line);
  * a newline or carriage return among them would break the one-line error. */
@@ -401,6 +453,22 @@ set_topic(char **slot, const char *key, const char *value, GError **error)
   return TRUE;
 }
 
+/* [kafka]: any librdkafka client property, passed to both clients. */
+static gboolean
+kafka_key(CtlConfig *cfg, const char *group, const char *key, const char *value, gpointer data,
+          GError **error)
+{
+  return ctl_config_set_kafka(cfg, key, value, FALSE, error);
+}
+
+/* [topics]: see topic-settings.h. */
+static gboolean
+topics_key(CtlConfig *cfg, const char *group, const char *key, const char *value, gpointer data,
+           GError **error)
+{
+  return ctl_topic_settings_set(&cfg->topics, key, value, error);
+}
+
 /* [runtime RT]: backend, dialect, command-topic, feedback-topic; the rest as
  * in [ctlfs]. */
 static gboolean
@@ -436,6 +504,10 @@ parse_group(CtlConfig *cfg, GKeyFile *kf, const char *group, const char *origin,
 {
   if (strcmp(group, "rama") == 0)
     return parse_keys(cfg, kf, group, origin, rama_key, NULL, error);
+  if (strcmp(group, "kafka") == 0)
+    return parse_keys(cfg, kf, group, origin, kafka_key, NULL, error);
+  if (strcmp(group, "topics") == 0)
+    return parse_keys(cfg, kf, group, origin, topics_key, NULL, error);
   if (g_str_has_prefix(group, "runtime "))
     return parse_runtime(cfg, kf, group, group + strlen("runtime "), origin, error);
   if (strcmp(group, "ctlfs") == 0)
@@ -445,7 +517,8 @@ parse_group(CtlConfig *cfg, GKeyFile *kf, const char *group, const char *origin,
   if (g_str_has_prefix(group, ACCESS_GROUP " "))
     return parse_access(cfg, kf, group, group + strlen(ACCESS_GROUP " "), origin, error);
   return file_error(error, origin,
-                    "unknown group [%s] (ctlfs, access, access RUNTIME, runtime RUNTIME, rama)",
+                    "unknown group [%s] (ctlfs, access, access RUNTIME, runtime RUNTIME, rama, "
+                    "kafka, topics)",
                     group);
 }
 
@@ -495,18 +568,50 @@ ctl_config_parse(CtlConfig *cfg, const char *data, gsize len, const char *origin
   return ok;
 }
 
+/* The whole file from FD. */
+static gboolean
+read_fd(int fd, GString *out)
+{
+  char buf[8192];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n > 0)
+      g_string_append_len(out, buf, n);
+    else if (n == 0)
+      return TRUE;
+    else if (errno != EINTR)
+      return FALSE;
+  }
+}
+
 gboolean
 ctl_config_load(CtlConfig *cfg, const char *path, GError **error)
 {
-  char *data = NULL;
-  gsize len = 0;
-  GError *local = NULL;
-  if (!g_file_get_contents(path, &data, &len, &local)) {
-    g_set_error(error, G_FILE_ERROR, local->code, "cannot read config %s: %s", path, local->message);
-    g_error_free(local);
+  /* One descriptor for the mode and the text, so that both are the same
+   * file's (a symlink is followed: its target's mode counts). */
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  GString *data = g_string_new(NULL);
+  if (fd < 0 || fstat(fd, &st) != 0 || !read_fd(fd, data)) {
+    int e = errno;
+    g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(e), "cannot read config %s: %s",
+                path, g_strerror(e));
+    if (fd >= 0)
+      close(fd);
+    g_string_free(data, TRUE);
     return FALSE;
   }
-  gboolean ok = ctl_config_parse(cfg, data, len, path, error);
-  g_free(data);
+  close(fd);
+  gboolean had_secret = ctl_kafka_props_have_secret((const char *const *) cfg->kafka_props);
+  gboolean ok = ctl_config_parse(cfg, data->str, data->len, path, error);
+  g_string_free(data, TRUE);
+  const char *readers = ctl_kafka_secret_file_readers(st.st_mode, st.st_uid);
+  if (ok && !had_secret && readers
+      && ctl_kafka_props_have_secret((const char *const *) cfg->kafka_props)) {
+    g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_PERM,
+                "%s holds [kafka] secrets and is readable by %s (mode %04o); chmod 600 it",
+                path, readers, (unsigned) (st.st_mode & 07777));
+    return FALSE;
+  }
   return ok;
 }

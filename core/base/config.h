@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include "policy.h"
+#include "topic-settings.h"
 
 typedef enum { CTL_WRITE_DURABLE, CTL_WRITE_QUEUED } CtlWriteMode;
 
@@ -33,6 +34,10 @@ typedef struct {
   char        *rama_cli;        /* [rama] cli: the cluster CLI ("rama": on PATH) */
   int          rama_timeout_ms; /* [rama] timeout-ms: a CLI call is killed after this */
   int          rama_refresh_ms; /* [rama] refresh-ms: moduleStatus this often (0: never) */
+  /* [kafka] and -o kafka.KEY=VALUE: librdkafka properties for both clients,
+   * in the order given: key, value, ..., NULL (never NULL itself). */
+  char       **kafka_props;
+  CtlTopicSettings topics;      /* [topics] */
   uid_t        owner_uid;       /* the mounting user */
   CtlPolicy   *policy;          /* never NULL after ctl_config_init() */
 } CtlConfig;
@@ -57,11 +62,23 @@ const char *ctl_config_key(const char *key);
 /* One setting from text. FALSE + an error naming the key and the value. */
 gboolean ctl_config_set(CtlConfig *cfg, const char *key, const char *value, GError **error);
 
+/* A librdkafka property for both clients (ctlfs's own are refused, see
+ * kafka-props.h; whether librdkafka knows it is checked with all of them by
+ * ctl_kafka_props_check()). Given again, its value is replaced in place.
+ * COMMAND_LINE: from -o kafka.KEY=VALUE, where a credential is refused
+ * (ps and /proc/PID/cmdline show it to every user). */
+gboolean ctl_config_set_kafka(CtlConfig *cfg, const char *key, const char *value,
+                              gboolean command_line, GError **error);
+
 /* A config file's text: [ctlfs] settings, [access] and [access RUNTIME] rules
  * (keys read, command, declare; values are lists of principals separated by
- * ';' or ','), [runtime RUNTIME] (backend, dialect) and [rama] (cli,
- * timeout-ms). Unknown groups and keys are errors. ORIGIN names the file in
+ * ';' or ','), [runtime RUNTIME] (backend, dialect), [rama] (cli,
+ * timeout-ms), [kafka] (librdkafka properties) and [topics]
+ * (topic-settings.h). Unknown groups and keys are errors. ORIGIN names the file in
  * errors. On failure CFG may hold part of the file: the caller gives up. */
 gboolean ctl_config_parse(CtlConfig *cfg, const char *data, gsize len, const char *origin,
                           GError **error);
+/* Reads and parses the file at PATH. A file whose [kafka] group holds a
+ * credential is refused when others may read it, or its group and it is not
+ * root's (ctl_kafka_secret_file_readers()). */
 gboolean ctl_config_load(CtlConfig *cfg, const char *path, GError **error);

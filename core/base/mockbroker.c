@@ -73,15 +73,38 @@ parse_number(const char *text, gint64 min, gint64 max, const char *what,
   return TRUE;
 }
 
+/* "topic NAME PARTITIONS": the topic made now, with that many partitions
+ * (the mock otherwise makes any topic asked for, with 4). */
+static gboolean
+make_topic(CtlMockBroker *mb, char **words, GError **error)
+{
+  gint64 partitions;
+  if (g_strv_length(words) != 3) {
+    g_set_error(error, MOCK_ERROR, MOCK_ERROR_INVALID, "expected \"topic NAME PARTITIONS\"");
+    return FALSE;
+  }
+  if (!parse_number(words[2], 1, 10000, "partitions", &partitions, error))
+    return FALSE;
+  rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(mb->cluster, words[1], (int) partitions,
+                                                       MIN(mb->n_brokers, 3));
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    g_set_error(error, MOCK_ERROR, MOCK_ERROR_FAILED, "%s", rd_kafka_err2str(err));
+    return FALSE;
+  }
+  return TRUE;
+}
+
 static gboolean
 apply_fault(CtlMockBroker *mb, char **words, GError **error)
 {
   guint n = g_strv_length(words);
+  if (g_strcmp0(words[0], "topic") == 0)
+    return make_topic(mb, words, error);
   gboolean is_rtt = g_strcmp0(words[0], "rtt") == 0;
   gboolean is_updown = g_strcmp0(words[0], "down") == 0 || g_strcmp0(words[0], "up") == 0;
   if (!(is_rtt && n == 3) && !(is_updown && n == 2)) {
     g_set_error(error, MOCK_ERROR, MOCK_ERROR_INVALID,
-                "expected \"down ID\", \"up ID\" or \"rtt ID MS\"");
+                "expected \"down ID\", \"up ID\", \"rtt ID MS\" or \"topic NAME PARTITIONS\"");
     return FALSE;
   }
   gint64 id, ms = 0;

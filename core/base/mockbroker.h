@@ -11,7 +11,9 @@ CtlMockBroker *ctl_mock_broker_new(int n_brokers, GError **error);
 /* "127.0.0.1:PORT,..." owned by the broker. */
 const char    *ctl_mock_broker_bootstraps(CtlMockBroker *mb);
 /* Applies one fault command line: "down ID", "up ID", "rtt ID MS" (ID is a
- * broker id, 1..n). Leading/trailing space ignored. FALSE + ERROR when the
+ * broker id, 1..n), or "topic NAME PARTITIONS" (makes the topic now, with
+ * that many partitions and min(n, 3) replicas; the mock otherwise makes any
+ * topic asked for, with 4). Leading/trailing space ignored. FALSE + ERROR when the
  * line is not understood or the id unknown. */
 gboolean       ctl_mock_broker_fault(CtlMockBroker *mb, const char *line, GError **error);
 void           ctl_mock_broker_free(CtlMockBroker *mb);

@@ -90,7 +90,8 @@ ctl_engine_new(const CtlConfig *cfg, CtlStore *st, GError **error)
    * timeout (the engine's own timer answers the writer on time). */
   int timeout = cfg->write_mode == CTL_WRITE_QUEUED ? 0 : cfg->ack_timeout_ms;
   if (e->model)
-    e->bus = ctl_bus_new(cfg->brokers, timeout, &bus_callbacks, e, error);
+    e->bus = ctl_bus_new(cfg->brokers, (const char *const *) cfg->kafka_props, timeout,
+                         &bus_callbacks, e, error);
   if (!e->bus) {
     ctl_engine_free(e);
     return NULL;

@@ -28,6 +28,7 @@ FAMILIES = [            # every family, in the order `metrics` prints them (by n
     ("ctlfs_feedback_discovered_total", "counter"),
     ("ctlfs_feedback_messages_total", "counter"),
     ("ctlfs_feedback_rejected_total", "counter"),
+    ("ctlfs_messages_unused_total", "counter"),
     ("ctlfs_objects", "gauge"),
     ("ctlfs_outbox_commands", "gauge"),
     ("ctlfs_pending_commands", "gauge"),
