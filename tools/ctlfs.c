@@ -469,6 +469,9 @@ fail(int status, const char *what, GError *error)
 /* Static, so that what a usage error leaves behind at exit() is still
  * reachable and no leak report changes the exit status. */
 static Options o;
+/* The same for the mount made before the database is opened: a refused
+ * database must not read as a leak (and exit 1 instead of 2). */
+static CtlFs *fs;
 
 int
 main(int argc, char **argv)
@@ -497,7 +500,7 @@ main(int argc, char **argv)
   }
   fuse_opt_add_arg(&args, "-o");
   fuse_opt_add_arg(&args, "fsname=ctlfs,subtype=ctlfs");
-  CtlFs *fs = ctl_fs_new(&args, &error);
+  fs = ctl_fs_new(&args, &error);
   fuse_opt_free_args(&args);
   if (!fs)
     fail(EXIT_USAGE, "bad option", error);

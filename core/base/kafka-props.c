@@ -38,6 +38,8 @@ static const struct {
   { "enable.auto.offset.store", "consumer offsets live in ctlfs's database" },
   { "auto.offset.reset", "consumer offsets live in ctlfs's database" },
   { "allow.auto.create.topics", "see the [topics] group" },
+  { "enable.partition.eof", "the janitor waits for every partition's end" },
+  { "partitioner", "commands are keyed by resource with murmur2, as Java clients do" },
   { "fetch.wait.max.ms", "feedback is read as soon as it arrives" },
   { "fetch.error.backoff.ms", "feedback is read as soon as it arrives" },
 };
