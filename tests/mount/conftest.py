@@ -160,6 +160,39 @@ def handled(offsets):
     return sum(int(last) + 1 for _, last in (p.split(":") for p in offsets.split()))
 
 
+PARTITIONS = 4   # what the mock cluster gives an auto-created topic
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2), as the
+    Java clients' and kafkajs's default partitioners hash keys."""
+    m, r = 0x5BD1E995, 24
+    h = (0x9747B28C ^ len(data)) & 0xFFFFFFFF
+    n4 = len(data) // 4
+    for i in range(n4):
+        k = int.from_bytes(data[4 * i:4 * i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail = data[4 * n4:]
+    if len(tail) == 3:
+        h ^= tail[2] << 16
+    if len(tail) >= 2:
+        h ^= tail[1] << 8
+    if len(tail) >= 1:
+        h ^= tail[0]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h
+
+
+def java_partition(key: str, n=PARTITIONS) -> int:
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % n
+
+
 def kcat_produce(bootstrap, topic, key, value, timeout=None, headers=(), partition=0):
     """Produces one message (VALUE str or JSON-able) to PARTITION, with the
     ctlfs-version header and HEADERS ([(name, value)])."""

@@ -8,41 +8,11 @@ import os
 import re
 import time
 
-from conftest import (declare, handled, kcat_consume, kcat_produce, kv, read,
-                      start_expecting_failure, status_dict, wait_until, write_state)
+from conftest import (PARTITIONS, declare, handled, java_partition, kcat_consume, kcat_produce,
+                      kv, murmur2, read, start_expecting_failure, status_dict, wait_until,
+                      write_state)
 
-PARTITIONS = 4   # what the mock cluster gives an auto-created topic
 TS = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2), as the
-    Java clients' and kafkajs's default partitioners hash keys."""
-    m, r = 0x5BD1E995, 24
-    h = (0x9747B28C ^ len(data)) & 0xFFFFFFFF
-    n4 = len(data) // 4
-    for i in range(n4):
-        k = int.from_bytes(data[4 * i:4 * i + 4], "little")
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> r
-        k = (k * m) & 0xFFFFFFFF
-        h = ((h * m) & 0xFFFFFFFF) ^ k
-    tail = data[4 * n4:]
-    if len(tail) == 3:
-        h ^= tail[2] << 16
-    if len(tail) >= 2:
-        h ^= tail[1] << 8
-    if len(tail) >= 1:
-        h ^= tail[0]
-        h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 15
-    return h
-
-
-def java_partition(key: str, n=PARTITIONS) -> int:
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % n
 
 
 def feedback(resource, state, command_id=None):
