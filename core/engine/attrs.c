@@ -119,6 +119,8 @@ show_runtime_status(CtlEngine *e, CtlObject *rt, GString *out)
   ctl_status_kv(out, "dialect", b->dialect);
   ctl_status_kv(out, "command_topic", rt->command_topic);
   ctl_status_kv(out, "feedback_topic", rt->feedback_topic);
+  ctl_status_kv(out, "command_topic_check", ctl_engine_topic_check(e, rt->command_topic));
+  ctl_status_kv(out, "feedback_topic_check", ctl_engine_topic_check(e, rt->feedback_topic));
   /* The last offset handled on each topic, per partition, as stored (CDAP
    * keeps them per runtime and topic too). */
   kv_offsets(e, out, "feedback_offset", rt->feedback_topic);
@@ -159,6 +161,11 @@ show_root_status(CtlEngine *e, CtlObject *root, GString *out)
   ctl_status_kv(out, "write_mode", e->cfg.write_mode == CTL_WRITE_QUEUED ? "queued" : "durable");
   kv_int(out, "pending_commands", ctl_engine_commands_pending(e));
   kv_int(out, "uptime_s", (g_get_monotonic_time() - e->started_us) / G_USEC_PER_SEC);
+  ctl_status_kv(out, "tree_topic", ctl_engine_tree_topic(e));
+  ctl_status_kv(out, "tree_topic_check", ctl_engine_topic_check(e, ctl_engine_tree_topic(e)));
+  char *astray = ctl_engine_topics_astray(e);
+  ctl_status_kv(out, "topics_not_as_configured", astray);
+  g_free(astray);
   char *access = ctl_policy_describe(e->cfg.policy, NULL);
   ctl_status_kv(out, "access", access);
   g_free(access);

@@ -60,6 +60,8 @@ typedef enum {
   CTL_UNUSED_COUNT
 } CtlUnused;
 
+typedef struct CtlTopicChecks CtlTopicChecks;
+
 struct CtlEngine {
   CtlConfig   cfg;
   CtlStore   *store;
@@ -82,6 +84,7 @@ struct CtlEngine {
   gboolean    stopping;
   CtlStaleness *staleness;   /* when `observed` turns stale (stale.c) */
   CtlJanitor *janitor;       /* NULL unless --expire-after-ms (janitor.c) */
+  CtlTopicChecks *topics;    /* each topic's check against [topics] (topics.c) */
   /* counters for `metrics` */
   GHashTable *commands;      /* "verb\037result" -> guint64* */
   guint64     rejected_writes, refused[CTL_ACCESS_COUNT];
@@ -96,6 +99,20 @@ struct CtlEngine {
  * EOPNOTSUPP) request on OBJ; INPUT is what was written or asked for. */
 void ctl_engine_refuse(CtlEngine *e, CtlObject *obj, CtlAccess access, int err, const char *input,
                        gsize len, const char *reason, const CtlCaller *who);
+
+/* topics.c: TOPIC checked against [topics] for ROLE, once per start (its
+ * outcome is logged on the root and on its runtime); the outcome as
+ * "OUTCOME: DETAIL" or "checking" (NULL: never asked); the topics found
+ * otherwise than configured (differing, missing, failed), space-separated,
+ * or NULL. */
+void        ctl_engine_topics_start(CtlEngine *e);
+void        ctl_engine_topics_stop(CtlEngine *e);
+void        ctl_engine_topics_ensure(CtlEngine *e, const char *topic, CtlTopicRole role);
+const char *ctl_engine_topic_check(CtlEngine *e, const char *topic);
+char       *ctl_engine_topics_astray(CtlEngine *e);
+void        ctl_engine_topic_checked(const char *topic, CtlTopicRole role,
+                                     CtlTopicOutcome outcome, const char *detail,
+                                     gpointer user_data);
 
 /* command.c */
 void ctl_engine_command_delivered(gpointer opaque, gboolean ok, int partition, gint64 offset, const char *reason,
@@ -130,6 +147,9 @@ void       ctl_engine_unwatch_runtime(CtlEngine *e, CtlObject *rt);
  * and sends it to the tree topic once committed. */
 gboolean   ctl_engine_announce(CtlEngine *e, CtlObject *obj, gboolean declared, const char *by,
                                GError **error);
+/* The tree topic's name; the runtime whose command topic TOPIC is (NULL). */
+const char *ctl_engine_tree_topic(CtlEngine *e);
+CtlObject  *ctl_engine_command_topic_runtime(CtlEngine *e, const char *topic);
 /* Is TOPIC one peers.c reads (the tree topic, a command topic)? */
 gboolean   ctl_engine_peers_reads(CtlEngine *e, const char *topic);
 /* TRUE when TOPIC is the tree topic or a command topic (and the message was taken). */

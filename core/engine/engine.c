@@ -58,6 +58,7 @@ static const CtlBusCallbacks bus_callbacks = {
   .batch_end = ctl_engine_feedback_end,
   .link = on_link,
   .position = on_position,
+  .topic_checked = ctl_engine_topic_checked,
 };
 
 /* A runtime that goes from the model (rmdir, or a creation whose commit was
@@ -96,6 +97,7 @@ ctl_engine_new(const CtlConfig *cfg, CtlStore *st, GError **error)
     ctl_engine_free(e);
     return NULL;
   }
+  ctl_engine_topics_start(e);
   ctl_engine_peers_start(e);
   e->janitor = ctl_janitor_new(e);
   GHashTableIter it;
@@ -123,6 +125,7 @@ ctl_engine_free(CtlEngine *e)
     e->bus = NULL;
   }
   ctl_engine_inflight_fail_all(e, "daemon stopping");
+  ctl_engine_topics_stop(e);
   ctl_engine_stale_fini(e);
   ctl_janitor_free(e->janitor);
   e->janitor = NULL;

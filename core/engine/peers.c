@@ -77,6 +77,10 @@ ctl_engine_watch_runtime(CtlEngine *e, CtlObject *rt)
 {
   g_hash_table_insert(e->by_topic, g_strdup(rt->feedback_topic), rt);
   g_hash_table_insert(e->peers->by_command_topic, g_strdup(rt->command_topic), rt);
+  /* Asked before the first watch, so that on a broker without
+   * auto-creation the topics are there to be read. */
+  ctl_engine_topics_ensure(e, rt->command_topic, CTL_TOPIC_COMMAND);
+  ctl_engine_topics_ensure(e, rt->feedback_topic, CTL_TOPIC_FEEDBACK);
   ctl_bus_watch(e->bus, rt->feedback_topic);
   ctl_bus_watch(e->bus, rt->command_topic);
   ctl_bus_prepare_topic(e->bus, rt->command_topic);
@@ -498,6 +502,7 @@ ctl_engine_peers_start(CtlEngine *e)
   e->peers->tree_topic = g_strdup_printf("%s.%s", e->cfg.topic_prefix, TREE_SUFFIX);
   /* A runtime's records and its resources' in one partition, in order: a
    * removal of rt1/svc then of rt1 is read in that order everywhere. */
+  ctl_engine_topics_ensure(e, e->peers->tree_topic, CTL_TOPIC_TREE);
   ctl_bus_prepare_grouped_topic(e->bus, e->peers->tree_topic);
   GError *error = NULL;
   if (!ctl_store_tree_keys_foreach(e->store, load_key, e, &error)) {
@@ -515,6 +520,8 @@ ctl_engine_peers_start(CtlEngine *e)
 void
 ctl_engine_peers_stop(CtlEngine *e)
 {
+  if (!e->peers)   /* a start that failed before it */
+    return;
   /* Announcements still with the producer stay in the table for next time. */
   g_clear_pointer(&e->peers->announcing, g_hash_table_unref);
   g_clear_pointer(&e->peers->announce_ids, g_hash_table_unref);
@@ -530,4 +537,16 @@ ctl_engine_peers_reads(CtlEngine *e, const char *topic)
 {
   return e->peers && (g_hash_table_contains(e->peers->by_command_topic, topic)
                       || strcmp(topic, e->peers->tree_topic) == 0);
+}
+
+const char *
+ctl_engine_tree_topic(CtlEngine *e)
+{
+  return e->peers ? e->peers->tree_topic : NULL;
+}
+
+CtlObject *
+ctl_engine_command_topic_runtime(CtlEngine *e, const char *topic)
+{
+  return e->peers ? g_hash_table_lookup(e->peers->by_command_topic, topic) : NULL;
 }

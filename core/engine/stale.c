@@ -140,6 +140,8 @@ ctl_engine_stale_forget(CtlEngine *e, CtlObject *res)
 void
 ctl_engine_stale_fini(CtlEngine *e)
 {
+  if (!e->staleness)   /* a start that failed before it */
+    return;
   if (e->staleness->timer)
     g_source_remove(e->staleness->timer);
   e->staleness->timer = 0;

@@ -40,13 +40,15 @@ WAIT_TIMEOUT = 15.0 * SLOW       # default for wait_until
 RESOURCE_STATUS_KEYS = ["desired", "observed", "observed_at", "pending",
                         "last_command", "last_error", "heartbeat_age_ms", "reported"]
 RUNTIME_STATUS_KEYS = ["backend", "dialect", "command_topic", "feedback_topic",
+                       "command_topic_check", "feedback_topic_check",
                        "feedback_offset", "command_offset", "resources",
                        "running", "paused", "pausing", "resuming", "starting",
                        "stopping", "stopped", "unknown", "stale",
                        "sleeping", "shutting-down",
                        "last_heartbeat", "access", "activity", "silent_ms"]
 ROOT_STATUS_KEYS = ["version", "brokers", "broker_link", "db", "write_mode",
-                    "pending_commands", "uptime_s", "access"]
+                    "pending_commands", "uptime_s", "tree_topic", "tree_topic_check",
+                    "topics_not_as_configured", "access"]
 RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
