@@ -155,24 +155,43 @@ create(Req *req)
   rd_kafka_NewTopic_destroy(nt);
 }
 
+/* A whole request's error (OP: its name): unavailable or failed, then
+ * TRUE; FALSE when the request itself went through. */
+static gboolean
+request_failed(Req *req, const char *op, rd_kafka_event_t *ev)
+{
+  rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
+  if (!err)
+    return FALSE;
+  char *why = unavailable_text(req->ta, op, err, rd_kafka_event_error_string(ev));
+  if (unavailable_err(err))
+    admin_unavailable(req, why);
+  else
+    finish(req, CTL_TOPIC_FAILED, why);
+  g_free(why);
+  return TRUE;
+}
+
+/* The broker refused the request for this topic (ERR, with TEXT if any). */
+static void
+topic_refused(Req *req, const char *op, rd_kafka_resp_err_t err, const char *text)
+{
+  char *why = g_strdup_printf("%s: %s: %s", op, rd_kafka_err2name(err),
+                              text && *text ? text : rd_kafka_err2str(err));
+  finish(req, CTL_TOPIC_FAILED, why);
+  g_free(why);
+}
+
 static void
 on_created(Req *req, rd_kafka_event_t *ev)
 {
   CtlTopicAdmin *ta = req->ta;
-  rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
-  if (err) {
-    char *why = unavailable_text(ta, "CreateTopics", err, rd_kafka_event_error_string(ev));
-    if (unavailable_err(err))
-      admin_unavailable(req, why);
-    else
-      finish(req, CTL_TOPIC_FAILED, why);
-    g_free(why);
+  if (request_failed(req, "CreateTopics", ev))
     return;
-  }
   size_t n = 0;
   const rd_kafka_topic_result_t **res =
       rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
-  err = n ? rd_kafka_topic_result_error(res[0]) : RD_KAFKA_RESP_ERR__BAD_MSG;
+  rd_kafka_resp_err_t err = n ? rd_kafka_topic_result_error(res[0]) : RD_KAFKA_RESP_ERR__BAD_MSG;
   if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
     /* Another host, or the broker's auto-creation, was first: compare. */
     req->partitions = req->replicas = -1;
@@ -180,11 +199,7 @@ on_created(Req *req, rd_kafka_event_t *ev)
     return;
   }
   if (err) {
-    const char *text = n ? rd_kafka_topic_result_error_string(res[0]) : NULL;
-    char *why = g_strdup_printf("CreateTopics: %s: %s", rd_kafka_err2name(err),
-                                text && *text ? text : rd_kafka_err2str(err));
-    finish(req, CTL_TOPIC_FAILED, why);
-    g_free(why);
+    topic_refused(req, "CreateTopics", err, n ? rd_kafka_topic_result_error_string(res[0]) : NULL);
     return;
   }
   char *configs = ctl_topic_configs_format((const char *const *) ta->settings.configs[req->role]);
@@ -204,26 +219,15 @@ static void
 on_described(Req *req, rd_kafka_event_t *ev)
 {
   CtlTopicAdmin *ta = req->ta;
-  rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
-  if (err) {
-    char *why = unavailable_text(ta, "DescribeConfigs", err, rd_kafka_event_error_string(ev));
-    if (unavailable_err(err))
-      admin_unavailable(req, why);
-    else
-      finish(req, CTL_TOPIC_FAILED, why);
-    g_free(why);
+  if (request_failed(req, "DescribeConfigs", ev))
     return;
-  }
   size_t n = 0;
   const rd_kafka_ConfigResource_t **res =
       rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &n);
-  err = n ? rd_kafka_ConfigResource_error(res[0]) : RD_KAFKA_RESP_ERR__BAD_MSG;
+  rd_kafka_resp_err_t err = n ? rd_kafka_ConfigResource_error(res[0]) : RD_KAFKA_RESP_ERR__BAD_MSG;
   if (err) {
-    const char *text = n ? rd_kafka_ConfigResource_error_string(res[0]) : NULL;
-    char *why = g_strdup_printf("DescribeConfigs: %s: %s", rd_kafka_err2name(err),
-                                text && *text ? text : rd_kafka_err2str(err));
-    finish(req, CTL_TOPIC_FAILED, why);
-    g_free(why);
+    topic_refused(req, "DescribeConfigs", err,
+                  n ? rd_kafka_ConfigResource_error_string(res[0]) : NULL);
     return;
   }
   size_t nc = 0;
