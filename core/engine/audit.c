@@ -45,9 +45,23 @@ record(CtlEngine *e, CtlObject *obj, CtlAccess access, int err, const char *requ
   g_free(path);
 }
 
+/* KEY names what INPUT is: "input" (what was written) or "request" (what
+ * was asked: "open state", "mkdir rt2"). */
+static void
+refuse(CtlEngine *e, CtlObject *obj, CtlAccess access, int err, const char *key,
+       const char *input, gsize len, const char *reason, const CtlCaller *who);
+
 void
 ctl_engine_refuse(CtlEngine *e, CtlObject *obj, CtlAccess access, int err, const char *input,
                   gsize len, const char *reason, const CtlCaller *who)
+{
+  refuse(e, obj, access, err, access == CTL_ACCESS_COMMAND ? "input" : "request", input, len,
+         reason, who);
+}
+
+static void
+refuse(CtlEngine *e, CtlObject *obj, CtlAccess access, int err, const char *key,
+       const char *input, gsize len, const char *reason, const CtlCaller *who)
 {
   /* The newline echo adds is not part of what was asked. */
   if (len > 0 && input[len - 1] == '\n')
@@ -57,7 +71,7 @@ ctl_engine_refuse(CtlEngine *e, CtlObject *obj, CtlAccess access, int err, const
   char *valid = g_utf8_make_valid(text, -1);
   GString *d = g_string_new(NULL);
   ctl_kv_append(d, "action", ctl_access_name(access));
-  ctl_kv_append(d, access == CTL_ACCESS_COMMAND ? "input" : "request", valid);
+  ctl_kv_append(d, key, valid);
   ctl_kv_append(d, "reason", reason);
   char *by = ctl_caller_describe(who);
   g_string_append_printf(d, " %s", by);
@@ -97,7 +111,7 @@ ctl_engine_authorize(CtlEngine *e, CtlAccess access, CtlObject *obj, const char 
   char *reason = g_strdup_printf("the access policy does not allow this caller to %s%s%s",
                                  ctl_access_name(access), rt ? " in runtime " : "",
                                  rt ? rt->name : "");
-  ctl_engine_refuse(e, obj, access, EACCES, request, strlen(request), reason, who);
+  refuse(e, obj, access, EACCES, "request", request, strlen(request), reason, who);
   g_free(reason);
   g_free(request);
   return EACCES;

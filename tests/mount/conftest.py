@@ -686,13 +686,19 @@ def command_lines(log_text, verb=None):
     return out
 
 
+_KV = re.compile(r'(?:^| )([A-Za-z_][\w.-]*)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
 def kv(line):
-    """key=value fields of a log line -> dict (first occurrence wins)."""
+    """key=value fields of a log line -> dict (first occurrence wins); a
+    quoted value ("...", C escapes) is given unquoted."""
     d = {}
-    for tok in line.split(" ")[3:]:
-        k, sep, v = tok.partition("=")
-        if sep and k not in d:
-            d[k] = v
+    rest = " ".join(line.split(" ")[3:])
+    for k, v in _KV.findall(rest):
+        if v.startswith('"'):
+            v = re.sub(r'\\(.)', lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)),
+                       v[1:-1])
+        d.setdefault(k, v)
     return d
 
 

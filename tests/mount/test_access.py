@@ -69,11 +69,10 @@ def top():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def as_user(user, script, cwd):
-    """Runs SCRIPT with bash as USER; its first output line is the shell's pid.
-    (bash, not dash: dash reports every failed echo as "I/O error".)"""
+def as_user(user, script, cwd, shell="bash"):
+    """Runs SCRIPT with SHELL as USER; its first output line is the shell's pid."""
     p = subprocess.run(["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups",
-                        "bash", "-c", "echo $$; " + script], cwd=cwd, capture_output=True,
+                        shell, "-c", "echo $$; " + script], cwd=cwd, capture_output=True,
                        text=True, timeout=30 * SLOW)
     pid, _, out = p.stdout.partition("\n")
     return p.returncode, int(pid), out, p.stderr
@@ -123,14 +122,16 @@ def test_command_policy_global_and_per_runtime(broker, ctlfs, people, top, tmp_p
     assert f["by"] == f"uid:{people[ALICE]}({ALICE})" and f["pid"] == str(pid), line
     assert f["comm"] == "bash" and f["host"] == os.uname().nodename, line
 
-    # bob may not: EACCES, nothing published, logged and recorded with who tried
+    # bob may not: EACCES at open (so the shell says "Permission denied", as
+    # for any file it may not write), nothing published, logged and recorded
+    # with who tried
     rc, pid, _, err = as_user(BOB, "echo resume > state", rt1)
     assert rc != 0 and "Permission denied" in err, err
     assert read(rt1 / "state") == "paused\n"
     [line] = refused_lines(read(rt1 / "log"), "command")
     f = kv(line)
     assert f["by"] == f"uid:{people[BOB]}({BOB})" and f["pid"] == str(pid), line
-    assert f["input"] == "resume" and f["comm"] == "bash", line
+    assert f["request"] == "open state" and f["comm"] == "bash", line
     assert "access policy" in status_dict(rt1 / "status")["last_error"]
 
     # rt2 has its own rule: carol yes, alice no (the runtime's rule replaces the global one)
@@ -149,8 +150,8 @@ def test_command_policy_global_and_per_runtime(broker, ctlfs, people, top, tmp_p
                       what="two refusals in the database")
     assert [(r["action"], r["path"], r["input"], r["errno"], r["user"], r["uid"])
             for r in got] == [
-        ("command", "runtimes/rt1/svc", "resume", "EACCES", BOB, people[BOB]),
-        ("command", "runtimes/rt2/svc", "resume", "EACCES", ALICE, people[ALICE])]
+        ("command", "runtimes/rt1/svc", "open state", "EACCES", BOB, people[BOB]),
+        ("command", "runtimes/rt2/svc", "open state", "EACCES", ALICE, people[ALICE])]
     assert all(r["pid"] > 0 and r["comm"] == "bash" and r["host"] and r["ts"] > 0 for r in got)
     assert 'ctlfs_refused_total{action="command"} 2' in read(d.path("metrics"))
 
@@ -160,6 +161,27 @@ def test_command_policy_global_and_per_runtime(broker, ctlfs, people, top, tmp_p
         [(ALICE, people[ALICE], "bash"), (CAROL, people[CAROL], "bash")]
     assert all(c["pid"] > 0 and c["host"] for c in cmds)
 
+
+
+def test_a_refused_writer_hears_permission_denied_from_every_shell(broker, ctlfs, people, top,
+                                                                  tmp_path):
+    """dash reports any failed write as "I/O error": the refusal comes at
+    open(), where every shell and program says "Permission denied"."""
+    d = mount_with_policy(ctlfs, broker, top, tmp_path, POLICY)
+    rt1 = d.path("runtimes", "rt1", "svc")
+    for shell in ("dash", "bash"):
+        rc, _, _, err = as_user(BOB, "echo pause > state", rt1, shell=shell)
+        assert rc != 0 and "Permission denied" in err, (shell, err)
+    rc, _, out, err = as_user(BOB, "python3 -c 'import os; os.open(\"state\", os.O_RDWR)' "
+                              "2>&1 | grep -c PermissionError", rt1)
+    assert out.strip() == "1", (out, err)
+    # reading stays allowed; nothing was published; each refusal is in the log
+    rc, _, out, err = as_user(BOB, "cat state", rt1, shell="dash")
+    assert (rc, out) == (0, "running\n"), err
+    assert kcat_consume(broker.bootstrap, "ctlfs.rt1.commands") == []
+    lines = refused_lines(read(rt1 / "log"), "command")
+    assert [kv(ln)["request"] for ln in lines] == ["open state"] * 3, lines
+    assert all(kv(ln)["by"] == f"uid:{people[BOB]}({BOB})" for ln in lines), lines
 
 def test_declare_policy_for_mkdir_and_rmdir(broker, ctlfs, people, top, tmp_path):
     d = mount_with_policy(ctlfs, broker, top, tmp_path,

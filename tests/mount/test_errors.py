@@ -87,6 +87,36 @@ def test_write_at_nonzero_offset_is_einval(broker, ctlfs):
     assert kcat_consume(broker.bootstrap, "ctlfs.rt1.commands") == []
 
 
+def test_blank_writes_after_a_whole_value_are_nothing(broker, ctlfs):
+    """A value's trailing blanks written by further write() calls in the same
+    open (as a shell's printf may split 'pause\\n\\n') are accepted as nothing;
+    anything else after the value is EINVAL, and one command went out."""
+    d = ctlfs(f"--brokers={broker.bootstrap}")
+    res = declare(d)
+    fd = os.open(res / "state", os.O_WRONLY | os.O_TRUNC)
+    try:
+        assert os.write(fd, b"pause\n") == 6
+        assert os.write(fd, b"\n") == 1
+        assert os.write(fd, b" \t\n") == 3
+        assert _errno_of(os.write, fd, b"resume\n") == errno.EINVAL
+    finally:
+        os.close(fd)
+    assert read(res / "state") == "paused\n"
+    assert [m["value"]["verb"] for m in kcat_consume(broker.bootstrap, "ctlfs.rt1.commands")] \
+        == ["pause"]
+    # a blank write with no value before it in that open is still refused
+    fd = os.open(res / "state", os.O_WRONLY)
+    try:
+        assert _errno_of(os.pwrite, fd, b"\n", 6) == errno.EINVAL
+    finally:
+        os.close(fd)
+    # and the shell's way: one printf, two newlines
+    p = subprocess.run(["bash", "-c", "printf 'resume\\n\\n' > state"], cwd=res,
+                       capture_output=True, text=True, timeout=30 * SLOW)
+    assert p.returncode == 0, p.stderr
+    assert read(res / "state") == "running\n"
+
+
 def test_write_of_more_than_64_bytes_is_einval(broker, ctlfs):
     d = ctlfs(f"--brokers={broker.bootstrap}")
     res = declare(d)
