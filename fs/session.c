@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <glib-unix.h>
 #include <string.h>
 #include <time.h>
@@ -76,18 +77,61 @@ on_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
   }
 }
 
-/* What libfuse said, as one line without its "fuse: " prefixes (g_free). */
+/* What libfuse said, as one line: its lines joined with "; ", each without
+ * the "fuse: " prefix libfuse starts it with (only there: "/dev/fuse: ..."
+ * is part of the message) (g_free). */
 static char *
 fuse_complaint(void)
 {
   char *text = g_strdup(fuse_said && fuse_said->len ? fuse_said->str : "rejected by libfuse");
   if (fuse_said)
     g_string_truncate(fuse_said, 0);
-  char **parts = g_strsplit(g_strdelimit(text, "\n", ' '), "fuse: ", -1);
-  char *joined = g_strstrip(g_strjoinv("", parts));
-  g_strfreev(parts);
+  char **lines = g_strsplit(text, "\n", -1);
+  GPtrArray *kept = g_ptr_array_new();
+  for (char **l = lines; *l; l++) {
+    char *line = g_strstrip(*l);
+    if (g_str_has_prefix(line, "fuse: "))
+      line += strlen("fuse: ");
+    if (*line)
+      g_ptr_array_add(kept, line);
+  }
+  g_ptr_array_add(kept, NULL);
+  char *joined = g_strjoinv("; ", (char **) kept->pdata);
+  g_ptr_array_free(kept, TRUE);
+  g_strfreev(lines);
   g_free(text);
   return joined;
+}
+
+/* The file system type of the mount at PATH ("fuse.ctlfs"), or NULL when
+ * PATH is not a mount point (g_free). From /proc/self/mountinfo: field 5 is
+ * the mount point (octal escapes for blanks), the type follows " - ". */
+static char *
+mounted_type(const char *path)
+{
+  char *real = realpath(path, NULL);
+  char *text = NULL;
+  char *type = NULL;
+  if (!real || !g_file_get_contents("/proc/self/mountinfo", &text, NULL, NULL)) {
+    free(real);
+    return NULL;
+  }
+  char **lines = g_strsplit(text, "\n", -1);
+  for (char **l = lines; *l && !type; l++) {
+    char **f = g_strsplit(*l, " ", 0);
+    if (g_strv_length(f) > 4) {
+      char *point = g_strcompress(f[4]);
+      const char *dash = strstr(*l, " - ");
+      if (strcmp(point, real) == 0 && dash)
+        type = g_strndup(dash + 3, strcspn(dash + 3, " "));
+      g_free(point);
+    }
+    g_strfreev(f);
+  }
+  g_strfreev(lines);
+  g_free(text);
+  free(real);
+  return type;
 }
 
 CtlFs *
@@ -115,15 +159,19 @@ ctl_fs_new(struct fuse_args *args, GError **error)
 }
 
 gboolean
-ctl_fs_mount(CtlFs *fs, CtlEngine *engine, const char *mountpoint, GMainLoop *loop,
-             GError **error)
+ctl_fs_mount(CtlFs *fs, const char *mountpoint, GError **error)
 {
-  fs->engine = engine;
-  fs->model = ctl_engine_model(engine);
-  fs->loop = loop;
+  /* The kernel would stack a second, empty tree over the first one. */
+  char *type = mounted_type(mountpoint);
+  if (type && g_str_has_prefix(type, "fuse")) {
+    g_set_error(error, CTL_FS_ERROR, 0,
+                "%s is already a FUSE mount (%s); unmount it first: fusermount3 -u %s",
+                mountpoint, type, mountpoint);
+    g_free(type);
+    return FALSE;
+  }
+  g_free(type);
   fs->mountpoint = g_strdup(mountpoint);
-  fs->uid = ctl_engine_config(engine)->owner_uid;
-  fs->gid = getgid();
   clock_gettime(CLOCK_REALTIME, &fs->mount_time);
   fuse_capture = TRUE;
   int res = fuse_session_mount(fs->se, mountpoint);
@@ -135,6 +183,17 @@ ctl_fs_mount(CtlFs *fs, CtlEngine *engine, const char *mountpoint, GMainLoop *lo
     return FALSE;
   }
   fs->mounted = TRUE;
+  return TRUE;
+}
+
+gboolean
+ctl_fs_serve(CtlFs *fs, CtlEngine *engine, GMainLoop *loop, GError **error)
+{
+  fs->engine = engine;
+  fs->model = ctl_engine_model(engine);
+  fs->loop = loop;
+  fs->uid = ctl_engine_config(engine)->owner_uid;
+  fs->gid = getgid();
   fs->notify = ctl_notify_new(fs);
   int fd = fuse_session_fd(fs->se);
   if (!g_unix_set_fd_nonblocking(fd, TRUE, error))

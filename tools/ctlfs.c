@@ -469,9 +469,18 @@ fail(int status, const char *what, GError *error)
 /* Static, so that what a usage error leaves behind at exit() is still
  * reachable and no leak report changes the exit status. */
 static Options o;
-/* The same for the mount made before the database is opened: a refused
- * database must not read as a leak (and exit 1 instead of 2). */
+/* The same for the session, made before anything else. */
 static CtlFs *fs;
+
+/* A failure once mounted: the mount goes first, so that nothing is left
+ * behind. */
+static void
+unmount_and_fail(int status, const char *what, GError *error)
+{
+  ctl_fs_free(fs);
+  fs = NULL;
+  fail(status, what, error);
+}
 
 int
 main(int argc, char **argv)
@@ -515,17 +524,23 @@ main(int argc, char **argv)
       && !ctl_kafka_props_try_client((const char *const *) cfg.kafka_props, &error))
     die_usage("%s", error->message);
 
+  /* Mounted before anything is created or printed: a mount that cannot be
+   * made (no /dev/fuse, a mount point already mounted) leaves no database
+   * and no bootstrap= line behind. Requests wait until the tree is served. */
+  if (!ctl_fs_mount(fs, o.mountpoint, &error))
+    fail(1, "cannot mount", error);
+
   CtlStore *store = ctl_store_open(cfg.db_path, &error);
   if (!store) {
     char *what = g_strdup_printf("cannot open database %s", cfg.db_path);
-    fail(EXIT_USAGE, what, error);
+    unmount_and_fail(EXIT_USAGE, what, error);
   }
 
   CtlMockBroker *embedded = NULL;
   if (!cfg.brokers) {
     embedded = ctl_mock_broker_new(1, &error);
     if (!embedded)
-      fail(1, "cannot start the embedded broker", error);
+      unmount_and_fail(1, "cannot start the embedded broker", error);
     cfg.brokers = g_strdup(ctl_mock_broker_bootstraps(embedded));
     char *line = g_strdup_printf("bootstrap=%s", cfg.brokers);
     announce(line);
@@ -534,12 +549,13 @@ main(int argc, char **argv)
 
   CtlEngine *engine = ctl_engine_new(&cfg, store, &error);
   if (!engine)
-    fail(1, "cannot start", error);
+    unmount_and_fail(1, "cannot start", error);
 
   GMainLoop *loop = g_main_loop_new(NULL, FALSE);
-  if (!ctl_fs_mount(fs, engine, o.mountpoint, loop, &error)) {
-    ctl_engine_free(engine);
+  if (!ctl_fs_serve(fs, engine, loop, &error)) {
     ctl_fs_free(fs);
+    fs = NULL;
+    ctl_engine_free(engine);
     ctl_mock_broker_free(embedded);
     fail(1, "cannot mount", error);
   }

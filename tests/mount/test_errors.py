@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (CTLFS_BIN, SLOW, _fusermount, command_lines, declare, kcat_consume,
-                      mounted, read, sh, start_expecting_failure, status_dict, wait_until,
-                      write_state)
+from conftest import (CTLFS_BIN, SLOW, START_TIMEOUT, _fusermount, command_lines, declare,
+                      kcat_consume, mounted, read, sh, start_expecting_failure, status_dict,
+                      wait_until, write_state)
 
 
 def _errno_of(fn, *args):
@@ -469,3 +469,50 @@ def test_start_on_a_stale_mount_says_how_to_clear_it(broker, ctlfs, tmp_path):
         _fusermount(["-u"], d.mnt)
     d2 = ctlfs(f"--brokers={broker.bootstrap}", db=d.db, mnt=d.mnt)
     assert read(d2.path("runtimes", "rt1", "svc", "state")) == "running\n"
+
+
+def test_mounting_over_a_ctlfs_mount_is_refused(broker, ctlfs, tmp_path):
+    """The kernel would stack a new, empty tree over the first: refused with
+    one line naming fusermount3 -u; the first mount goes on untouched and
+    the second database is never created."""
+    d = ctlfs(f"--brokers={broker.bootstrap}")
+    declare(d)
+    db = tmp_path / "second.db"
+    p = subprocess.run([str(CTLFS_BIN), "-f", f"--db={db}", str(d.mnt)],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=START_TIMEOUT)
+    assert p.returncode == 1, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"fusermount3 -u {d.mnt}" in lines[0], p.stderr
+    assert "already a FUSE mount" in lines[0], lines
+    assert p.stdout == "" and not db.exists()
+    assert read(d.path("runtimes", "rt1", "svc", "state")) == "running\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a private mount namespace")
+def test_no_access_to_dev_fuse_says_so_and_creates_nothing(tmp_path):
+    """As a user who may not open /dev/fuse (a private mount namespace where it
+    is a mode-000 file): libfuse's message intact, exit 1, and neither a
+    database nor the embedded broker's bootstrap= line, since nothing was
+    mounted."""
+    top = Path(tempfile.mkdtemp(prefix="ctlfs-nofuse-"))
+    try:
+        os.chmod(top, 0o777)
+        blocker = top / "no-fuse"
+        blocker.touch(mode=0o000)
+        (top / "mnt").mkdir()
+        os.chmod(top / "mnt", 0o777)
+        script = (f"mount --bind {blocker} /dev/fuse && exec setpriv --reuid=65534 "
+                  f"--regid=65534 --clear-groups {CTLFS_BIN} -f --db={top / 'x.db'} "
+                  f"{top / 'mnt'}")
+        p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=START_TIMEOUT)
+        assert p.returncode == 1, p.stderr
+        lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1, p.stderr
+        assert "failed to open /dev/fuse: Permission denied" in lines[0], lines
+        assert p.stdout == "", p.stdout
+        assert not (top / "x.db").exists()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
