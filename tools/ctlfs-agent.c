@@ -17,13 +17,20 @@
 #include "timefmt.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <glib-unix.h>
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
-#define SHUTDOWN_TIMEOUT_MS 5000   /* also bounds the one blocking call at start */
+#define START_TIMEOUT_MS 5000   /* bounds the one blocking call at start */
+/* What a stop may wait for a broker (the last commit, feedback still queued):
+ * SIGTERM must end the agent promptly even when the broker is gone (a ctlfs
+ * with its embedded broker unmounted first); feedback lost then is sent again
+ * as the initial state at the next start. */
+#define STOP_TIMEOUT_MS     1000
 #define KAFKA_TOPIC_MAX     249
 
 typedef enum { APPLY_SIMULATE, APPLY_SIGNAL, APPLY_EXEC } ApplyKind;
@@ -41,6 +48,8 @@ typedef struct {
   int     warmup_ms;       /* a flow's start: starting this long, then running */
   int     idle_ms;         /* an ordinary flow running this long sleeps (0: never) */
   int     refresh_ms;      /* how often the command topic's partitions are counted */
+  gboolean quiet;          /* warnings only, and no "ready" */
+  char   *log_file;        /* messages appended here instead of stderr */
 } Options;
 
 /* Where the agent is in one partition of its command topic. The broker keeps
@@ -192,6 +201,8 @@ parse_options(Agent *a, int *argc, char ***argv)
     { "warmup-ms", 0, 0, G_OPTION_ARG_INT, &o->warmup_ms, "With --apply=simulate, a flow's start: starting this long, then running (default 200)", "MS" },
     { "idle-ms", 0, 0, G_OPTION_ARG_INT, &o->idle_ms, "With --apply=simulate, an ordinary flow running this long sleeps; 0 never (default 0)", "MS" },
     { "partition-refresh-ms", 0, 0, G_OPTION_ARG_INT, &o->refresh_ms, "How often partitions added to the command topic are looked for (default 10000)", "MS" },
+    { "quiet", 'q', 0, G_OPTION_ARG_NONE, &o->quiet, "Print warnings and errors only (no \"ready\")", NULL },
+    { "log-file", 0, 0, G_OPTION_ARG_FILENAME, &o->log_file, "Append messages to FILE instead of stderr", "FILE" },
     { NULL },
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new(NULL);
@@ -221,6 +232,8 @@ maybe_ready(Agent *a)
     return;
   a->ready = TRUE;
   g_message("ready runtime=%s commands=%s feedback=%s", a->opt.runtime, a->cmd_topic, a->fb_topic);
+  if (a->opt.quiet)
+    return;
   printf("ready\n");
   fflush(stdout);
 }
@@ -677,7 +690,7 @@ commit_final(Agent *a)
     rd_kafka_queue_t *q = rd_kafka_queue_new(a->consumer);
     err = rd_kafka_commit_queue(a->consumer, l, q, NULL, NULL);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      rd_kafka_event_t *ev = rd_kafka_queue_poll(q, SHUTDOWN_TIMEOUT_MS);
+      rd_kafka_event_t *ev = rd_kafka_queue_poll(q, STOP_TIMEOUT_MS);
       err = ev ? rd_kafka_event_error(ev) : RD_KAFKA_RESP_ERR__TIMED_OUT;
       if (ev)
         rd_kafka_event_destroy(ev);
@@ -894,7 +907,7 @@ prime_feedback_topic(Agent *a)
 {
   rd_kafka_topic_t *rkt = rd_kafka_topic_new(a->producer, a->fb_topic, NULL);
   const struct rd_kafka_metadata *md = NULL;
-  rd_kafka_resp_err_t err = rd_kafka_metadata(a->producer, 0, rkt, &md, SHUTDOWN_TIMEOUT_MS);
+  rd_kafka_resp_err_t err = rd_kafka_metadata(a->producer, 0, rkt, &md, START_TIMEOUT_MS);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
     g_message("metadata %s: %s", a->fb_topic, rd_kafka_err2str(err));
   if (md != NULL)
@@ -974,7 +987,7 @@ stop_kafka(Agent *a)
   }
   g_clear_pointer(&a->pwake, ctl_queue_wake_free);
   if (a->producer != NULL) {
-    if (rd_kafka_flush(a->producer, SHUTDOWN_TIMEOUT_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (rd_kafka_flush(a->producer, STOP_TIMEOUT_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
       g_message("%d feedback messages not delivered at exit", rd_kafka_outq_len(a->producer));
     rd_kafka_destroy(a->producer);
     a->producer = NULL;
@@ -1007,6 +1020,39 @@ agent_clear(Agent *a)
   g_free(o->group);
   g_free(o->initial_state);
   g_free(o->dialect);
+  g_free(o->log_file);
+}
+
+/* ---- logging: --quiet, --log-file ---------------------------------------- */
+
+static gboolean log_quiet;
+
+/* Backgrounded with `&`, the agent must not write over the user's terminal:
+ * --quiet keeps warnings and errors, --log-file sends everything to a file
+ * (whose open failure is a usage error). */
+static GLogWriterOutput
+agent_log_writer(GLogLevelFlags level, const GLogField *fields, gsize n, gpointer data)
+{
+  if (log_quiet && !(level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING)))
+    return G_LOG_WRITER_HANDLED;
+  return g_log_writer_default(level, fields, n, data);
+}
+
+static gboolean
+setup_logging(const Options *o)
+{
+  log_quiet = o->quiet;
+  if (o->log_file) {
+    int fd = open(o->log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      fprintf(stderr, "ctlfs-agent: --log-file %s: %s\n", o->log_file, g_strerror(errno));
+      return FALSE;
+    }
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+  }
+  g_log_set_writer_func(agent_log_writer, NULL, NULL);
+  return TRUE;
 }
 
 int
@@ -1015,7 +1061,7 @@ main(int argc, char **argv)
   g_log_writer_default_set_use_stderr(TRUE);
   Agent a;
   agent_init(&a);
-  if (!parse_options(&a, &argc, &argv)) {
+  if (!parse_options(&a, &argc, &argv) || !setup_logging(&a.opt)) {
     agent_clear(&a);
     return 2;
   }

@@ -1,7 +1,9 @@
 /* ctlfs-broker: librdkafka's mock cluster in its own process, for demos and
  * tests. First stdout line: bootstrap=HOST:PORT[,...]. Fault commands on stdin,
  * one per line, each answered with one line on stdout so that a test can wait
- * for the fault to be in place before it goes on. */
+ * for the fault to be in place before it goes on; stdin's end ends it.
+ * --no-stdin is for running it in the background, where stdin is /dev/null
+ * (a script's `&`) or a terminal it may not read (an interactive shell's). */
 #define G_LOG_DOMAIN "ctlfs-broker"
 #include "mockbroker.h"
 
@@ -63,16 +65,19 @@ on_stdin(GIOChannel *ch, GIOCondition cond, gpointer data)
 }
 
 static int
-parse_options(int *argc, char ***argv, int *n_brokers)
+parse_options(int *argc, char ***argv, int *n_brokers, gboolean *no_stdin)
 {
   GOptionEntry entries[] = {
     { "brokers", 0, 0, G_OPTION_ARG_INT, n_brokers, "Number of brokers (default 1)", "N" },
+    { "no-stdin", 0, 0, G_OPTION_ARG_NONE, no_stdin,
+      "Do not read stdin: run until SIGTERM or SIGINT (for running in the background)", NULL },
     { NULL },
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new(NULL);
   g_option_context_set_summary(ctx,
       "A Kafka-protocol broker for demos and tests (librdkafka mock cluster).\n"
-      "Commands on stdin: down ID, up ID, rtt ID MS, topic NAME PARTITIONS.");
+      "Commands on stdin: down ID, up ID, rtt ID MS, topic NAME PARTITIONS.\n"
+      "It ends at the end of stdin, or with --no-stdin at SIGTERM or SIGINT.");
   g_option_context_add_main_entries(ctx, entries, NULL);
   g_autoptr(GError) error = NULL;
   if (!g_option_context_parse(ctx, argc, argv, &error)) {
@@ -105,7 +110,8 @@ int
 main(int argc, char **argv)
 {
   int n_brokers = 1;
-  int rc = parse_options(&argc, &argv, &n_brokers);
+  gboolean no_stdin = FALSE;
+  int rc = parse_options(&argc, &argv, &n_brokers, &no_stdin);
   if (rc != 0)
     return rc;
   g_log_writer_default_set_use_stderr(TRUE);
@@ -123,7 +129,8 @@ main(int argc, char **argv)
 
   guint sigterm = g_unix_signal_add(SIGTERM, on_signal, &b);
   guint sigint = g_unix_signal_add(SIGINT, on_signal, &b);
-  watch_stdin(&b);
+  if (!no_stdin)
+    watch_stdin(&b);
   g_main_loop_run(b.loop);
 
   g_source_remove(sigterm);

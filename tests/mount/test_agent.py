@@ -5,14 +5,15 @@ broker that was down at its start is back. Commands are produced with kcat,
 an independent client, to the partition each resource's key hashes to."""
 
 import json
+import subprocess
 import re
 import threading
 import time
 import uuid
 from pathlib import Path
 
-from conftest import kcat_consume, kcat_produce, wait_until
-from test_partitions import PARTITIONS, java_partition
+from conftest import (AGENT_BIN, BROKER_BIN, EXIT_TIMEOUT, PARTITIONS, START_TIMEOUT,
+                      java_partition, kcat_consume, kcat_produce, wait_until)
 
 # one resource per partition of the 4 (java_partition: a 0, d 1, svc 2, f 3)
 BY_PARTITION = ["a", "d", "svc", "f"]
@@ -87,3 +88,70 @@ def test_partitions_found_once_the_broker_is_back(broker, agent):
     assert f"consuming ctlfs.rt1.commands partitions={PARTITIONS}" in text, text
     i = send(broker.bootstrap, "svc", "pause")
     wait_until(lambda: applied(a) == [(i, "svc", "pause")], what="svc paused")
+
+
+def test_sigterm_ends_the_agent_with_its_broker_gone(broker, agent):
+    """The README's order: the agent backgrounded, then the mount (and its
+    embedded broker) gone, then `kill %1`: the agent ends, status 0, without
+    waiting on a broker that will not answer."""
+    a = agent(broker.bootstrap, heartbeat_ms=100)
+    i = send(broker.bootstrap, "svc", "pause")
+    wait_until(lambda: applied(a) == [(i, "svc", "pause")], what="svc paused")
+    assert broker.close() == 0
+    # heartbeats now queue for a broker that is gone
+    start = time.monotonic()
+    a.proc.terminate()
+    rc = a.proc.wait(timeout=EXIT_TIMEOUT)
+    took = time.monotonic() - start
+    a.stopped = True
+    assert rc == 0, Path(a.stderr_path).read_text()
+    text = Path(a.stderr_path).read_text()
+    assert "signal: stopping" in text and "stopped" in text, text
+    print(f"agent exit after SIGTERM with the broker gone: {took * 1000:.0f} ms")
+
+
+def test_quiet_and_log_file_keep_the_terminal_clean(broker, tmp_path):
+    """Backgrounded with `&`, the agent must not write over the terminal:
+    --quiet prints nothing (not even "ready") unless something is wrong;
+    --log-file sends what it would print to a file."""
+    log = tmp_path / "agent.log"
+    procs = [subprocess.Popen([str(AGENT_BIN), f"--brokers={broker.bootstrap}", "--runtime=rt1",
+                               f"--resource={r}", *extra],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+             for r, extra in (("a", ["--quiet"]), ("d", [f"--log-file={log}"]))]
+    try:
+        ia, idd = send(broker.bootstrap, "a", "pause"), send(broker.bootstrap, "d", "pause")
+        # both applied, as their feedback says (the quiet one says nothing itself)
+        def reported():
+            return {m["value"].get("command_id") for m in
+                    kcat_consume(broker.bootstrap, "ctlfs.rt1.feedback") if m["value"]}
+        wait_until(lambda: {ia, idd} <= reported(), what="both commands applied")
+        wait_until(lambda: f"applied id={idd}" in log.read_text(), what="the log file's line")
+    finally:
+        for p in procs:
+            p.terminate()
+        outs = [p.communicate(timeout=EXIT_TIMEOUT) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    (q_out, q_err), (l_out, l_err) = outs
+    assert (q_out, q_err) == ("", ""), (q_out, q_err)
+    assert (l_out, l_err) == ("ready\n", ""), (l_out, l_err)
+    assert "stopped" in log.read_text()
+
+
+def test_broker_in_the_background_with_no_stdin():
+    """`ctlfs-broker --no-stdin &`: stdin at its end (a script's `&` gives
+    /dev/null) does not end it; it serves until SIGTERM, then exits 0."""
+    p = subprocess.Popen([str(BROKER_BIN), "--no-stdin"], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        assert line.startswith("bootstrap="), line
+        bootstrap = line.strip().split("=", 1)[1]
+        kcat_produce(bootstrap, "ctlfs.bg.feedback", "k", "{}")
+        assert [m["key"] for m in kcat_consume(bootstrap, "ctlfs.bg.feedback")] == ["k"]
+        assert p.poll() is None
+    finally:
+        p.terminate()
+        out, err = p.communicate(timeout=EXIT_TIMEOUT)
+    assert p.returncode == 0, err
