@@ -17,6 +17,7 @@ typedef struct {
   CtlTopicRole   role;
   int            partitions;   /* from the metadata; -1 unknown */
   int            replicas;
+  gboolean       exists;       /* CreateTopics said TOPIC_ALREADY_EXISTS */
 } Req;
 
 struct CtlTopicAdmin {
@@ -44,6 +45,8 @@ req_free(Req *req)
   g_free(req->topic);
   g_free(req);
 }
+
+static void look_up_next(CtlTopicAdmin *ta);
 
 /* The one answer of a check. */
 static void
@@ -192,10 +195,15 @@ on_created(Req *req, rd_kafka_event_t *ev)
   const rd_kafka_topic_result_t **res =
       rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
   rd_kafka_resp_err_t err = n ? rd_kafka_topic_result_error(res[0]) : RD_KAFKA_RESP_ERR__BAD_MSG;
-  if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-    /* Another host, or the broker's auto-creation, was first: compare. */
-    req->partitions = req->replicas = -1;
-    describe(req);
+  if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS && !req->exists) {
+    /* Another host, or the broker's auto-creation, was first: compare, as
+     * any existing topic, after its metadata once more (describing it at
+     * once left its partition count uncompared: a topic of 3 partitions
+     * where 2 were wanted was "matching"). EXISTS: never created twice,
+     * even if the metadata does not show it yet. */
+    req->exists = TRUE;
+    g_ptr_array_add(ta->waiting, req);
+    look_up_next(ta);
     return;
   }
   if (err) {
@@ -314,6 +322,12 @@ find_topic(const struct rd_kafka_metadata *md, Req *req)
       continue;
     if (t->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
       return FALSE;
+    if (t->err) {
+      /* It exists, but its partitions are not told (LEADER_NOT_AVAILABLE
+       * right after its creation): not compared, rather than "partitions=0". */
+      req->partitions = req->replicas = -1;
+      return TRUE;
+    }
     req->partitions = t->partition_cnt;
     req->replicas = t->partition_cnt > 0 ? t->partitions[0].replica_cnt : -1;
     return TRUE;
@@ -341,7 +355,7 @@ on_looked_up(gpointer data)
       g_free(why);
       continue;
     }
-    gboolean exists = find_topic(md, req);
+    gboolean exists = find_topic(md, req) || req->exists;
     if (!exists && !ta->settings.create)
       finish(req, CTL_TOPIC_MISSING, "no such topic, and [topics] create=false");
     else if (admin_known_unavailable(ta))

@@ -12,6 +12,8 @@
  *   2. missing: CreateTopics with the settings' partitions, replication
  *      factor and the role's configs (create=true), else the outcome MISSING;
  *      existing: DescribeConfigs, compared with the role's configs;
+ *      TOPIC_ALREADY_EXISTS (another client was first): step 1 again, then
+ *      as existing;
  *   3. the callback, on the main loop, once: CREATED, MATCHING, DIFFERING
  *      (the detail lists each difference), MISSING, UNAVAILABLE (no metadata,
  *      the Admin API timed out or is not supported) or FAILED (refused).
