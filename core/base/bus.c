@@ -92,6 +92,15 @@ on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
                   && now - bus->auth_warned_us >= 60 * G_USEC_PER_SEC;
   if (loud)
     bus->auth_warned_us = now;
+  /* A fatal error ends the idempotent producer for good (a broker without
+   * idempotence, or an ACL refusing IdempotentWrite): said loudly, once. */
+  if (err == RD_KAFKA_RESP_ERR__FATAL) {
+    char why[512] = "";
+    rd_kafka_fatal_error(rk, why, sizeof why);
+    g_warning("kafka: fatal: %s; the producer cannot send any more: commands fail until "
+              "ctlfs is restarted against a broker that allows idempotent producers", why);
+    return;
+  }
   g_log(G_LOG_DOMAIN, loud ? G_LOG_LEVEL_WARNING : G_LOG_LEVEL_INFO, "kafka: %s: %s",
         rd_kafka_err2name(err), reason);
   if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
@@ -467,7 +476,12 @@ ctl_bus_produce(CtlBus *bus, const char *topic, const char *key, const char *val
       RD_KAFKA_V_END);
   if (err) {
     rd_kafka_headers_destroy(hdrs);   /* ownership passes only on success */
-    g_set_error(error, CTL_BUS_ERROR, err, "kafka produce: %s", rd_kafka_err2str(err));
+    char why[512] = "";
+    /* "Local: Fatal error" alone does not say what to fix. */
+    if (err == RD_KAFKA_RESP_ERR__FATAL)
+      rd_kafka_fatal_error(bus->producer, why, sizeof why);
+    g_set_error(error, CTL_BUS_ERROR, err, "kafka produce: %s%s%s", rd_kafka_err2str(err),
+                *why ? ": " : "", why);
     return FALSE;
   }
   return TRUE;

@@ -330,19 +330,23 @@ ctl_policy_mode(const CtlPolicy *p, const char *runtime, CtlAccess read, CtlAcce
   return m;
 }
 
+/* Root and the owner are always allowed (ctl_policy_allows): said, so that
+ * a rule admitting no one else does not read as "nobody" ("-" did). */
 static void
 describe_rule(GString *out, const CtlPolicy *p, CtlAccess a, const char *runtime)
 {
   const Rule *r = effective(p, a, runtime);
   g_string_append_printf(out, "%s%s=", out->len ? " " : "", access_names[a]);
-  if (!r) {
-    g_string_append(out, unset_admits(a) ? "*" : "-");
+  gboolean anyone = !r && unset_admits(a);
+  for (guint i = 0; r && i < r->written->len; i++)
+    anyone = anyone || strcmp(r->written->pdata[i], "*") == 0;
+  if (anyone) {
+    g_string_append_c(out, '*');
     return;
   }
-  for (guint i = 0; i < r->written->len; i++)
-    g_string_append_printf(out, "%s%s", i ? "," : "", (char *) r->written->pdata[i]);
-  if (r->written->len == 0)
-    g_string_append_c(out, '-');
+  g_string_append(out, "root,owner");
+  for (guint i = 0; r && i < r->written->len; i++)
+    g_string_append_printf(out, ",%s", (char *) r->written->pdata[i]);
 }
 
 char *

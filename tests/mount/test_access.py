@@ -270,9 +270,9 @@ def test_admin_group_option_adds_to_the_policy(broker, ctlfs, people, top, tmp_p
     rc, _, _, err = as_user(CAROL, "echo pause > runtimes/rt1/svc/state", d.mnt)
     assert rc != 0 and "Permission denied" in err, err
     assert status_dict(d.path("status"))["access"] == \
-        f"read=* command=@{OPS} declare=@{OPS}"
+        f"read=* command=root,owner,@{OPS} declare=root,owner,@{OPS}"
     assert status_dict(d.path("runtimes", "rt2", "status"))["access"] == \
-        f"read=* command={CAROL} declare=@{OPS}"
+        f"read=* command=root,owner,{CAROL} declare=root,owner,@{OPS}"
 
 
 @pytest.mark.parametrize("policy,named", [

@@ -88,7 +88,7 @@ test_unknown_principals_are_errors(void)
   /* a failed rule leaves the one before it in force */
   set(p, NULL, CTL_ACCESS_COMMAND, "root,@root,nobody");
   char *d = ctl_policy_describe(p, NULL);
-  g_assert_cmpstr(d, ==, "read=* command=root,@root,nobody declare=root,@root,nobody");
+  g_assert_cmpstr(d, ==, "read=* command=root,owner,root,@root,nobody declare=root,owner,root,@root,nobody");
   g_free(d);
   ctl_policy_unref(p);
 }
@@ -151,7 +151,7 @@ test_config_file(void)
   g_assert_cmpint(cfg.stale_after_ms, ==, 10000);
   g_assert_cmpstr(cfg.topic_prefix, ==, "ctlfs");
   char *d = ctl_policy_describe(cfg.policy, "rt1");
-  g_assert_cmpstr(d, ==, "read=* command=daemon declare=daemon");
+  g_assert_cmpstr(d, ==, "read=* command=root,owner,daemon declare=root,owner,daemon");
   g_free(d);
   ctl_config_clear(&cfg);
 }
