@@ -90,6 +90,20 @@ def test_partitions_found_once_the_broker_is_back(broker, agent):
     wait_until(lambda: applied(a) == [(i, "svc", "pause")], what="svc paused")
 
 
+def threads_of(pid):
+    """Each thread's name, wait channel and kernel stack, to say where a
+    process that does not end is stuck."""
+    out = []
+    for task in sorted(Path(f"/proc/{pid}/task").iterdir()):
+        def get(name):
+            try:
+                return (task / name).read_text().strip()
+            except OSError as e:
+                return f"({e.strerror})"
+        out.append(f"{task.name} {get('comm')} wchan={get('wchan')}\n{get('stack')}")
+    return "\n".join(out)
+
+
 def test_sigterm_ends_the_agent_with_its_broker_gone(broker, agent):
     """The README's order: the agent backgrounded, then the mount (and its
     embedded broker) gone, then `kill %1`: the agent ends, status 0, without
@@ -101,7 +115,11 @@ def test_sigterm_ends_the_agent_with_its_broker_gone(broker, agent):
     # heartbeats now queue for a broker that is gone
     start = time.monotonic()
     a.proc.terminate()
-    rc = a.proc.wait(timeout=EXIT_TIMEOUT)
+    try:
+        rc = a.proc.wait(timeout=EXIT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the agent did not end after SIGTERM; its threads:\n"
+                             + threads_of(a.proc.pid)) from None
     took = time.monotonic() - start
     a.stopped = True
     assert rc == 0, Path(a.stderr_path).read_text()
