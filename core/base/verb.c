@@ -19,18 +19,52 @@ ctl_verb_target(const char *verb)
   return NULL;
 }
 
+/* A state written as the value: what `state` reads, so that writing back
+ * what was read works (configuration tools compare, then write content). */
+static const struct { const char *state, *verb; } states[] = {
+  { "paused",  "pause"  },
+  { "running", "resume" },
+  { "stopped", "stop"   },
+};
+
+static gboolean
+is(const char *buf, gsize len, const char *word)
+{
+  return strlen(word) == len && memcmp(buf, word, len) == 0;
+}
+
+/* LEN without the one "\n" a value may end with. */
+static gsize
+value_len(const char *buf, gsize len)
+{
+  return len > 0 && buf[len - 1] == '\n' ? len - 1 : len;
+}
+
 const char *
 ctl_verb_parse(const char *buf, gsize len, char **reason)
 {
-  if (len > 0 && buf[len - 1] == '\n')
-    len--;
+  len = value_len(buf, len);
   if (len == 0) {
     *reason = g_strdup("empty command");
     return NULL;
   }
   for (gsize i = 0; i < G_N_ELEMENTS(verbs); i++)
-    if (strlen(verbs[i].verb) == len && memcmp(buf, verbs[i].verb, len) == 0)
+    if (is(buf, len, verbs[i].verb))
       return verbs[i].verb;
-  *reason = g_strdup("unknown verb (expected pause, resume, start or stop)");
+  for (gsize i = 0; i < G_N_ELEMENTS(states); i++)
+    if (is(buf, len, states[i].state))
+      return states[i].verb;
+  *reason = g_strdup("unknown verb (expected pause, resume, start or stop, "
+                     "or the state to be in: paused, running or stopped)");
   return NULL;
+}
+
+gboolean
+ctl_verb_written_as_state(const char *buf, gsize len)
+{
+  len = value_len(buf, len);
+  for (gsize i = 0; i < G_N_ELEMENTS(states); i++)
+    if (is(buf, len, states[i].state))
+      return TRUE;
+  return FALSE;
 }

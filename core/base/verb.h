@@ -3,10 +3,15 @@
 #pragma once
 #include <glib.h>
 
-/* Parses the whole value of a `state` write: a verb, optionally followed by one
- * "\n". Returns the canonical verb (static string) or NULL with *REASON set to
- * a short text (g_free) saying what is wrong. */
+/* Parses the whole value of a `state` write: a verb, or the state to be in
+ * (paused, running, stopped: what `state` reads), optionally followed by one
+ * "\n". Returns the canonical verb (static string; a state gives pause,
+ * resume or stop) or NULL with *REASON set to a short text (g_free) saying
+ * what is wrong. */
 const char *ctl_verb_parse(const char *buf, gsize len, char **reason);
+/* Was the value a state rather than a verb? ("running" asks a backend that
+ * starts rather than resumes for start.) */
+gboolean    ctl_verb_written_as_state(const char *buf, gsize len);
 
 /* The desired state a verb asks for: pause -> paused, resume/start -> running,
  * stop -> stopped; NULL for anything else. */

@@ -473,6 +473,12 @@ ctl_engine_command(CtlEngine *e, CtlObject *obj, const char *input, gsize len, g
   }
   /* The backend is looked up once per write: every step below is its. */
   const CtlBackend *b = ctl_engine_backend(e, obj);
+  /* "running" written to a stopped flow is a start: resume is for a paused one */
+  if (ctl_verb_written_as_state(input, len) && g_str_equal(verb, "resume")
+      && ctl_backend_takes(b, "start")
+      && (!ctl_backend_takes(b, "resume")
+          || g_strcmp0(ctl_engine_desired(e, obj), "stopped") == 0))
+    verb = "start";
   char *unsupported = backend_refuses(b, verb);
   if (unsupported) {
     ctl_engine_refuse(e, obj, CTL_ACCESS_COMMAND, EOPNOTSUPP, input, len, unsupported, who);

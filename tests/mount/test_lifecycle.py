@@ -377,10 +377,10 @@ def test_mode_follows_the_command_policy(broker, ctlfs, tmp_path):
         d = ctlfs(f"--brokers={broker.bootstrap}", f"--config={conf}", "-o", "allow_other",
                   mnt=top / "mnt")
         (f1,) = _flows(d, "f1")
-        # (python, not sh: dash reports every failed echo as "I/O error")
+        # refused at open, before anything is written
         script = ("import errno, os\n"
-                  "fd = os.open('mode', os.O_WRONLY)\n"
-                  "try:\n    os.write(fd, b'realtime\\n')\n    print('written')\n"
+                  "try:\n    fd = os.open('mode', os.O_WRONLY)\n"
+                  "    os.write(fd, b'realtime\\n')\n    print('written')\n"
                   "except OSError as e:\n    print(errno.errorcode[e.errno])\n")
         p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                             "/usr/bin/python3", "-c", script], cwd=f1, capture_output=True,
@@ -390,7 +390,7 @@ def test_mode_follows_the_command_policy(broker, ctlfs, tmp_path):
         assert "access policy" in status_dict(f1 / "status")["last_error"]
         refused = [ln for ln in read(f1 / "log").splitlines()
                    if ln.split(" ")[2:3] == ["refused"]]
-        assert len(refused) == 1 and kv(refused[0])["input"] == 'mode=realtime', refused
+        assert len(refused) == 1 and kv(refused[0])["request"] == "open mode", refused
         d.stop()
     finally:
         if mounted(top / "mnt"):
@@ -487,3 +487,23 @@ def test_a_command_during_warm_up_settles_the_one_it_replaces(broker, ctlfs, age
                what="the stop applied")
     st = status_dict(f1 / "status")
     assert st["last_command"] == f"{stop2} stop applied" and st["last_error"] == "-", st
+
+
+def test_state_takes_back_what_it_reads(broker, ctlfs, agent, tmp_path):
+    """Configuration tools write the content they want: `state` takes the
+    states it reads (stopped, running, paused) as well as the verbs; running
+    is a start for a stopped flow and a resume for a paused one."""
+    d = ctlfs(f"--brokers={broker.bootstrap}", "--backend=lifecycle")
+    os.mkdir(d.path("runtimes", "rt9"))
+    os.mkdir(d.path("runtimes", "rt9", "f"))
+    f = d.path("runtimes", "rt9", "f")
+    agent(broker.bootstrap, "rt9", ["f"], extra=["--initial-state=stopped", "--warmup-ms=0"])
+    for value, verb in (("stopped\n", "stop"), ("running\n", "start"), ("paused", "pause"),
+                        ("running", "resume")):
+        write_state(f / "state", value)
+        assert read(f / "state") == value.strip() + "\n"
+        assert status_dict(f / "status")["last_command"].split()[1] == verb, value
+        wait_until(lambda: read_word(f / "observed") == value.strip(), what=value.strip())
+    # what `cat` reads goes back unchanged
+    sh('echo "$(cat state)" > state', cwd=f)
+    assert read(f / "state") == "running\n"

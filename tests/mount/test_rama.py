@@ -182,7 +182,7 @@ def test_start_and_stop_are_not_supported(rama):
     assert log.count(" rejected ") == 2, log
     assert "pause and resume only" in status_dict(topo / "status")["last_error"]
     # bad verbs: EINVAL, nothing run
-    for bad in ("\n", "paused", "pause\n\n", "x" * 65):
+    for bad in ("\n", "Paused", "pause\n\n", "x" * 65):
         assert write_errno(topo / "state", bad) == errno.EINVAL, bad
     assert calls(fake, "pauseTopology") == []
 
