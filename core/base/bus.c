@@ -1,8 +1,10 @@
 /* Kafka through librdkafka, on the GLib main loop. */
 #include "bus.h"
 
+#include <gio/gio.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kafka-props.h"
@@ -20,6 +22,13 @@ typedef struct Watch {
                                    end at least once */
 } Watch;
 
+/* What the watchdog (below) knows of one client. */
+typedef struct {
+  gboolean          up;          /* a broker connection in state UP, by its statistics */
+  gint64            seen_up;     /* when it last had one, or was made (monotonic us) */
+  int               patience_ms; /* how long without one before it is made anew */
+} BusHealth;
+
 struct CtlBus {
   rd_kafka_t       *producer;
   rd_kafka_t       *consumer;
@@ -28,6 +37,7 @@ struct CtlBus {
   GHashTable       *assigned;     /* topic -> how many partitions the consumer has */
   guint             reassign_src; /* a reassignment waiting for the loop to be idle */
   GHashTable       *topics;       /* producer topic handles, made ahead of use */
+  GHashTable       *grouped;      /* topics whose handles use partition_by_group */
   gboolean          link_up;
   /* partition discovery (see discover_thread) */
   GMainContext     *context;
@@ -41,6 +51,19 @@ struct CtlBus {
   int               disc_backoff_ms;
   gint64            auth_warned_us; /* when an authentication error was last a warning */
   CtlTopicAdmin    *admin;        /* ctl_bus_set_topic_settings(), or the first ensure */
+  CtlTopicSettings  topic_settings; /* the admin's: ctl_bus_set_topic_settings(), or defaults */
+  /* the watchdog: what a client is made anew from, and how each one fares */
+  char             *brokers;
+  char            **kafka_props;
+  int               message_timeout_ms;
+  BusHealth         producer_health, consumer_health;
+  gint64            auth_error_us;  /* when credentials or TLS were last refused */
+  gint64            answering_since; /* probes succeeded since (0: the last failed) */
+  int               grace_ms;     /* how long the broker answers before a client is judged */
+  guint             watchdog_src;
+  struct BusProbe  *probe;        /* a TCP probe under way, or NULL */
+  rd_kafka_t       *retired;      /* a producer being replaced: its purged
+                                     messages go to the new one (on_delivery) */
   CtlBusCallbacks   cb;
   gpointer          user_data;
 };
@@ -49,6 +72,11 @@ struct CtlBus {
 static void watch_free(gpointer data);
 static void discovery_start(CtlBus *bus);
 static void discovery_stop(CtlBus *bus);
+/* the watchdog, at the end */
+static void health_note(BusHealth *h, gboolean up);
+static gboolean hand_over(CtlBus *bus, const rd_kafka_message_t *msg);
+static void watchdog_start(CtlBus *bus);
+static void watchdog_stop(CtlBus *bus);
 
 G_DEFINE_QUARK(ctl-bus-error-quark, ctl_bus_error)
 #define CTL_BUS_ERROR (ctl_bus_error_quark())
@@ -70,6 +98,8 @@ static void
 on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
   CtlBus *bus = opaque;
+  if (rk == bus->retired && hand_over(bus, msg))
+    return;
   gboolean ok = msg->err == RD_KAFKA_RESP_ERR_NO_ERROR;
   if (ok)
     set_link(bus, TRUE);
@@ -88,8 +118,10 @@ on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
   /* Refused credentials or certificates are the operator's to fix: a
    * warning (once a minute: librdkafka retries every reconnect), not info. */
   gint64 now = g_get_monotonic_time();
-  gboolean loud = (err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL)
-                  && now - bus->auth_warned_us >= 60 * G_USEC_PER_SEC;
+  gboolean refused = err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL;
+  if (refused)
+    bus->auth_error_us = now;   /* a new client would be refused alike: no watchdog */
+  gboolean loud = refused && now - bus->auth_warned_us >= 60 * G_USEC_PER_SEC;
   if (loud)
     bus->auth_warned_us = now;
   /* A fatal error ends the idempotent producer for good (a broker without
@@ -107,13 +139,16 @@ on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     set_link(bus, FALSE);
 }
 
-/* The link is up when a connection to some broker (bootstrap or learned) is in
- * state UP. Statistics arrive every half second, so a broker coming back
- * shows within a second; losing every broker is reported at once by on_error(). */
+/* The link is up when a connection of the producer to some broker (bootstrap
+ * or learned) is in state UP. Its statistics arrive every half second, so a
+ * broker coming back shows within a second; losing every broker is reported
+ * at once by on_error(). The consumer's statistics are the watchdog's only. */
 static int
 on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 {
   CtlBus *bus = opaque;
+  if (rk != bus->producer && rk != bus->consumer)
+    return 0;     /* a client the watchdog is replacing */
   json_t *root = json_loadb(json, len, 0, NULL);
   json_t *brokers = json_object_get(root, "brokers");
   const char *name;
@@ -124,6 +159,8 @@ on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
       up = TRUE;
   }
   if (root)
+    health_note(rk == bus->producer ? &bus->producer_health : &bus->consumer_health, up);
+  if (root && rk == bus->producer)
     set_link(bus, up);
   json_decref(root);
   return 0;
@@ -337,6 +374,8 @@ consumer_new(CtlBus *bus, const char *brokers, const char *const *kafka_props, G
        * broker waits the whole time, which a round trip then pays twice. */
       || !conf_set(conf, "fetch.wait.max.ms", "5", error)
       || !conf_set(conf, "fetch.error.backoff.ms", "50", error)
+      /* For the watchdog only: whether the consumer has a broker UP. */
+      || !conf_set(conf, "statistics.interval.ms", "1000", error)
       || !conf_set(conf, "topic.metadata.refresh.interval.ms", "2000", error)
       /* A topic another host is creating right now (its first command) is
        * looked up again soon, not after librdkafka's 250 ms-and-more. */
@@ -344,6 +383,7 @@ consumer_new(CtlBus *bus, const char *brokers, const char *const *kafka_props, G
     rd_kafka_conf_destroy(conf);
     return FALSE;
   }
+  rd_kafka_conf_set_stats_cb(conf, on_stats);
   bus->consumer = client_new(RD_KAFKA_CONSUMER, conf, error);
   if (!bus->consumer)
     return FALSE;
@@ -364,6 +404,11 @@ ctl_bus_new(const char *brokers, const char *const *kafka_props, int message_tim
   bus->assigned = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
   bus->topics = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                       (GDestroyNotify) rd_kafka_topic_destroy);
+  bus->grouped = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+  bus->brokers = g_strdup(brokers);
+  bus->kafka_props = g_strdupv((char **) kafka_props);
+  bus->message_timeout_ms = message_timeout_ms;
+  ctl_topic_settings_init(&bus->topic_settings);
   if (!producer_new(bus, brokers, kafka_props, message_timeout_ms, error)
       || !consumer_new(bus, brokers, kafka_props, error)) {
     ctl_kafka_props_mask_error(error ? *error : NULL, kafka_props);
@@ -378,6 +423,7 @@ ctl_bus_new(const char *brokers, const char *const *kafka_props, int message_tim
     bus->link_up = TRUE;
     rd_kafka_metadata_destroy(md);
   }
+  watchdog_start(bus);
   return bus;
 }
 
@@ -388,7 +434,9 @@ ctl_bus_free(CtlBus *bus, int flush_ms)
     return;
   if (bus->reassign_src)
     g_source_remove(bus->reassign_src);
+  watchdog_stop(bus);
   ctl_topic_admin_free(bus->admin);   /* uses the producer */
+  ctl_topic_settings_clear(&bus->topic_settings);
   /* The wakes go before their clients: each holds a reference to a queue. */
   discovery_stop(bus);
   ctl_queue_wake_free(bus->cwake);
@@ -409,17 +457,27 @@ ctl_bus_free(CtlBus *bus, int flush_ms)
   g_hash_table_unref(bus->watched);
   g_hash_table_unref(bus->assigned);
   g_hash_table_unref(bus->topics);
+  g_hash_table_unref(bus->grouped);
+  g_free(bus->brokers);
+  g_strfreev(bus->kafka_props);
   g_free(bus);
 }
 
+static int32_t partition_by_group(const rd_kafka_topic_t *rkt, const void *key, size_t len,
+                                  int32_t count, void *topic_opaque, void *msg_opaque);
+
+/* The producer's handle of TOPIC, made on first use; `grouped` says which
+ * partitioner, so that a producer made anew (the watchdog) makes the same. */
 static rd_kafka_topic_t *
-topic_handle(CtlBus *bus, const char *topic, rd_kafka_topic_conf_t *tconf)
+topic_handle(CtlBus *bus, const char *topic)
 {
   rd_kafka_topic_t *rkt = g_hash_table_lookup(bus->topics, topic);
-  if (rkt) {
-    if (tconf)
-      rd_kafka_topic_conf_destroy(tconf);
+  if (rkt)
     return rkt;
+  rd_kafka_topic_conf_t *tconf = NULL;
+  if (g_hash_table_contains(bus->grouped, topic)) {
+    tconf = rd_kafka_topic_conf_new();
+    rd_kafka_topic_conf_set_partitioner_cb(tconf, partition_by_group);
   }
   rkt = rd_kafka_topic_new(bus->producer, topic, tconf);   /* takes TCONF */
   if (rkt)
@@ -430,7 +488,7 @@ topic_handle(CtlBus *bus, const char *topic, rd_kafka_topic_conf_t *tconf)
 void
 ctl_bus_prepare_topic(CtlBus *bus, const char *topic)
 {
-  topic_handle(bus, topic, NULL);
+  topic_handle(bus, topic);
 }
 
 /* murmur2 of the key's first part, up to its first '/' (the whole key when
@@ -447,16 +505,15 @@ partition_by_group(const rd_kafka_topic_t *rkt, const void *key, size_t len, int
 void
 ctl_bus_prepare_grouped_topic(CtlBus *bus, const char *topic)
 {
-  rd_kafka_topic_conf_t *tconf = rd_kafka_topic_conf_new();
-  rd_kafka_topic_conf_set_partitioner_cb(tconf, partition_by_group);
-  topic_handle(bus, topic, tconf);
+  g_hash_table_add(bus->grouped, g_strdup(topic));
+  topic_handle(bus, topic);
 }
 
 gboolean
 ctl_bus_produce(CtlBus *bus, const char *topic, const char *key, const char *value,
                 const char *const *headers, gpointer opaque, GError **error)
 {
-  rd_kafka_topic_t *rkt = topic_handle(bus, topic, NULL);
+  rd_kafka_topic_t *rkt = topic_handle(bus, topic);
   if (!rkt) {
     g_set_error(error, CTL_BUS_ERROR, 0, "kafka produce: cannot use topic %s", topic);
     return FALSE;
@@ -708,12 +765,14 @@ discovery_start(CtlBus *bus)
   g_mutex_init(&bus->disc_lock);
   g_cond_init(&bus->disc_cond);
   bus->context = g_main_context_ref_thread_default();
+  bus->disc_wanted = bus->disc_quit = FALSE;
   bus->disc_backoff_ms = DISCOVER_RETRY_MIN_MS;
   bus->disc_thread = g_thread_new("ctlfs-discover", discover_thread, bus);
   bus->disc_period_src = g_timeout_add(DISCOVER_PERIOD_MS, on_discovery_period, bus);
 }
 
-/* Before the consumer goes: the thread may be inside rd_kafka_metadata(). */
+/* Before the consumer goes: the thread may be inside rd_kafka_metadata().
+ * Leaves the bus as discovery_start() expects it (the watchdog restarts it). */
 static void
 discovery_stop(CtlBus *bus)
 {
@@ -727,15 +786,12 @@ discovery_stop(CtlBus *bus)
   bus->disc_thread = NULL;
   if (bus->disc_source) {
     g_source_destroy(bus->disc_source);
-    g_source_unref(bus->disc_source);
+    g_clear_pointer(&bus->disc_source, g_source_unref);
   }
-  if (bus->disc_result)
-    rd_kafka_metadata_destroy(bus->disc_result);
-  if (bus->disc_retry_src)
-    g_source_remove(bus->disc_retry_src);
-  if (bus->disc_period_src)
-    g_source_remove(bus->disc_period_src);
-  g_main_context_unref(bus->context);
+  g_clear_pointer(&bus->disc_result, rd_kafka_metadata_destroy);
+  g_clear_handle_id(&bus->disc_retry_src, g_source_remove);
+  g_clear_handle_id(&bus->disc_period_src, g_source_remove);
+  g_clear_pointer(&bus->context, g_main_context_unref);
   g_mutex_clear(&bus->disc_lock);
   g_cond_clear(&bus->disc_cond);
 }
@@ -775,12 +831,13 @@ on_topic_checked(const char *topic, CtlTopicRole role, CtlTopicOutcome outcome,
     bus->cb.topic_checked(topic, role, outcome, detail, bus->user_data);
 }
 
-void
-ctl_bus_set_topic_settings(CtlBus *bus, const CtlTopicSettings *settings)
+/* From the settings kept, so that a producer made anew gets the same. */
+static void
+admin_new(CtlBus *bus)
 {
   GError *error = NULL;
-  ctl_topic_admin_free(bus->admin);
-  bus->admin = ctl_topic_admin_new(bus->producer, settings, on_topic_checked, bus, &error);
+  bus->admin = ctl_topic_admin_new(bus->producer, &bus->topic_settings, on_topic_checked, bus,
+                                   &error);
   if (!bus->admin) {
     g_warning("kafka admin: %s", error->message);
     g_error_free(error);
@@ -788,16 +845,389 @@ ctl_bus_set_topic_settings(CtlBus *bus, const CtlTopicSettings *settings)
 }
 
 void
+ctl_bus_set_topic_settings(CtlBus *bus, const CtlTopicSettings *settings)
+{
+  g_clear_pointer(&bus->admin, ctl_topic_admin_free);
+  ctl_topic_settings_clear(&bus->topic_settings);
+  ctl_topic_settings_copy(&bus->topic_settings, settings);
+  admin_new(bus);
+}
+
+void
 ctl_bus_ensure_topic(CtlBus *bus, const char *topic, CtlTopicRole role)
 {
-  if (!bus->admin) {
-    CtlTopicSettings defaults;
-    ctl_topic_settings_init(&defaults);
-    ctl_bus_set_topic_settings(bus, &defaults);
-    ctl_topic_settings_clear(&defaults);
-  }
+  if (!bus->admin)
+    admin_new(bus);
   if (bus->admin)
     ctl_topic_admin_ensure(bus->admin, topic, role);
   else
     on_topic_checked(topic, role, CTL_TOPIC_UNAVAILABLE, "admin unavailable: no queue", bus);
+}
+
+/* ---- the watchdog ----
+ * A daemon started while its broker was down has been seen (librdkafka 2.0.2,
+ * its mock cluster; about one start in twenty on a loaded machine, never
+ * reproduced on an idle one) never to connect again once the broker was back:
+ * the client's broker threads went on without a connection, broker_link
+ * stayed down and the outbox waited, until a restart. Whatever the cause
+ * inside librdkafka, the cure that always worked was a new client, so this
+ * watchdog makes one, and only when it is certainly needed:
+ *
+ *   a client (producer or consumer) has had no broker connection in state UP
+ *   (from its statistics, every 0.5 s / 1 s) for its patience (BUS_STUCK_MS,
+ *   doubled after each renewal that did not help), no broker refused its
+ *   credentials or TLS meanwhile (a new client would be refused alike), and
+ *   plain TCP connections to a bootstrap server (a probe a second while a
+ *   client is down) have succeeded for the grace (4 s by default): the
+ *   broker answers, and has answered long enough for a healthy client to
+ *   have reconnected by itself (its reconnect backoff, then its next
+ *   statistics). Without the grace, a broker coming back after an outage
+ *   would see both clients made anew a moment before they reconnected.
+ *
+ * A new consumer is assigned every partition anew, each from its stored
+ * position (the `position` callback), as at start; ctl_bus_caught_up() waits
+ * for every end again. A new producer takes over the old one's unsent
+ * messages (hand_over()), its topic handles (made again by topic_handle())
+ * and the topic admin, checks under way included. */
+
+#define BUS_STUCK_MS        5000    /* a healthy client reconnects within ~1 s */
+#define BUS_PATIENCE_MAX_MS 300000  /* renewals that do not help: rarely */
+#define BUS_PROBE_S         1       /* the probe's connect timeout */
+#define BUS_PROBE_AFTER_MS  1000    /* a client down this long: probes, a second apart */
+#define BUS_HANDOVER_MS     2000    /* the old producer's reports, at most */
+
+typedef struct BusProbe {
+  char        **hosts;      /* host:port, without a protocol:// */
+  GCancellable *cancel;
+  gboolean      answered;   /* the thread's result: one of them accepted */
+  GMainContext *context;    /* the bus's */
+  GSource      *done;       /* on_probe_done(), attached there by the thread as it ends */
+  GThread      *thread;
+} BusProbe;
+
+static void
+health_reset(BusHealth *h, int patience_ms)
+{
+  h->up = FALSE;
+  h->seen_up = g_get_monotonic_time();
+  h->patience_ms = patience_ms;
+}
+
+static void
+health_note(BusHealth *h, gboolean up)
+{
+  h->up = up;
+  if (up) {
+    h->seen_up = g_get_monotonic_time();
+    h->patience_ms = BUS_STUCK_MS;
+  }
+}
+
+static gboolean
+down_for(const BusHealth *h, gint64 now, int ms)
+{
+  return !h->up && now - h->seen_up >= (gint64) ms * 1000;
+}
+
+static gboolean
+stuck(CtlBus *bus, const BusHealth *h, gint64 now)
+{
+  return down_for(h, now, h->patience_ms)
+         && now - bus->auth_error_us >= (gint64) BUS_STUCK_MS * 1000
+         && bus->answering_since && now - bus->answering_since >= (gint64) bus->grace_ms * 1000;
+}
+
+/* Twice the longest reconnect backoff (the user may set it), and 3 s for a
+ * connection and the statistics that show it. */
+static int
+grace_of(rd_kafka_t *rk)
+{
+  char v[32];
+  size_t n = sizeof v;
+  int backoff = 500;
+  if (rd_kafka_conf_get(rd_kafka_conf(rk), "reconnect.backoff.max.ms", v, &n) == RD_KAFKA_CONF_OK)
+    backoff = atoi(v);
+  return 2 * backoff + 3000;
+}
+
+/* ---- the producer made anew ---- */
+
+/* A purged message of the retired producer: produced again on the new one
+ * when it certainly never reached the broker. TRUE: handled here; FALSE: it
+ * is reported failed as usual (it may be on the broker). */
+static gboolean
+hand_over(CtlBus *bus, const rd_kafka_message_t *msg)
+{
+  if ((msg->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE && msg->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+      || rd_kafka_message_status(msg) != RD_KAFKA_MSG_STATUS_NOT_PERSISTED)
+    return FALSE;
+  rd_kafka_topic_t *rkt = topic_handle(bus, rd_kafka_topic_name(msg->rkt));
+  rd_kafka_headers_t *hdrs = NULL;
+  if (rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
+    hdrs = rd_kafka_headers_copy(hdrs);
+  rd_kafka_resp_err_t err = rkt ? rd_kafka_producev(bus->producer,
+      RD_KAFKA_V_RKT(rkt),
+      RD_KAFKA_V_PARTITION(msg->partition),   /* UA when it had none yet */
+      RD_KAFKA_V_KEY(msg->key, msg->key_len),
+      RD_KAFKA_V_VALUE(msg->payload, msg->len),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+      RD_KAFKA_V_HEADERS(hdrs),
+      RD_KAFKA_V_OPAQUE(msg->_private),
+      RD_KAFKA_V_END) : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+  if (err) {
+    if (hdrs)
+      rd_kafka_headers_destroy(hdrs);   /* ownership passes only on success */
+    g_warning("kafka watchdog: a message could not move to the new producer: %s",
+              rd_kafka_err2str(err));
+  }
+  return err == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+static void
+ask_again(const char *topic, CtlTopicRole role, gpointer bus)
+{
+  ctl_bus_ensure_topic(bus, topic, role);
+}
+
+/* The admin uses the producer: one on the new producer takes over the
+ * checks under way, so that each still gets its one answer. Before the old
+ * producer goes: the old admin may be asking it for metadata. */
+static void
+renew_admin(CtlBus *bus)
+{
+  CtlTopicAdmin *old = g_steal_pointer(&bus->admin);
+  if (!old)
+    return;
+  admin_new(bus);
+  ctl_topic_admin_foreach_pending(old, ask_again, bus);
+  ctl_topic_admin_free(old);
+}
+
+/* Purges OLD, serving its reports (hand-overs, or failures) before it goes. */
+static void
+retire_producer(CtlBus *bus, rd_kafka_t *old)
+{
+  bus->retired = old;
+  rd_kafka_purge(old, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  gint64 deadline = g_get_monotonic_time() + BUS_HANDOVER_MS * 1000;
+  while (rd_kafka_outq_len(old) > 0 && g_get_monotonic_time() < deadline)
+    rd_kafka_poll(old, 100);
+  if (rd_kafka_outq_len(old) > 0)
+    g_warning("kafka watchdog: %d reports of the old producer lost", rd_kafka_outq_len(old));
+  bus->retired = NULL;
+  rd_kafka_destroy(old);
+}
+
+static void
+renew_producer(CtlBus *bus)
+{
+  rd_kafka_t *old = bus->producer;
+  CtlQueueWake *old_wake = bus->pwake;
+  bus->producer = NULL;
+  bus->pwake = NULL;
+  GError *error = NULL;
+  if (!producer_new(bus, bus->brokers, (const char *const *) bus->kafka_props,
+                    bus->message_timeout_ms, &error)) {
+    ctl_kafka_props_mask_error(error, (const char *const *) bus->kafka_props);
+    g_warning("kafka watchdog: new producer: %s; keeping the old one", error->message);
+    g_error_free(error);
+    ctl_queue_wake_free(bus->pwake);
+    if (bus->producer)
+      rd_kafka_destroy(bus->producer);
+    bus->producer = old;
+    bus->pwake = old_wake;
+    return;
+  }
+  g_hash_table_remove_all(bus->topics);   /* the old producer's handles */
+  ctl_queue_wake_free(old_wake);          /* its reports are served below */
+  renew_admin(bus);
+  retire_producer(bus, old);
+}
+
+/* ---- the consumer made anew ---- */
+
+/* The new consumer's topic handles, and no partition assigned: reassign()
+ * assigns them all, each from position(); every end is waited for again. */
+static void
+watches_rebuild(CtlBus *bus)
+{
+  GHashTableIter it;
+  gpointer key, value;
+  g_hash_table_iter_init(&it, bus->watched);
+  while (g_hash_table_iter_next(&it, &key, &value)) {
+    Watch *w = value;
+    if (w->rkt)
+      rd_kafka_topic_destroy(w->rkt);    /* the old consumer's */
+    w->rkt = rd_kafka_topic_new(bus->consumer, key, NULL);
+    w->assigned = 0;
+    g_array_set_size(w->at_end, 0);
+  }
+  g_hash_table_remove_all(bus->assigned);  /* the old consumer's assignment */
+  reassign_soon(bus);
+}
+
+static void
+drop_consumer(rd_kafka_t *rk, CtlQueueWake *wake)
+{
+  ctl_queue_wake_free(wake);   /* before its client: it holds a reference to a queue */
+  if (rk) {
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+  }
+}
+
+static void
+renew_consumer(CtlBus *bus)
+{
+  rd_kafka_t *old = bus->consumer;
+  CtlQueueWake *old_wake = bus->cwake;
+  discovery_stop(bus);   /* its thread asks the consumer for metadata */
+  bus->consumer = NULL;
+  bus->cwake = NULL;
+  GError *error = NULL;
+  if (consumer_new(bus, bus->brokers, (const char *const *) bus->kafka_props, &error)) {
+    watches_rebuild(bus);    /* before the old consumer goes: its topic handles */
+    drop_consumer(old, old_wake);
+  } else {
+    ctl_kafka_props_mask_error(error, (const char *const *) bus->kafka_props);
+    g_warning("kafka watchdog: new consumer: %s; keeping the old one", error->message);
+    g_error_free(error);
+    drop_consumer(bus->consumer, bus->cwake);
+    bus->consumer = old;
+    bus->cwake = old_wake;
+  }
+  discovery_start(bus);
+  discover_now(bus);       /* partitions added while the old one was stuck */
+}
+
+/* ---- the probe: a thread of its own (name lookups and connects block) ---- */
+
+static gpointer
+probe_thread(gpointer data)
+{
+  BusProbe *p = data;
+  GSocketClient *client = g_socket_client_new();
+  g_socket_client_set_timeout(client, BUS_PROBE_S);
+  for (char **h = p->hosts; *h && !p->answered; h++) {
+    GSocketConnection *conn = g_socket_client_connect_to_host(client, *h, 9092, p->cancel, NULL);
+    if (conn) {
+      p->answered = TRUE;
+      g_object_unref(conn);   /* closes it */
+    }
+  }
+  g_object_unref(client);
+  g_source_attach(p->done, p->context);   /* the result, to the main loop */
+  return NULL;
+}
+
+/* Joins the thread: it has ended, or ends at once once cancelled. */
+static gboolean
+probe_free(BusProbe *p)
+{
+  g_cancellable_cancel(p->cancel);
+  g_thread_join(p->thread);
+  gboolean answered = p->answered;
+  g_source_destroy(p->done);
+  g_source_unref(p->done);
+  g_main_context_unref(p->context);
+  g_object_unref(p->cancel);
+  g_strfreev(p->hosts);
+  g_free(p);
+  return answered;
+}
+
+/* TRUE when H's client is to be made anew (now): then, whether that works
+ * or not, it is not tried again before twice the patience. */
+static gboolean
+give_up_on(CtlBus *bus, BusHealth *h, const char *which, gint64 now)
+{
+  if (!stuck(bus, h, now))
+    return FALSE;
+  g_warning("kafka %s: no broker connection for %" G_GINT64_FORMAT " s while the broker"
+            " answers: making it anew", which, (now - h->seen_up) / G_USEC_PER_SEC);
+  health_reset(h, MIN(h->patience_ms * 2, BUS_PATIENCE_MAX_MS));
+  return TRUE;
+}
+
+static gboolean
+on_probe_done(gpointer data)
+{
+  CtlBus *bus = data;
+  gboolean answered = probe_free(g_steal_pointer(&bus->probe));
+  gint64 now = g_get_monotonic_time();
+  if (!answered) {
+    bus->answering_since = 0;
+    return G_SOURCE_REMOVE;
+  }
+  if (!bus->answering_since)
+    bus->answering_since = now;
+  if (give_up_on(bus, &bus->producer_health, "producer", now))
+    renew_producer(bus);
+  if (give_up_on(bus, &bus->consumer_health, "consumer", now))
+    renew_consumer(bus);
+  return G_SOURCE_REMOVE;
+}
+
+/* "PLAINTEXT://a:9092, b:9092" -> "a:9092", "b:9092" */
+static char **
+bootstrap_hosts(const char *brokers)
+{
+  char **hosts = g_strsplit(brokers, ",", -1);
+  GPtrArray *out = g_ptr_array_new();
+  for (char **h = hosts; *h; h++) {
+    const char *scheme = strstr(*h, "://");
+    char *host = g_strstrip(g_strdup(scheme ? scheme + 3 : *h));
+    if (*host)
+      g_ptr_array_add(out, host);
+    else
+      g_free(host);
+  }
+  g_strfreev(hosts);
+  g_ptr_array_add(out, NULL);
+  return (char **) g_ptr_array_free(out, FALSE);
+}
+
+static void
+probe_start(CtlBus *bus)
+{
+  BusProbe *p = g_new0(BusProbe, 1);
+  p->hosts = bootstrap_hosts(bus->brokers);
+  p->cancel = g_cancellable_new();
+  p->context = g_main_context_ref_thread_default();
+  p->done = g_idle_source_new();
+  g_source_set_callback(p->done, on_probe_done, bus, NULL);
+  p->thread = g_thread_new("ctlfs-probe", probe_thread, p);
+  bus->probe = p;
+}
+
+/* Probes while a client is down, from its first second on: by its patience,
+ * how long the broker has answered is known. */
+static gboolean
+on_watchdog(gpointer data)
+{
+  CtlBus *bus = data;
+  gint64 now = g_get_monotonic_time();
+  if (!down_for(&bus->producer_health, now, BUS_PROBE_AFTER_MS)
+      && !down_for(&bus->consumer_health, now, BUS_PROBE_AFTER_MS))
+    bus->answering_since = 0;    /* an episode is over */
+  else if (!bus->probe)
+    probe_start(bus);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+watchdog_start(CtlBus *bus)
+{
+  health_reset(&bus->producer_health, BUS_STUCK_MS);
+  health_reset(&bus->consumer_health, BUS_STUCK_MS);
+  bus->grace_ms = grace_of(bus->producer);
+  bus->watchdog_src = g_timeout_add_seconds(1, on_watchdog, bus);
+}
+
+static void
+watchdog_stop(CtlBus *bus)
+{
+  g_clear_handle_id(&bus->watchdog_src, g_source_remove);
+  if (bus->probe)
+    probe_free(g_steal_pointer(&bus->probe));
 }

@@ -2,7 +2,10 @@
  * consumer for feedback, both driven by the GLib main loop. librdkafka's queues
  * wake the loop (queue-wake.h), so delivery reports and messages are handled
  * on the main thread, never blocking. Only partition discovery (metadata,
- * a blocking call) runs on a thread of the bus's own. */
+ * a blocking call) and the watchdog's TCP probe run on threads of the bus's
+ * own. A client that has no broker connection while the broker answers is
+ * made anew (bus.c, "the watchdog"); the callbacks do not see it, but for a
+ * new consumer's position() calls, as at start. */
 #pragma once
 #include <glib.h>
 

@@ -412,6 +412,18 @@ ctl_topic_admin_ensure(CtlTopicAdmin *ta, const char *topic, CtlTopicRole role)
 }
 
 void
+ctl_topic_admin_foreach_pending(CtlTopicAdmin *ta,
+                                void (*fn)(const char *topic, CtlTopicRole role, gpointer user_data),
+                                gpointer user_data)
+{
+  GHashTableIter it;
+  gpointer value;
+  g_hash_table_iter_init(&it, ta->reqs);
+  while (g_hash_table_iter_next(&it, NULL, &value))
+    fn(((Req *) value)->topic, ((Req *) value)->role, user_data);
+}
+
+void
 ctl_topic_admin_free(CtlTopicAdmin *ta)
 {
   if (!ta)

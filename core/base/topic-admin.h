@@ -46,6 +46,12 @@ CtlTopicAdmin *ctl_topic_admin_new(rd_kafka_t *rk, const CtlTopicSettings *setti
 /* Checks TOPIC for ROLE as above. A topic already being checked is not
  * checked twice: the one callback answers both calls. */
 void           ctl_topic_admin_ensure(CtlTopicAdmin *ta, const char *topic, CtlTopicRole role);
+/* Calls FN for each check under way, as asked (topic, role): to ask a new
+ * admin the same, on a client made anew, before this one is freed. */
+void           ctl_topic_admin_foreach_pending(CtlTopicAdmin *ta,
+                                               void (*fn)(const char *topic, CtlTopicRole role,
+                                                          gpointer user_data),
+                                               gpointer user_data);
 /* Drops the checks under way (no callback for them). Waits for a metadata
  * request in flight, at most the settings' timeout_ms. NULL is allowed. */
 void           ctl_topic_admin_free(CtlTopicAdmin *ta);
