@@ -21,7 +21,9 @@
  *    per uid (EDQUOT);
  *  - renamed over a writable file it is gone, whatever the write's outcome;
  *    renamed to a free name (or over another of the caller's scratch files)
- *    it is just renamed; over a read-only file, EPERM;
+ *    it is just renamed, but where creating a file declares one, to a free
+ *    name it declares NAME and writes it, as `echo VALUE > NAME` does; over
+ *    a read-only file, EPERM;
  *  - mode and times can be set and are shown; a change of owner is accepted
  *    and changes nothing; fsync and flush succeed.
  *
@@ -409,6 +411,7 @@ ctl_scratch_rename(CtlFs *fs, fuse_req_t req, CtlObject *dir, const char *name,
   /* The target: one of NEWDIR's files, a file that is an object, another
    * scratch file, or a free name. */
   guint slot;
+  int err;
   CtlObject *obj = newdir;
   const CtlNode *node = ctl_node_find(fs, newdir, newname, &slot);
   CtlObject *child = node ? NULL : ctl_model_child(newdir, newname);
@@ -421,11 +424,25 @@ ctl_scratch_rename(CtlFs *fs, fuse_req_t req, CtlObject *dir, const char *name,
       goto done;
     }
   }
-  if (node) {
-    if (flags & RENAME_NOREPLACE) {
-      fuse_reply_err(req, EEXIST);
+  Scratch *other = node ? NULL : named(sc, newdir->key, newname);
+  if (!node && !other && ctl_node_children(fs, newdir) == CTL_CHILDREN_CREATE) {
+    /* A free name where creating a file declares one: what `echo VALUE >
+     * NAME` does, create then write (Ansible's copy to a new file). */
+    CtlCaller who;
+    ctl_fs_caller(fs, req, &who);
+    err = ctl_engine_create(fs->engine, newdir, newname, &who, &child);
+    ctl_caller_clear(&who);
+    if (err) {
+      fuse_reply_err(req, err);
       goto done;
     }
+    obj = child;
+    node = ctl_node_at(fs, child, 0);
+  } else if (node && (flags & RENAME_NOREPLACE)) {
+    fuse_reply_err(req, EEXIST);
+    goto done;
+  }
+  if (node) {
     if (!node->store) {
       char *why = g_strdup_printf("%s is read-only: only writable files take a scratch file's"
                                   " content", newname);
@@ -449,7 +466,6 @@ ctl_scratch_rename(CtlFs *fs, fuse_req_t req, CtlObject *dir, const char *name,
     g_byte_array_unref(content);
     goto done;
   }
-  Scratch *other = named(sc, newdir->key, newname);
   if (other && other != s) {
     if (flags & RENAME_NOREPLACE) {
       fuse_reply_err(req, EEXIST);

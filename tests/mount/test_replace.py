@@ -26,6 +26,7 @@ import pytest
 
 from conftest import (SLOW, _fusermount, command_lines, declare, kcat_consume, kv, mounted,
                       read, read_word, sh, status_dict, wait_until)
+from test_rama import calls, rama  # noqa: F401 (fixture)
 
 MAX_BYTES = 64 * 1024
 MAX_FILES = 16
@@ -428,3 +429,42 @@ def test_refused_tree_operations_are_logged_with_their_reason(broker, ctlfs):
     before = read(d.path("log"))
     sh(f"mkdir -p '{res}'")
     assert read(d.path("log")) == before
+
+
+# ---------------------------------------------------------------- the cluster backend's files
+
+def test_options_and_scale_take_a_scratch_file(rama):
+    d, fake = rama()
+    mod = d.path("modules", "m1")
+    os.mkdir(mod)
+    opts = mod / "options"
+    sh(f"echo 1 > '{opts}/flag'")                     # the shell's > declares, as before
+    assert calls(fake, "setOption")[-1]["argv"][-2:] == ["flag", "1"]
+    # in options/, a temporary file (O_EXCL, as mkstemp makes it) is a scratch
+    # file: not an option, nothing run
+    n = len(calls(fake, "setOption"))
+    tmp = scratch(opts, "2\n", prefix=".flag")
+    assert sorted(os.listdir(opts)) == sorted(["flag", tmp.name])
+    assert len(calls(fake, "setOption")) == n
+    os.replace(tmp, opts / "flag")
+    assert calls(fake, "setOption")[-1]["argv"] == ["setOption", "module", "m1", "flag", "2"]
+    assert read(opts / "flag") == "2\n"
+    assert os.listdir(opts) == ["flag"]
+    # to a free name there: declared and set, as `echo 5 > NAME` would (Ansible's
+    # copy to a new file)
+    os.replace(scratch(opts, "5\n"), opts / "new.option")
+    assert calls(fake, "setOption")[-1]["argv"][-2:] == ["new.option", "5"]
+    assert read(opts / "new.option") == "5\n"
+    assert " modules/m1/options/new.option option-declared " in read(mod / "log")
+    os.unlink(opts / "new.option")
+    # sed -i on an option, and a bad value refused by the option's own checks
+    sh("sed -i 's/2/3/' flag", cwd=opts)
+    assert read(opts / "flag") == "3\n"
+    p = sh("sed -i 's/3/{/' flag", cwd=opts, check=False)
+    assert p.returncode != 0 and "Invalid argument" in p.stderr, p.stderr
+    assert "not JSON" in rejected(read(mod / "log"))[-1]
+    # scale: a scratch file in the module's own directory
+    os.replace(scratch(mod, "workers=2\n"), mod / "scale")
+    assert read(mod / "scale") == "workers=2\n"
+    assert calls(fake, "scaleExecutors")
+    assert sorted(os.listdir(mod)) == ["log", "options", "scale", "status", "topologies"]
