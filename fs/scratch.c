@@ -460,8 +460,8 @@ ctl_scratch_rename(CtlFs *fs, fuse_req_t req, CtlObject *dir, const char *name,
     ctl_caller_resolve(&who);
     RenameReply *r = g_new(RenameReply, 1);
     r->req = req;
-    node->store(fs->engine, obj, (const char *) content->data, content->len, 0, &who,
-                rename_written, r);
+    node->store(fs->engine, obj, content->len ? (const char *) content->data : "",
+                content->len, 0, &who, rename_written, r);
     ctl_caller_clear(&who);
     g_byte_array_unref(content);
     goto done;

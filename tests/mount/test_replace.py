@@ -165,6 +165,9 @@ def test_scratch_files_are_gone_after_unlink_rename_and_unmount(broker, ctlfs, t
     [line] = rejected(read(res / "log"), f"rename {c.name} status")
     assert "read-only" in line and kv(line)["error"] == "EPERM", line
     assert read(c) == "pause\n"
+    # an empty one over state: a write of nothing, EINVAL as such a write is
+    assert errno_of(os.rename, scratch(res, ""), res / "state") == errno.EINVAL
+    assert status_dict(res / "status")["last_error"] == "empty command"
     # unmount: gone; nothing of it was ever stored or published
     db, mnt = d.db, d.mnt
     d.stop()
