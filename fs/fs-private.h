@@ -19,6 +19,7 @@ const CtlNode *ctl_node_at(CtlFs *fs, CtlObject *obj, guint slot);
 const char    *ctl_node_name(const CtlNode *node, CtlObject *obj);
 
 typedef struct CtlNotify CtlNotify;
+typedef struct CtlScratch CtlScratch;
 
 struct CtlFs {
   struct fuse_session *se;
@@ -33,6 +34,7 @@ struct CtlFs {
   gid_t                gid;
   struct timespec      mount_time;
   CtlNotify           *notify;
+  CtlScratch          *scratch;
 };
 
 /* Inode numbers: key * 16 + slot + 1, where slot 0 is the object's directory and
@@ -52,6 +54,15 @@ CtlObject *ctl_fs_dir(CtlFs *fs, fuse_req_t req, fuse_ino_t ino);
 /* The caller of REQ: ids and, when the policy names groups, its supplementary
  * groups; ctl_caller_resolve() adds the audit fields (ctl_caller_clear when done). */
 void ctl_fs_caller(CtlFs *fs, fuse_req_t req, CtlCaller *who);
+/* Replies ERR to REQ once the refusal is recorded on OBJ's log (and, for
+ * ACCESS command, its last_error) with the request (printf FMT: "rename a
+ * b") and REASON: ctl_engine_refuse_request() for what fs/ turns down. */
+void ctl_fs_refuse(CtlFs *fs, fuse_req_t req, CtlObject *obj, CtlAccess access, int err,
+                   const char *reason, const char *fmt, ...) G_GNUC_PRINTF(7, 8);
+/* The object a refusal of a file operation in directory DIR is recorded on:
+ * the one whose files they are (DIR, or for a directory of files that are
+ * objects themselves, its owner), as writes to them are. */
+CtlObject *ctl_fs_files_owner(CtlFs *fs, CtlObject *dir);
 /* Checks the access policy for REQ's caller; FALSE after replying EACCES (the
  * refusal recorded as VERB NAME, e.g. "open log"; NAME may be NULL). */
 gboolean ctl_fs_authorize(CtlFs *fs, fuse_req_t req, CtlAccess access, CtlObject *obj,
@@ -78,3 +89,41 @@ void       ctl_fs_reply_open(CtlFs *fs, fuse_req_t req, CtlObject *obj, guint sl
                              struct fuse_file_info *fi, const struct fuse_entry_param *entry);
 /* file.c: the file behind HANDLE changed; wake its poll() waiter. */
 void       ctl_fs_handle_changed(gpointer handle);
+
+/* scratch.c: private scratch files, for the atomic replace of configuration
+ * tools (a temporary file in the same directory, renamed over the target).
+ * A regular file created in a directory that has writable files is one: kept
+ * in memory, never published, listed for everyone, opened, renamed and
+ * removed by its creator only (root and the daemon's user too), at most
+ * CTL_SCRATCH_MAX_BYTES each and CTL_SCRATCH_MAX_FILES per uid. Renamed over a
+ * writable file it is a write of its whole content, answered as that write
+ * is. Gone when removed, renamed over a file, its directory removed, or the
+ * mount is gone. See docs/scripting.md. */
+#define CTL_SCRATCH_MAX_BYTES (64 * 1024)
+#define CTL_SCRATCH_MAX_FILES 16
+
+CtlScratch *ctl_scratch_new(CtlFs *fs);
+void        ctl_scratch_free(CtlScratch *sc);
+/* Wraps the file operations of OPS (tree.c's and file.c's, set before): a
+ * scratch file's inode is served here, every other one as before. */
+void        ctl_fs_scratch_ops(struct fuse_lowlevel_ops *ops);
+/* May DIR hold scratch files (it has a writable file, or its files are
+ * created)? */
+gboolean    ctl_scratch_dir(CtlFs *fs, CtlObject *dir);
+/* Is NAME a scratch file in DIR? */
+gboolean    ctl_scratch_named(CtlFs *fs, CtlObject *dir, const char *name);
+/* lookup: TRUE once NAME, a scratch file of DIR, was replied. */
+gboolean    ctl_scratch_lookup(CtlFs *fs, fuse_req_t req, CtlObject *dir, const char *name);
+/* Makes scratch file NAME in DIR (a scratch directory; NAME free) and
+ * replies: with it opened when FI is given (create), else its entry (mknod). */
+void        ctl_scratch_create(CtlFs *fs, fuse_req_t req, CtlObject *dir, const char *name,
+                               mode_t mode, struct fuse_file_info *fi);
+/* unlink and rename of a scratch file: FALSE when NAME is none (nothing replied). */
+gboolean    ctl_scratch_unlink(CtlFs *fs, fuse_req_t req, CtlObject *dir, const char *name);
+gboolean    ctl_scratch_rename(CtlFs *fs, fuse_req_t req, CtlObject *dir, const char *name,
+                               CtlObject *newdir, const char *newname, unsigned int flags);
+/* Calls ADD for each scratch file of DIR, by name. */
+void        ctl_scratch_list(CtlFs *fs, CtlObject *dir,
+                             void (*add)(gpointer data, const char *name, fuse_ino_t ino,
+                                         mode_t mode),
+                             gpointer data);

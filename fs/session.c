@@ -142,6 +142,7 @@ ctl_fs_new(struct fuse_args *args, GError **error)
   ops.init = op_init;
   ctl_fs_tree_ops(&ops);
   ctl_fs_file_ops(&ops);
+  ctl_fs_scratch_ops(&ops);   /* last: it serves scratch inodes, passes on the rest */
 
   CtlFs *fs = g_new0(CtlFs, 1);
   fuse_set_log_func(on_fuse_log);
@@ -195,6 +196,7 @@ ctl_fs_serve(CtlFs *fs, CtlEngine *engine, GMainLoop *loop, GError **error)
   fs->uid = ctl_engine_config(engine)->owner_uid;
   fs->gid = getgid();
   fs->notify = ctl_notify_new(fs);
+  fs->scratch = ctl_scratch_new(fs);
   int fd = fuse_session_fd(fs->se);
   if (!g_unix_set_fd_nonblocking(fd, TRUE, error))
     return FALSE;
@@ -216,6 +218,7 @@ ctl_fs_free(CtlFs *fs)
     fuse_session_destroy(fs->se);
   }
   ctl_notify_free(fs->notify);
+  ctl_scratch_free(fs->scratch);
   free(fs->buf.mem);
   g_free(fs->mountpoint);
   g_free(fs);

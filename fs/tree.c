@@ -4,6 +4,8 @@
 #include "fs-private.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
 #include <string.h>
 
 
@@ -49,8 +51,12 @@ ctl_fs_stat(CtlFs *fs, CtlObject *obj, guint slot, struct stat *st)
   if (!node) {
     /* mkdir declares (declare access); creating a file is a command */
     CtlChildren how = ctl_node_children(fs, obj);
+    /* A scratch file (scratch.c) is made to be renamed over a writable file:
+     * a command. (No sticky bit: under default_permissions the kernel would
+     * then refuse to replace `state`, which is not the caller's.) */
     CtlAccess write = how == CTL_CHILDREN_MKDIR ? CTL_ACCESS_DECLARE
-                      : how == CTL_CHILDREN_CREATE ? CTL_ACCESS_COMMAND : CTL_ACCESS_COUNT;
+                      : how == CTL_CHILDREN_CREATE || ctl_scratch_dir(fs, obj) ? CTL_ACCESS_COMMAND
+                      : CTL_ACCESS_COUNT;
     st->st_mode = S_IFDIR | ctl_policy_mode(policy, rt ? rt->name : NULL, CTL_ACCESS_READ,
                                             write, TRUE, &st->st_gid);
     st->st_nlink = 2 + (obj->children ? g_hash_table_size(obj->children) : 0);
@@ -139,6 +145,28 @@ ctl_fs_authorize(CtlFs *fs, fuse_req_t req, CtlAccess access, CtlObject *obj, co
   return err == 0;
 }
 
+void
+ctl_fs_refuse(CtlFs *fs, fuse_req_t req, CtlObject *obj, CtlAccess access, int err,
+              const char *reason, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  char *request = g_strdup_vprintf(fmt, ap);
+  va_end(ap);
+  CtlCaller who;
+  ctl_fs_caller(fs, req, &who);
+  ctl_engine_refuse_request(fs->engine, obj, access, err, request, reason, &who);
+  ctl_caller_clear(&who);
+  g_free(request);
+  fuse_reply_err(req, err);
+}
+
+CtlObject *
+ctl_fs_files_owner(CtlFs *fs, CtlObject *dir)
+{
+  return ctl_node_children(fs, dir) == CTL_CHILDREN_CREATE && dir->parent ? dir->parent : dir;
+}
+
 static void
 op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
@@ -152,6 +180,8 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     return;
   }
   CtlObject *child = ctl_model_child(dir, name);
+  if (!child && ctl_scratch_lookup(fs, req, dir, name))
+    return;
   if (!child) {
     /* No negative entry is cached: objects also appear from feedback. */
     fuse_reply_err(req, ENOENT);
@@ -192,6 +222,18 @@ listing_add(Listing *l, fuse_req_t req, const char *name, fuse_ino_t ino, mode_t
   g_array_append_val(l->ends, end);
 }
 
+typedef struct {
+  Listing   *l;
+  fuse_req_t req;
+} ListingCtx;
+
+static void
+listing_add_scratch(gpointer data, const char *name, fuse_ino_t ino, mode_t mode)
+{
+  ListingCtx *lc = data;
+  listing_add(lc->l, lc->req, name, ino, mode);
+}
+
 static void
 op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -214,6 +256,8 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     const CtlNode *self = ctl_node_at(fs, c, 0);
     listing_add(l, req, c->name, ctl_ino(c, 0), self ? self->mode : S_IFDIR);
   }
+  ListingCtx lc = { l, req };
+  ctl_scratch_list(fs, dir, listing_add_scratch, &lc);
   fi->fh = (uint64_t) (uintptr_t) l;
   fuse_reply_open(req, fi);
 }
@@ -329,7 +373,9 @@ op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
   CtlObject *dir = ctl_ino_object(fs, parent, &slot);
   CtlObject *obj = dir && slot == 0 ? ctl_model_child(dir, name) : NULL;
   if (!obj || ctl_node_at(fs, obj, 0)) {
-    fuse_reply_err(req, obj || (dir && ctl_node_find(fs, dir, name, &slot)) ? ENOTDIR : ENOENT);
+    gboolean file = obj || (dir && slot == 0 && (ctl_node_find(fs, dir, name, &slot)
+                                                 || ctl_scratch_named(fs, dir, name)));
+    fuse_reply_err(req, file ? ENOTDIR : ENOENT);
     return;
   }
   CtlCaller who;
@@ -357,19 +403,52 @@ op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
   fuse_reply_none(req);
 }
 
-/* Files and objects are the daemon's: nothing is created, linked or renamed,
- * except in a directory whose children come by create (its type says so):
- * a file created there declares one, unlink forgets it. */
+/* The directory PARENT, or NULL after replying ENOENT or ENOTDIR. */
+static CtlObject *
+dir_of(CtlFs *fs, fuse_req_t req, fuse_ino_t parent)
+{
+  guint slot;
+  CtlObject *dir = ctl_ino_object(fs, parent, &slot);
+  if (!dir || slot != 0 || ctl_node_at(fs, dir, 0)) {
+    fuse_reply_err(req, dir ? ENOTDIR : ENOENT);
+    return NULL;
+  }
+  return dir;
+}
+
+/* Does DIR have anything called NAME: a file, an object, a scratch file? */
+static gboolean
+taken(CtlFs *fs, CtlObject *dir, const char *name)
+{
+  guint slot;
+  return ctl_node_find(fs, dir, name, &slot) || ctl_model_child(dir, name)
+         || ctl_scratch_named(fs, dir, name);
+}
+
+/* The daemon's files and objects keep their names: only scratch files
+ * (scratch.c) and, in a directory whose children come by create (its type
+ * says so), files that are objects are created and removed: creating one
+ * declares it, unlink forgets it. Each refusal is logged with its reason on
+ * the directory's object (ctl_fs_refuse). */
 static void
 op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
   CtlFs *fs = fuse_req_userdata(req);
+  CtlObject *dir = dir_of(fs, req, parent);
+  if (!dir || ctl_scratch_unlink(fs, req, dir, name))
+    return;
   guint slot;
-  CtlObject *dir = ctl_ino_object(fs, parent, &slot);
-  CtlObject *obj = dir && slot == 0 ? ctl_model_child(dir, name) : NULL;
-  if (!obj || !ctl_node_at(fs, obj, 0)) {
-    fuse_reply_err(req, obj || (dir && slot == 0 && ctl_node_find(fs, dir, name, &slot))
-                        ? EPERM : ENOENT);
+  CtlObject *obj = ctl_model_child(dir, name);
+  if (obj && !ctl_node_at(fs, obj, 0)) {
+    fuse_reply_err(req, EISDIR);
+    return;
+  }
+  if (!obj) {
+    if (ctl_node_find(fs, dir, name, &slot))
+      ctl_fs_refuse(fs, req, ctl_fs_files_owner(fs, dir), CTL_ACCESS_COMMAND, EPERM,
+                    "the daemon's files cannot be removed", "unlink %s", name);
+    else
+      fuse_reply_err(req, ENOENT);
     return;
   }
   CtlCaller who;
@@ -378,28 +457,42 @@ op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
   reply_dir_op(fs, req, &who, err, NULL, NULL);
 }
 
-/* A new regular file (create, or mknod); FI set: open it too. */
+/* A new file (create, or mknod); FI set: open it too. */
 static void
 create_file(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
             struct fuse_file_info *fi)
 {
   CtlFs *fs = fuse_req_userdata(req);
-  guint slot;
-  CtlObject *dir = ctl_ino_object(fs, parent, &slot);
-  if (!dir || slot != 0) {
-    fuse_reply_err(req, dir ? ENOTDIR : ENOENT);
+  CtlObject *dir = dir_of(fs, req, parent);
+  if (!dir)
+    return;
+  if (taken(fs, dir, name)) {
+    fuse_reply_err(req, EEXIST);
     return;
   }
+  gboolean declares = ctl_node_children(fs, dir) == CTL_CHILDREN_CREATE;
   if (!S_ISREG(mode)) {
-    fuse_reply_err(req, ctl_model_child(dir, name) || ctl_node_find(fs, dir, name, &slot)
-                        ? EEXIST : EPERM);
+    ctl_fs_refuse(fs, req, ctl_fs_files_owner(fs, dir), CTL_ACCESS_COMMAND, EPERM,
+                  "only regular files can be created", "mknod %s", name);
     return;
   }
-  CtlCaller who;
-  ctl_fs_caller(fs, req, &who);
-  CtlObject *obj = NULL;
-  int err = ctl_engine_create(fs->engine, dir, name, &who, &obj);
-  reply_dir_op(fs, req, &who, err, obj, fi);
+  /* Where creating declares, a temporary-file helper's O_EXCL makes a
+   * scratch file instead: `echo 1 > NAME` declares, mkstemp() does not. */
+  if (declares && !(fi && (fi->flags & O_EXCL))) {
+    CtlCaller who;
+    ctl_fs_caller(fs, req, &who);
+    CtlObject *obj = NULL;
+    int err = ctl_engine_create(fs->engine, dir, name, &who, &obj);
+    reply_dir_op(fs, req, &who, err, obj, fi);
+    return;
+  }
+  if (!ctl_scratch_dir(fs, dir)) {
+    ctl_fs_refuse(fs, req, dir, CTL_ACCESS_COMMAND, EPERM,
+                  "files are created only in a directory with a writable file (a scratch"
+                  " file, to be renamed over it)", "create %s", name);
+    return;
+  }
+  ctl_scratch_create(fs, req, dir, name, mode, fi);
 }
 
 static void
@@ -410,28 +503,65 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 }
 
 static void
-op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
-          const char *newname, unsigned int flags)
-{
-  fuse_reply_err(req, EPERM);
-}
-
-static void
 op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
   create_file(req, parent, name, mode, NULL);
 }
 
+/* Only a scratch file moves (scratch.c): over a writable file it is a write
+ * of its content; anything else keeps its name. */
+static void
+op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+          const char *newname, unsigned int flags)
+{
+  CtlFs *fs = fuse_req_userdata(req);
+  CtlObject *dir = dir_of(fs, req, parent);
+  if (!dir)
+    return;
+  CtlObject *newdir = dir_of(fs, req, newparent);
+  if (!newdir || ctl_scratch_rename(fs, req, dir, name, newdir, newname, flags))
+    return;
+  guint slot;
+  CtlObject *obj = ctl_model_child(dir, name);
+  if (!obj && !ctl_node_find(fs, dir, name, &slot)) {
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
+  char *to = newdir == dir ? g_strdup(newname) : NULL;
+  if (!to) {
+    char *path = ctl_model_path(newdir);
+    to = g_strdup_printf("%s%s%s", path, *path ? "/" : "", newname);
+    g_free(path);
+  }
+  if (obj && !ctl_node_at(fs, obj, 0))
+    ctl_fs_refuse(fs, req, dir, CTL_ACCESS_DECLARE, EPERM,
+                  "objects keep their names: mkdir the new name and rmdir the old",
+                  "rename %s %s", name, to);
+  else
+    ctl_fs_refuse(fs, req, ctl_fs_files_owner(fs, dir), CTL_ACCESS_COMMAND, EPERM,
+                  "the daemon's files keep their names: only a scratch file is renamed",
+                  "rename %s %s", name, to);
+  g_free(to);
+}
+
 static void
 op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-  fuse_reply_err(req, EPERM);
+  CtlFs *fs = fuse_req_userdata(req);
+  CtlObject *dir = dir_of(fs, req, parent);
+  if (dir)
+    ctl_fs_refuse(fs, req, ctl_fs_files_owner(fs, dir), CTL_ACCESS_COMMAND, EPERM,
+                  "no symbolic links here", "symlink %s", name);
 }
 
 static void
 op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
-  fuse_reply_err(req, EPERM);
+  CtlFs *fs = fuse_req_userdata(req);
+  CtlObject *dir = dir_of(fs, req, newparent);
+  if (dir)
+    ctl_fs_refuse(fs, req, ctl_fs_files_owner(fs, dir), CTL_ACCESS_COMMAND, EPERM,
+                  "no hard links here", "link %s", newname);
 }
 
 void

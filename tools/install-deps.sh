@@ -17,6 +17,8 @@ PACKAGES=(
   systemd man-db
   # demo and tests
   kcat inotify-tools python3 python3-pytest python3-prometheus-client util-linux coreutils sqlite3 passwd
+  # tests/mount/test_replace.py: the tools that write by rename (sed -i is coreutils' sed)
+  sed ansible-core
   # fuzzing (tests/fuzz): clang, its libFuzzer and sanitizer runtimes (not
   # pulled in by clang without recommends), llvm-symbolizer for stack traces
   clang libclang-rt-dev llvm

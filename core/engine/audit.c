@@ -17,6 +17,15 @@ errno_name(int err)
   case EINVAL:     return "EINVAL";
   case EOPNOTSUPP: return "EOPNOTSUPP";
   case EBUSY:      return "EBUSY";
+  case EPERM:      return "EPERM";
+  case EEXIST:     return "EEXIST";
+  case ENOTEMPTY:  return "ENOTEMPTY";
+  case EISDIR:     return "EISDIR";
+  case ENOTDIR:    return "ENOTDIR";
+  case EXDEV:      return "EXDEV";
+  case EDQUOT:     return "EDQUOT";
+  case EFBIG:      return "EFBIG";
+  case ETIMEDOUT:  return "ETIMEDOUT";
   default:         return "EIO";
   }
 }
@@ -88,6 +97,29 @@ refuse(CtlEngine *e, CtlObject *obj, CtlAccess access, int err, const char *key,
   g_string_free(d, TRUE);
   g_free(valid);
   g_free(text);
+}
+
+void
+ctl_engine_refuse_request(CtlEngine *e, CtlObject *obj, CtlAccess access, int err,
+                          const char *request, const char *reason, CtlCaller *who)
+{
+  ctl_caller_resolve(who);
+  char *valid = g_utf8_make_valid(request, -1);
+  GString *d = g_string_new(NULL);
+  ctl_kv_append(d, "action", ctl_access_name(access));
+  ctl_kv_append(d, "request", valid);
+  ctl_kv_append(d, "reason", reason);
+  g_string_append_printf(d, " error=%s", errno_name(err));
+  char *by = ctl_caller_describe(who);
+  g_string_append_printf(d, " %s", by);
+  if (access == CTL_ACCESS_COMMAND)
+    ctl_set_str(&obj->last_error, reason);
+  record(e, obj, access, err, valid, reason, who, d->str);
+  if (access == CTL_ACCESS_COMMAND)
+    ctl_model_changed(e->model, obj, CTL_CHANGE_STATE);
+  g_free(by);
+  g_string_free(d, TRUE);
+  g_free(valid);
 }
 
 gboolean

@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "name.h"
+
 const CtlBackend *
 ctl_engine_runtime_backend(CtlEngine *e, const char *runtime)
 {
@@ -141,12 +143,29 @@ ctl_engine_create(CtlEngine *e, CtlObject *dir, const char *name, CtlCaller *who
 {
   *out = NULL;
   const CtlBackend *b = ctl_engine_backend(e, dir);
-  if (ctl_engine_type(e, dir)->children != CTL_CHILDREN_CREATE || !b || !b->create)
-    return ctl_model_child(dir, name) || ctl_engine_names_a_file(e, dir, name) ? EEXIST : EPERM;
+  if (ctl_engine_type(e, dir)->children != CTL_CHILDREN_CREATE || !b || !b->create) {
+    if (ctl_model_child(dir, name) || ctl_engine_names_a_file(e, dir, name))
+      return EEXIST;
+    char *request = g_strdup_printf("create %s", name);
+    ctl_engine_refuse_request(e, dir, CTL_ACCESS_COMMAND, EPERM, request,
+                              "files are not declared here", who);
+    g_free(request);
+    return EPERM;
+  }
   /* Declaring a file in a directory of settings is a command on its owner. */
   int err = ctl_engine_authorize_and_resolve(e, CTL_ACCESS_COMMAND, dir->parent, "create", name,
                                              who);
-  return err ? err : b->create(e, dir, name, who, out);
+  if (err)
+    return err;
+  char *problem = ctl_name_problem(name);
+  if (problem) {
+    char *request = g_strdup_printf("create %s", name);
+    ctl_engine_refuse_request(e, dir->parent, CTL_ACCESS_COMMAND, EINVAL, request, problem, who);
+    g_free(request);
+    g_free(problem);
+    return EINVAL;
+  }
+  return b->create(e, dir, name, who, out);
 }
 
 void

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "name.h"
 #include "timefmt.h"
 
 static void
@@ -192,6 +193,28 @@ ctl_engine_names_a_file(CtlEngine *e, CtlObject *dir, const char *name)
   return FALSE;
 }
 
+/* Records a directory operation turned down (see ctl_engine_refuse_request):
+ * "VERB NAME" as the request; returns ERR. */
+static int
+turned_down(CtlEngine *e, CtlObject *obj, CtlAccess access, int err, const char *verb,
+            const char *name, const char *reason, CtlCaller *who)
+{
+  char *request = g_strdup_printf("%s %s", verb, name);
+  ctl_engine_refuse_request(e, obj, access, err, request, reason, who);
+  g_free(request);
+  return err;
+}
+
+/* What a directory whose children do not come by mkdir says to one. */
+static const char *
+no_mkdir_reason(CtlEngine *e, CtlObject *parent)
+{
+  if (ctl_engine_type(e, parent)->children == CTL_CHILDREN_CREATE)
+    return "only files are created here, not directories";
+  return "no directory can be made here: mkdir declares objects in runtimes/, in a runtime,"
+         " in modules/ and in a module's topologies/";
+}
+
 int
 ctl_engine_mkdir(CtlEngine *e, CtlObject *parent, const char *name, CtlCaller *who,
                  CtlObject **out)
@@ -199,9 +222,18 @@ ctl_engine_mkdir(CtlEngine *e, CtlObject *parent, const char *name, CtlCaller *w
   *out = NULL;
   if (ctl_engine_names_a_file(e, parent, name))
     return EEXIST;
+  if (ctl_engine_type(e, parent)->children != CTL_CHILDREN_MKDIR)
+    return turned_down(e, parent, CTL_ACCESS_DECLARE, EPERM, "mkdir", name,
+                       no_mkdir_reason(e, parent), who);
   int err = ctl_engine_authorize_and_resolve(e, CTL_ACCESS_DECLARE, parent, "mkdir", name, who);
   if (err)
     return err;
+  char *problem = ctl_name_problem(name);
+  if (problem) {
+    turned_down(e, parent, CTL_ACCESS_DECLARE, EINVAL, "mkdir", name, problem, who);
+    g_free(problem);
+    return EINVAL;
+  }
   char *by = ctl_caller_describe(who);
   GError *error = NULL;
   CtlObject *obj = ctl_model_create(e->model, parent, name, "created", by, &err);
@@ -216,20 +248,33 @@ ctl_engine_mkdir(CtlEngine *e, CtlObject *parent, const char *name, CtlCaller *w
   g_free(by);
   if (obj && obj->kind == CTL_KIND_RUNTIME)
     ctl_engine_watch_runtime(e, obj);
+  if (err == EPERM)   /* a kind the model makes only with its parent */
+    turned_down(e, parent, CTL_ACCESS_DECLARE, err, "mkdir", name,
+                no_mkdir_reason(e, parent), who);
   *out = obj;
   return err;
 }
 
-/* Removes OBJ for WHO: the checks rmdir and unlink share. */
+/* Removes OBJ for WHO: the checks rmdir and unlink share; a refusal is
+ * recorded as VERB on ON (the directory it was asked in) under ACCESS. */
 static int
-remove_object(CtlEngine *e, CtlObject *obj, const CtlCaller *who)
+remove_object(CtlEngine *e, CtlObject *obj, CtlObject *on, CtlAccess access, const char *verb,
+              CtlCaller *who)
 {
   if (obj->kind == CTL_KIND_TOPOLOGIES || obj->kind == CTL_KIND_OPTIONS)
-    return EPERM;   /* goes with its module */
-  if (ctl_model_has_children(obj))
+    return turned_down(e, on, access, EPERM, verb, obj->name,
+                       "it goes with its module: rmdir the module", who);
+  if (ctl_model_has_children(obj)) {
+    guint n = g_hash_table_size(obj->children);
+    char *why = g_strdup_printf("it still holds %u object%s: remove %s first", n,
+                                n == 1 ? "" : "s", n == 1 ? "it" : "them");
+    turned_down(e, on, access, ENOTEMPTY, verb, obj->name, why, who);
+    g_free(why);
     return ENOTEMPTY;
+  }
   if (obj->inflight > 0)
-    return EBUSY;
+    return turned_down(e, on, access, EBUSY, verb, obj->name,
+                       "a command on it is still on its way", who);
   char *by = ctl_caller_describe(who);
   GError *error = NULL;
   /* Announced first (it is in the same transaction as the removal): the
@@ -251,16 +296,17 @@ int
 ctl_engine_rmdir(CtlEngine *e, CtlObject *obj, CtlCaller *who)
 {
   int err = ctl_engine_authorize_and_resolve(e, CTL_ACCESS_DECLARE, obj->parent, "rmdir", obj->name, who);
-  return err ? err : remove_object(e, obj, who);
+  return err ? err : remove_object(e, obj, obj->parent, CTL_ACCESS_DECLARE, "rmdir", who);
 }
 
 int
 ctl_engine_unlink(CtlEngine *e, CtlObject *obj, CtlCaller *who)
 {
   if (ctl_engine_type(e, obj->parent)->children != CTL_CHILDREN_CREATE)
-    return EPERM;   /* the daemon's files are not the caller's to remove */
+    return turned_down(e, obj->parent, CTL_ACCESS_COMMAND, EPERM, "unlink", obj->name,
+                       "the daemon's files cannot be removed", who);
   int err = ctl_engine_authorize_and_resolve(e, CTL_ACCESS_COMMAND, obj->parent->parent, "unlink", obj->name, who);
-  return err ? err : remove_object(e, obj, who);
+  return err ? err : remove_object(e, obj, obj->parent->parent, CTL_ACCESS_COMMAND, "unlink", who);
 }
 
 typedef struct {

@@ -28,6 +28,18 @@ const CtlConfig *ctl_engine_config(CtlEngine *e);
 int ctl_engine_authorize(CtlEngine *e, CtlAccess access, CtlObject *obj, const char *verb,
                          const char *name, CtlCaller *who);
 
+/* A request on the tree (mkdir, rmdir, create, unlink, rename, link,
+ * symlink, a scratch file's write) turned down with ERR for REASON: recorded
+ * as refused writes are, with REQUEST ("mkdir NAME", "rename FROM TO") and who
+ * asked: a line on OBJ's log (`refused` for EACCES, `rejected` for anything
+ * else, with `error=` the errno's name), a row in the refusals table, and for
+ * ACCESS command REASON becomes OBJ's last_error. OBJ is the directory's
+ * object whose files are written (a resource, ...) or that is declared in.
+ * Resolves WHO's audit fields. Counts in no metric: the refusal counter is the
+ * access policy's, and these are not writes. */
+void ctl_engine_refuse_request(CtlEngine *e, CtlObject *obj, CtlAccess access, int err,
+                               const char *request, const char *reason, CtlCaller *who);
+
 /* Directory operations on behalf of WHO, each authorised here (the access
  * policy's declare rule for mkdir and rmdir; its command rule, on the
  * directory's owner, for create and unlink) and recorded when refused; 0 or

@@ -56,6 +56,33 @@ test_len_form(void)
   g_assert_false(ctl_name_valid_len(NULL, 3));
 }
 
+/* Each invalid name gets a reason a user can act on; valid ones none. */
+static void
+test_problem(void)
+{
+  g_assert_null(ctl_name_problem("svc"));
+  struct { const char *name, *says; } cases[] = {
+    { "", "empty" },
+    { ".", "'.' and '..'" },
+    { "..", "'.' and '..'" },
+    { "a b", "' ' (a space)" },
+    { "a:b", "':'" },
+    { "caf\xc3\xa9", "byte 0xc3 (not ASCII)" },
+    { "a\tb", "byte 0x09;" },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+    g_autofree char *why = ctl_name_problem(cases[i].name);
+    g_assert_nonnull(why);
+    g_assert_nonnull(strstr(why, cases[i].says));
+    g_assert_nonnull(strstr(why, "1 to 128 bytes"));
+  }
+  char buf[CTL_NAME_MAX + 2];
+  memset(buf, 'x', sizeof buf);
+  buf[CTL_NAME_MAX + 1] = '\0';
+  g_autofree char *why = ctl_name_problem(buf);
+  g_assert_nonnull(strstr(why, "129 bytes long"));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -64,5 +91,6 @@ main(int argc, char **argv)
   g_test_add_func("/name/invalid", test_invalid);
   g_test_add_func("/name/length", test_length);
   g_test_add_func("/name/len-form", test_len_form);
+  g_test_add_func("/name/problem", test_problem);
   return g_test_run();
 }
