@@ -1,10 +1,10 @@
 /* ctlfs-agent's partition discovery: how many partitions its command topic
  * has, learnt from metadata, so that the agent reads every one of them.
  *
- * rd_kafka_metadata() blocks, so it runs on a thread of its own; the count
- * comes back on the main loop. It is asked for at once, again soon (with a
- * backoff from 20 ms to 2 s) while the topic does not exist yet, and every
- * PERIOD_MS after that, so that partitions added to the topic are found.
+ * The lookups are a metadata worker's (metadata-worker.h: a thread of its
+ * own, results on the main loop): at once, again soon (with a backoff from
+ * 20 ms to 2 s) while the topic does not exist yet, and every PERIOD_MS
+ * after that, so that partitions added to the topic are found.
  * The callback runs only when the count grew past the last one it took: a
  * topic never shrinks in Kafka, and a failed lookup (broker down) says
  * nothing about it. */

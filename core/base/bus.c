@@ -9,6 +9,7 @@
 
 #include "kafka-props.h"
 #include "message.h"
+#include "metadata-worker.h"
 #include "queue-wake.h"
 #include "topic-admin.h"
 
@@ -39,16 +40,7 @@ struct CtlBus {
   GHashTable       *topics;       /* producer topic handles, made ahead of use */
   GHashTable       *grouped;      /* topics whose handles use partition_by_group */
   gboolean          link_up;
-  /* partition discovery (see discover_thread) */
-  GMainContext     *context;
-  GThread          *disc_thread;
-  GMutex            disc_lock;    /* guards the four below */
-  GCond             disc_cond;
-  gboolean          disc_wanted, disc_quit;
-  const struct rd_kafka_metadata *disc_result;
-  GSource          *disc_source;  /* on_discovered(), attached while a result waits */
-  guint             disc_retry_src, disc_period_src;
-  int               disc_backoff_ms;
+  CtlMetadataWorker *discovery;   /* the watched topics' partition counts */
   gint64            auth_warned_us; /* when an authentication error was last a warning */
   CtlTopicAdmin    *admin;        /* ctl_bus_set_topic_settings(), or the first ensure */
   CtlTopicSettings  topic_settings; /* the admin's: ctl_bus_set_topic_settings(), or defaults */
@@ -557,14 +549,12 @@ ctl_bus_purge_queued(CtlBus *bus)
  * produced): the bus asks for one only when it first assigns a partition, and
  * then follows the messages it hands out. How many partitions a topic has is
  * learnt from metadata, asked for on a thread of its own (rd_kafka_metadata
- * blocks), for every watched topic at once: when a topic is watched, again
- * soon while one is missing (not created yet), and every DISCOVER_PERIOD_MS
- * for partitions added to a topic. */
+ * blocks: metadata-worker.h), for every watched topic at once: when a topic
+ * is watched, again soon while one is missing (not created yet), and every
+ * DISCOVER_PERIOD_MS for partitions added to a topic. */
 
 #define DISCOVER_TIMEOUT_MS 1000   /* also how long a stop may wait for the thread */
 #define DISCOVER_PERIOD_MS  10000
-#define DISCOVER_RETRY_MIN_MS 20
-#define DISCOVER_RETRY_MAX_MS 2000
 
 static void
 watch_free(gpointer data)
@@ -655,81 +645,21 @@ reassign_soon(CtlBus *bus)
     bus->reassign_src = g_idle_add(reassign, bus);
 }
 
-/* ---- partition discovery (a thread of its own; results on the main loop) ---- */
-
-static gboolean on_discovered(gpointer data);
-
-static gpointer
-discover_thread(gpointer data)
-{
-  CtlBus *bus = data;
-  g_mutex_lock(&bus->disc_lock);
-  for (;;) {
-    while (!bus->disc_wanted && !bus->disc_quit)
-      g_cond_wait(&bus->disc_cond, &bus->disc_lock);
-    if (bus->disc_quit)
-      break;
-    bus->disc_wanted = FALSE;
-    g_mutex_unlock(&bus->disc_lock);
-    /* Known topics only (all_topics=0, no handle): the watched ones. */
-    const struct rd_kafka_metadata *md = NULL;
-    if (rd_kafka_metadata(bus->consumer, 0, NULL, &md, DISCOVER_TIMEOUT_MS)
-        != RD_KAFKA_RESP_ERR_NO_ERROR)
-      md = NULL;
-    g_mutex_lock(&bus->disc_lock);
-    if (bus->disc_result)
-      rd_kafka_metadata_destroy(bus->disc_result);
-    bus->disc_result = md;
-    if (!bus->disc_source) {
-      bus->disc_source = g_idle_source_new();
-      g_source_set_callback(bus->disc_source, on_discovered, bus, NULL);
-      g_source_attach(bus->disc_source, bus->context);
-    }
-  }
-  g_mutex_unlock(&bus->disc_lock);
-  return NULL;
-}
+/* ---- partition discovery (a metadata worker: metadata-worker.h) ---- */
 
 static void
 discover_now(CtlBus *bus)
 {
-  g_mutex_lock(&bus->disc_lock);
-  bus->disc_wanted = TRUE;
-  g_cond_signal(&bus->disc_cond);
-  g_mutex_unlock(&bus->disc_lock);
+  ctl_metadata_worker_ask(bus->discovery);
 }
 
+/* Takes in what a lookup learnt: more partitions than assigned are assigned.
+ * TRUE (asked again soon) while a watched topic is missing: one created by
+ * someone else is read within milliseconds. */
 static gboolean
-on_retry_discovery(gpointer data)
+on_discovered(const struct rd_kafka_metadata *md, gpointer data)
 {
   CtlBus *bus = data;
-  bus->disc_retry_src = 0;
-  discover_now(bus);
-  return G_SOURCE_REMOVE;
-}
-
-static gboolean
-on_discovery_period(gpointer data)
-{
-  discover_now(data);
-  return G_SOURCE_CONTINUE;
-}
-
-/* Takes in what a pass learnt: more partitions than assigned are assigned;
- * a watched topic the broker does not know yet is asked for again soon, with
- * a backoff, so that a topic created by someone else is read within
- * milliseconds and a topic nobody creates costs a request every two seconds. */
-static gboolean
-on_discovered(gpointer data)
-{
-  CtlBus *bus = data;
-  g_mutex_lock(&bus->disc_lock);
-  const struct rd_kafka_metadata *md = bus->disc_result;
-  bus->disc_result = NULL;
-  g_source_unref(bus->disc_source);
-  bus->disc_source = NULL;
-  g_mutex_unlock(&bus->disc_lock);
-
   for (int i = 0; md && i < md->topic_cnt; i++) {
     const struct rd_kafka_metadata_topic *t = &md->topics[i];
     Watch *w = g_hash_table_lookup(bus->watched, t->topic);
@@ -741,59 +671,32 @@ on_discovered(gpointer data)
     w->partitions = t->partition_cnt;
     reassign_soon(bus);
   }
-  if (md)
-    rd_kafka_metadata_destroy(md);
 
-  gboolean missing = FALSE;
   GHashTableIter it;
   gpointer value;
   g_hash_table_iter_init(&it, bus->watched);
-  while (!missing && g_hash_table_iter_next(&it, NULL, &value))
-    missing = ((Watch *) value)->partitions == 0;
-  if (!missing) {
-    bus->disc_backoff_ms = DISCOVER_RETRY_MIN_MS;
-  } else if (!bus->disc_retry_src) {
-    bus->disc_retry_src = g_timeout_add(bus->disc_backoff_ms, on_retry_discovery, bus);
-    bus->disc_backoff_ms = MIN(bus->disc_backoff_ms * 2, DISCOVER_RETRY_MAX_MS);
-  }
-  return G_SOURCE_REMOVE;
+  while (g_hash_table_iter_next(&it, NULL, &value))
+    if (((Watch *) value)->partitions == 0)
+      return TRUE;
+  return FALSE;
 }
 
+/* Known topics only (no topic named): the watched ones, which have a handle
+ * on the consumer. */
 static void
 discovery_start(CtlBus *bus)
 {
-  g_mutex_init(&bus->disc_lock);
-  g_cond_init(&bus->disc_cond);
-  bus->context = g_main_context_ref_thread_default();
-  bus->disc_wanted = bus->disc_quit = FALSE;
-  bus->disc_backoff_ms = DISCOVER_RETRY_MIN_MS;
-  bus->disc_thread = g_thread_new("ctlfs-discover", discover_thread, bus);
-  bus->disc_period_src = g_timeout_add(DISCOVER_PERIOD_MS, on_discovery_period, bus);
+  bus->discovery = ctl_metadata_worker_new(bus->consumer, NULL, DISCOVER_TIMEOUT_MS,
+                                           DISCOVER_PERIOD_MS, "ctlfs-discover", on_discovered,
+                                           bus);
 }
 
 /* Before the consumer goes: the thread may be inside rd_kafka_metadata().
- * Leaves the bus as discovery_start() expects it (the watchdog restarts it). */
+ * The watchdog starts it again on the new consumer. */
 static void
 discovery_stop(CtlBus *bus)
 {
-  if (!bus->disc_thread)
-    return;
-  g_mutex_lock(&bus->disc_lock);
-  bus->disc_quit = TRUE;
-  g_cond_signal(&bus->disc_cond);
-  g_mutex_unlock(&bus->disc_lock);
-  g_thread_join(bus->disc_thread);
-  bus->disc_thread = NULL;
-  if (bus->disc_source) {
-    g_source_destroy(bus->disc_source);
-    g_clear_pointer(&bus->disc_source, g_source_unref);
-  }
-  g_clear_pointer(&bus->disc_result, rd_kafka_metadata_destroy);
-  g_clear_handle_id(&bus->disc_retry_src, g_source_remove);
-  g_clear_handle_id(&bus->disc_period_src, g_source_remove);
-  g_clear_pointer(&bus->context, g_main_context_unref);
-  g_mutex_clear(&bus->disc_lock);
-  g_cond_clear(&bus->disc_cond);
+  g_clear_pointer(&bus->discovery, ctl_metadata_worker_free);
 }
 
 void
