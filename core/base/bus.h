@@ -4,8 +4,8 @@
  * on the main thread, never blocking. Only partition discovery (metadata,
  * a blocking call) and the watchdog's TCP probe run on threads of the bus's
  * own. A client that has no broker connection while the broker answers is
- * made anew (bus.c, "the watchdog"); the callbacks do not see it, but for a
- * new consumer's position() calls, as at start. */
+ * made anew (bus-watchdog.c, "the watchdog"); the callbacks do not see it,
+ * but for a new consumer's position() calls, as at start. */
 #pragma once
 #include <glib.h>
 
