@@ -15,12 +15,16 @@
 #include <librdkafka/rdkafka.h>
 
 #include "bus.h"
+#include "kafka-close.h"
 #include "metadata-worker.h"
 #include "queue-wake.h"
 #include "topic-admin.h"
 
 GQuark ctl_bus_error_quark(void);
 #define CTL_BUS_ERROR (ctl_bus_error_quark())
+/* What closing a consumer may wait for its broker (it commits nothing: the
+ * positions are the store's), so that a daemon stops with its broker gone. */
+#define BUS_CLOSE_TIMEOUT_MS 1000
 
 /* A topic the consumer reads, every partition of it. */
 typedef struct Watch {

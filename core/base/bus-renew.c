@@ -91,10 +91,7 @@ static void
 drop_consumer(rd_kafka_t *rk, CtlQueueWake *wake)
 {
   ctl_queue_wake_free(wake);   /* before its client: it holds a reference to a queue */
-  if (rk) {
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-  }
+  ctl_kafka_consumer_close(rk, BUS_CLOSE_TIMEOUT_MS);
 }
 
 void

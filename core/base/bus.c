@@ -108,10 +108,7 @@ ctl_bus_free(CtlBus *bus, int flush_ms)
   bus_discovery_stop(bus);
   ctl_queue_wake_free(bus->cwake);
   g_hash_table_remove_all(bus->watched);   /* their topic handles, before the client */
-  if (bus->consumer) {
-    rd_kafka_consumer_close(bus->consumer);
-    rd_kafka_destroy(bus->consumer);
-  }
+  ctl_kafka_consumer_close(bus->consumer, BUS_CLOSE_TIMEOUT_MS);
   ctl_queue_wake_free(bus->pwake);
   if (bus->producer) {
     rd_kafka_flush(bus->producer, flush_ms);
