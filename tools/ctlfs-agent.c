@@ -831,9 +831,12 @@ new_consumer(Agent *a)
              && conf_set(conf, "auto.offset.reset", "earliest")
              && conf_set(conf, "allow.auto.create.topics", "true")
              && conf_set(conf, "fetch.wait.max.ms", "5")
-             /* An offset commit in flight when the broker went away keeps
-              * rd_kafka_destroy() waiting until the request times out: 10 s
-              * rather than the default minute (seen: 45 s after SIGTERM). */
+             /* The group is for commits only (partitions are assigned, not
+              * subscribed), yet a destroy with the broker gone waits out the
+              * session timeout (seen: 45 s, the default, after SIGTERM):
+              * Kafka's smallest (group.min.session.timeout.ms), and requests
+              * timing out after 10 s rather than a minute. */
+             && conf_set(conf, "session.timeout.ms", "6000")
              && conf_set(conf, "socket.timeout.ms", "10000");
   rd_kafka_t *rk = new_handle(RD_KAFKA_CONSUMER, conf, ok);
   if (rk != NULL)

@@ -104,6 +104,9 @@ bus_consumer_new(CtlBus *bus, const char *brokers, const char *const *kafka_prop
    * exists only because librdkafka's consumer wants one. */
   if (!bus_conf_set(conf, "group.id", "ctlfs", error)
       || !bus_conf_set(conf, "enable.auto.commit", "false", error)
+      /* No group membership (partitions are assigned), but a destroy with
+       * the broker gone waits out the session: Kafka's smallest. */
+      || !bus_conf_set(conf, "session.timeout.ms", "6000", error)
       || !bus_conf_set(conf, "enable.auto.offset.store", "false", error)
       || !bus_conf_set(conf, "allow.auto.create.topics", "true", error)
       || !bus_conf_set(conf, "auto.offset.reset", "earliest", error)
