@@ -37,7 +37,10 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fuse_reply_err(req, EISDIR);
     return;
   }
-  if ((fi->flags & O_ACCMODE) != O_RDONLY && !node->store) {
+  /* The notify helper opens read-only files for writing too: closing them
+   * raises IN_CLOSE_WRITE (notify.c). It never writes. */
+  if ((fi->flags & O_ACCMODE) != O_RDONLY && !node->store
+      && !ctl_notify_is_kicker(fs->notify, fuse_req_ctx(req)->pid)) {
     fuse_reply_err(req, EACCES);
     return;
   }
@@ -201,7 +204,9 @@ op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct fuse_p
 }
 
 /* Only a truncate of a writable file is accepted, and it does nothing: it is
- * how a shell's `>` opens the file (O_TRUNC). The notify helper's truncates
+ * how a shell's `>` opens the file (O_TRUNC). Times are the daemon's (the
+ * last change): setting them is accepted and changes nothing, so `touch`
+ * and `cp -p` do not fail. The notify helper's truncates and time settings
  * (inotify events, see notify.c) are answered without a look. */
 static void
 op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
