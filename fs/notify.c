@@ -22,8 +22,9 @@
 #include <unistd.h>
 
 typedef struct {
-  char  *path;    /* NULL: stop */
-  gint64 size;
+  char      *path;    /* NULL: stop */
+  gint64     size;
+  fuse_ino_t ino;
 } Kick;
 
 struct CtlNotify {
@@ -37,6 +38,8 @@ struct CtlNotify {
   gboolean      stopping;
   volatile gint stopped;
   GAsyncQueue  *kicks;
+  GMutex        lock;       /* guards .queued, which both threads use */
+  GHashTable   *queued;     /* fuse_ino_t -> TRUE: a kick waiting in .kicks */
   GThread      *thread;
   volatile gint tid;        /* the helper thread's tid, for setattr() */
 };
@@ -104,6 +107,11 @@ kicker(gpointer data)
       kick_free(k);
       continue;
     }
+    /* From now on a new change queues another kick: this one may come
+     * before a watcher read the file, but not after that change. */
+    g_mutex_lock(&n->lock);
+    g_hash_table_remove(n->queued, &k->ino);
+    g_mutex_unlock(&n->lock);
     kick_file(k);
     kick_free(k);
   }
@@ -121,14 +129,25 @@ file_path(CtlFs *fs, CtlObject *obj, const CtlNode *node)
   return path;
 }
 
+/* One kick per file waiting at a time: changes that come faster than the
+ * helper's four requests per kick are answered by the kick already waiting
+ * (it is not done yet, so its events come after them), and the queue never
+ * holds more kicks than there are files the kernel knows. */
 static void
 queue_kick(CtlNotify *n, CtlObject *obj, guint slot, const CtlNode *node)
 {
+  fuse_ino_t ino = ctl_ino(obj, slot);
+  g_mutex_lock(&n->lock);
+  gboolean waiting = !g_hash_table_add(n->queued, ino_key(ino));
+  g_mutex_unlock(&n->lock);
+  if (waiting)
+    return;
   struct stat st;
   ctl_fs_stat(n->fs, obj, slot, &st);
   Kick *k = g_new(Kick, 1);
   k->path = file_path(n->fs, obj, node);
   k->size = st.st_size;
+  k->ino = ino;
   g_async_queue_push(n->kicks, k);
 }
 
@@ -296,6 +315,8 @@ ctl_notify_new(CtlFs *fs)
                                      (GDestroyNotify) g_ptr_array_unref);
   n->known = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
   n->kicks = g_async_queue_new_full((GDestroyNotify) kick_free);
+  g_mutex_init(&n->lock);
+  n->queued = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
   n->tid = -1;
   n->thread = g_thread_new("ctlfs-notify", kicker, n);
   ctl_model_add_listener(fs->model, on_change, n);
@@ -315,6 +336,8 @@ ctl_notify_free(CtlNotify *n)
   if (n->idle)
     g_source_remove(n->idle);
   g_async_queue_unref(n->kicks);
+  g_hash_table_unref(n->queued);
+  g_mutex_clear(&n->lock);
   g_hash_table_unref(n->dirty);
   g_hash_table_unref(n->seq);
   g_hash_table_unref(n->times);
