@@ -39,11 +39,17 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
   }
   /* The notify helper opens read-only files for writing too: closing them
    * raises IN_CLOSE_WRITE (notify.c). It never writes. */
-  if ((fi->flags & O_ACCMODE) != O_RDONLY && !node->store
-      && !ctl_notify_is_kicker(fs->notify, fuse_req_ctx(req)->pid)) {
+  gboolean kicker = ctl_notify_is_kicker(fs->notify, fuse_req_ctx(req)->pid);
+  if ((fi->flags & O_ACCMODE) != O_RDONLY && !node->store && !kicker) {
     fuse_reply_err(req, EACCES);
     return;
   }
+  /* No flush when the helper's descriptor is closed (FOPEN_NOFLUSH). A child
+   * this daemon forks (the Rama CLI) while the helper holds one inherits it
+   * and closes it at exec; a flush there would wait for our main thread,
+   * which waits for that exec, and for the inode lock the helper's truncate
+   * holds until our main thread answers it: a deadlock. */
+  fi->noflush = kicker;
   /* Writing is checked per write (the command policy); reading here. */
   if ((fi->flags & O_ACCMODE) != O_WRONLY) {
     if (!ctl_fs_authorize(fs, req, CTL_ACCESS_READ, obj, "open", ctl_node_name(node, obj)))

@@ -72,16 +72,17 @@ kick_failed(const Kick *k, const char *what)
  * watchers pick their mask (inotifywait -e modify, entr and systemd's
  * PathChanged= watch IN_CLOSE_WRITE|IN_ATTRIB), and any one of them must
  * wake. Four requests (open, setattr twice, release), each answered without
- * a change; a flush is asked only once per mount (we do not implement it). */
+ * a change, and no flush: op_open marks the helper's files FOPEN_NOFLUSH. */
 static void
 kick_file(const Kick *k)
 {
   int fd = open(k->path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
   if (fd < 0) {
-    kick_failed(k, "open");
     /* Not allowed to write it (a daemon that is not root, under
      * default_permissions): as the owner it may still set its times. */
-    if ((errno == EACCES || errno == EPERM) && utimensat(AT_FDCWD, k->path, NULL, 0) != 0)
+    if (errno != EACCES && errno != EPERM)
+      kick_failed(k, "open");
+    else if (utimensat(AT_FDCWD, k->path, NULL, 0) != 0)
       kick_failed(k, "utimensat");
     return;
   }

@@ -15,6 +15,7 @@ printed), beside `inotifywait -e modify` in the same run, and prints them as
 `FIGURES` lines (-s)."""
 
 import calendar
+import ctypes
 import os
 import random
 import re
@@ -27,7 +28,7 @@ import time
 
 import pytest
 
-from conftest import (SLOW, _live, declare, read, read_word, status_dict, wait_until,
+from conftest import (REPO, SLOW, _live, declare, read, read_word, status_dict, wait_until,
                       write_state)
 
 EVENT_TIMEOUT = 15.0 * SLOW      # bound on any single wake-up we wait for
@@ -242,6 +243,15 @@ def tail_F(watchers, path, *opts):
     w = watchers(" ".join(["tail -F", *opts]), ["tail", "-F", "-n", "1", *opts, str(path)])
     w.wait(what="the last line of the log")
     return w
+
+
+def abort_connection(mnt):
+    """umount(MNT_FORCE) on a FUSE mount aborts its connection: every request
+    waiting on it fails. Called here, not through umount(8): a forked child
+    would inherit the hung writers' descriptors, and its closing them would
+    wait on the hung mount too."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.umount2(str(mnt).encode(), 1)   # MNT_FORCE; the mount stays, dead
 
 
 def mtime_ns(path):
@@ -502,6 +512,48 @@ def test_times_after_a_restart_are_the_mount_time(broker, ctlfs, agent, tmp_path
     assert len(set(times.values())) == 1, times
     assert before <= times["dir"] <= after, (before, times, after)
     assert d2
+
+
+# ---------------------------------------------------------------- the daemon's children
+
+def test_cli_children_start_while_watched_files_are_kicked(broker, ctlfs, watchers, tmp_path):
+    """The helper holds a watched file open for its events while the daemon
+    forks the Rama CLI (a write to a module's `scale` runs it, and changes
+    `scale`, `status` and `log`, all watched). The child inherits that
+    descriptor and closes it at exec: that close must not wait for the daemon
+    (the first close of a mount sent a FLUSH, which the daemon, waiting for
+    the exec, never answered: a deadlock). Writers on four modules at once keep
+    a spawn waiting behind every kick. Were a write to hang, the connection is
+    aborted so that the test fails instead of wedging the host."""
+    fake = tmp_path / "fake-rama"
+    fake.mkdir()
+    d = ctlfs(f"--brokers={broker.bootstrap}", f"--rama-cli={REPO / 'tests' / 'fake-rama'}",
+              env=dict(os.environ, FAKE_RAMA_DIR=str(fake)))
+    mods = [d.path("modules", f"m{i}") for i in range(4)]
+    for m in mods:
+        os.mkdir(m)
+    w = [inotifywait(watchers, m / f, "close_write") for m in mods for f in ("scale", "log")]
+    errors = []
+
+    def writes(mod):
+        try:
+            for i in range(15):
+                write_state(mod / "scale", f"workers={1 + i % 2}\n")
+        except OSError as e:
+            errors.append(e)
+    threads = [threading.Thread(target=writes, args=(m,), daemon=True) for m in mods]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + EVENT_TIMEOUT * 2
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in threads):
+        abort_connection(d.mnt)
+        pytest.fail("a write to scale hung while the helper kicked watched files")
+    assert not errors, errors
+    assert all(read(m / "scale") == "workers=1\n" for m in mods)
+    for x in w:     # and the watchers heard the changes
+        x.wait(lambda ln: ln.startswith("CLOSE_WRITE"), what="a CLOSE_WRITE")
 
 
 # ---------------------------------------------------------------- delays
