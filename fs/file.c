@@ -38,15 +38,24 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fuse_reply_err(req, EISDIR);
     return;
   }
-  if ((fi->flags & O_ACCMODE) != O_RDONLY && !node->store) {
+  /* The notify helper opens read-only files for writing too: closing them
+   * raises IN_CLOSE_WRITE (notify.c). It never writes. */
+  gboolean kicker = ctl_notify_is_kicker(fs->notify, fuse_req_ctx(req)->pid);
+  if ((fi->flags & O_ACCMODE) != O_RDONLY && !node->store && !kicker) {
     fuse_reply_err(req, EACCES);
     return;
   }
+  /* No flush when the helper's descriptor is closed (FOPEN_NOFLUSH). A child
+   * this daemon forks (the Rama CLI) while the helper holds one inherits it
+   * and closes it at exec; a flush there would wait for our main thread,
+   * which waits for that exec, and for the inode lock the helper's truncate
+   * holds until our main thread answers it: a deadlock. */
+  fi->noflush = kicker;
   /* Refused here rather than at write(): every shell then says "Permission
    * denied" (dash says "I/O error" for any failed write). The store checks
    * again: a file opened by root may be handed to another process. */
   const char *name = ctl_node_name(node, obj);
-  if ((fi->flags & O_ACCMODE) != O_RDONLY
+  if ((fi->flags & O_ACCMODE) != O_RDONLY && !kicker
       && !ctl_fs_authorize(fs, req, CTL_ACCESS_COMMAND, obj, "open", name))
     return;
   if ((fi->flags & O_ACCMODE) != O_WRONLY
@@ -230,7 +239,9 @@ op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct fuse_p
 }
 
 /* Only a truncate of a writable file is accepted, and it does nothing: it is
- * how a shell's `>` opens the file (O_TRUNC). The notify helper's truncates
+ * how a shell's `>` opens the file (O_TRUNC). Times are the daemon's (the
+ * last change): setting them is accepted and changes nothing, so `touch`
+ * and `cp -p` do not fail. The notify helper's truncates and time settings
  * (inotify events, see notify.c) are answered without a look. */
 static void
 op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,

@@ -76,8 +76,15 @@ void       ctl_notify_looked_up(CtlNotify *n, fuse_ino_t ino, gint64 delta);
 /* Stops raising inotify events, serving requests until the helper is idle, so
  * that no truncate of ours holds the mount busy when it is unmounted. */
 void       ctl_notify_stop(CtlNotify *n);
-/* Is PID (a request's caller) the helper thread that raises inotify events? */
+/* Is PID (a request's caller) the helper thread that raises inotify events?
+ * Its open() for writing, truncate and time setting must change nothing. */
 gboolean   ctl_notify_is_kicker(CtlNotify *n, pid_t pid);
+/* When file or directory (OBJ, SLOT) last changed in this run (new value, new
+ * log line; for a directory a child made or removed); one unchanged since
+ * OBJ was made in this run: then. Else WHEN is left as it is (the caller's
+ * default: the mount's time; nothing older is kept across a restart). */
+void       ctl_notify_changed_at(CtlNotify *n, CtlObject *obj, guint slot,
+                                 struct timespec *when);
 /* How many times the file INO has changed. */
 guint64    ctl_notify_seq(CtlNotify *n, fuse_ino_t ino);
 /* Open handles of INO, to be told of changes (ctl_fs_handle_changed). */

@@ -44,7 +44,11 @@ ctl_fs_stat(CtlFs *fs, CtlObject *obj, guint slot, struct stat *st)
   st->st_ino = ctl_ino(obj, slot);
   st->st_uid = fs->uid;
   st->st_gid = fs->gid;
-  st->st_atim = st->st_mtim = st->st_ctim = fs->mount_time;
+  /* Times are those of the last change (ls -l, make, stat() pollers); no
+   * access time is kept, so atime shows the same. */
+  st->st_mtim = fs->mount_time;
+  ctl_notify_changed_at(fs->notify, obj, slot, &st->st_mtim);
+  st->st_atim = st->st_ctim = st->st_mtim;
   const CtlNode *node = ctl_node_at(fs, obj, slot);
   const CtlPolicy *policy = ctl_engine_config(fs->engine)->policy;
   CtlObject *rt = ctl_model_runtime_of(obj);

@@ -19,6 +19,9 @@ PACKAGES=(
   kcat inotify-tools python3 python3-pytest python3-prometheus-client util-linux coreutils sqlite3 passwd
   # tests/mount/test_replace.py: the tools that write by rename (sed -i is coreutils' sed)
   sed ansible-core
+  # watchers a user runs (tests/mount/test_watchers.py): entr; inotifywait and
+  # GNU tail come above, node below
+  entr
   # fuzzing (tests/fuzz): clang, its libFuzzer and sanitizer runtimes (not
   # pulled in by clang without recommends), llvm-symbolizer for stack traces
   clang libclang-rt-dev llvm
@@ -30,7 +33,8 @@ for p in "${PACKAGES[@]}"; do
   [[ $status == "install ok installed" ]] || missing+=("$p")
 done
 
-# The kafkajs runtime of tests/mount/test_interop.py: node and npm, found on
+# The kafkajs runtime of tests/mount/test_interop.py and fs.watch/fs.watchFile
+# in tests/mount/test_watchers.py: node and npm, found on
 # PATH rather than by package, since a NodeSource nodejs (which bundles npm)
 # must not get Debian's npm installed over it.
 command -v node >/dev/null || missing+=(nodejs)

@@ -410,7 +410,11 @@ static CtlObject *
 insert_dir(CtlModel *m, CtlObject *module, CtlKind kind, const char *name, GError **error)
 {
   gint64 id = ctl_store_object_insert(m->store, module->id, kind, name, ctl_now_ms(), error);
-  return id > 0 ? object_new(m, id + CTL_KEY_FIRST_STORED - 1, id, kind, name, module) : NULL;
+  CtlObject *dir = id > 0 ? object_new(m, id + CTL_KEY_FIRST_STORED - 1, id, kind, name, module)
+                          : NULL;
+  if (dir)
+    dir->made_at = module->made_at;
+  return dir;
 }
 
 static void
@@ -473,6 +477,7 @@ create_in(CtlModel *m, CtlObject *parent, CtlKind kind, const char *name, const 
   if (id > 0) {
     o = object_new(m, id + CTL_KEY_FIRST_STORED - 1, id, kind, name, parent);
     o->log_size = 0;
+    o->made_at = g_get_real_time();
     if (ctl_kind_is_leaf(kind))
       o->desired = g_strdup("running");
   }

@@ -70,6 +70,11 @@ struct CtlObject {
    * module's options; stored in the settings table. */
   GHashTable *settings;
 
+  /* Real time (µs) at which this run created the object; 0 when it was
+   * loaded from the store. Until a file of the object changes, fs/ shows this
+   * as the file's times: a file cannot have changed before it existed. */
+  gint64      made_at;
+
   /* Bytes of the object's `log` stream (the root's: every event; a group's:
    * its own and its members'; a leaf's: its own), -1 until first needed. */
   gint64      log_size;
