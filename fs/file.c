@@ -46,7 +46,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     return;
   }
   /* No flush when the helper's descriptor is closed (FOPEN_NOFLUSH). A child
-   * this daemon forks (the Rama CLI) while the helper holds one inherits it
+   * this daemon forks (a backend's CLI) while the helper holds one inherits it
    * and closes it at exec; a flush there would wait for our main thread,
    * which waits for that exec, and for the inode lock the helper's truncate
    * holds until our main thread answers it: a deadlock. */
