@@ -409,7 +409,19 @@ def test_a_start_that_failed_leaves_the_flow_stopped(broker, ctlfs, tmp_path):
     assert e.value.errno == errno.ETIMEDOUT
     assert read(f1 / "state") == "stopped\n"
     assert status_dict(f1 / "status")["desired"] == "stopped"
-    write_state(f1 / "mode", "realtime\n")
+
+    # The writer hears ETIMEDOUT on the engine's timer; the message stays with
+    # the producer (EBUSY: "still on its way") until librdkafka gives up on it
+    # a moment later, under load sometimes after the next write.
+    def mode_written():
+        try:
+            write_state(f1 / "mode", "realtime\n")
+            return True
+        except OSError as err:
+            if err.errno != errno.EBUSY:
+                raise
+            return False
+    wait_until(mode_written, what="the mode switchable once the start is given up")
     assert read(f1 / "mode") == "realtime\n"
     broker.fault("up 1")
 
