@@ -15,15 +15,19 @@ is_known_verb(const char *verb)
   return FALSE;
 }
 
-/* An accepted input is exactly the verb, optionally followed by one "\n". */
+/* An accepted input is exactly the verb, or the state it asks for (what
+ * `state` reads, written back), optionally followed by one "\n". */
 static void
 check_accepted(const uint8_t *data, size_t size, const char *verb)
 {
-  size_t n = strlen(verb);
   CHECK(is_known_verb(verb));
-  CHECK(ctl_verb_target(verb) != NULL);
-  CHECK(size == n || (size == n + 1 && data[n] == '\n'));
-  CHECK(memcmp(data, verb, n) == 0);
+  const char *target = ctl_verb_target(verb);
+  CHECK(target != NULL);
+  const char *word = ctl_verb_written_as_state((const char *) data, size) ? target : verb;
+  size_t w = strlen(word);
+  CHECK(size == w || (size == w + 1 && data[w] == '\n'));
+  CHECK(memcmp(data, word, w) == 0);
+  size_t n = strlen(verb);
 
   /* The canonical forms parse back to the same verb. */
   char *reason = NULL;
