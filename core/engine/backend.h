@@ -37,6 +37,10 @@ struct CtlBackend {
   /* Tree backends: the kinds of objects it owns (1 << CtlKind, or'ed). */
   guint       kinds;
 
+  /* Runtime backends: the desired state of a runtime never commanded
+   * (NULL: running); a runtime's `initial-state=` setting overrides it. */
+  const char *initial_state;
+
   /* The verbs its `state` files take (NULL-terminated), and the states on
    * the way ({NULL} ends the table). */
   const char *const *verbs;
@@ -151,6 +155,20 @@ void     ctl_engine_time_write(CtlEngine *e, CtlCommandDone *done, gpointer *use
 void     ctl_engine_count_command(CtlEngine *e, const char *verb, const char *result);
 /* Logs EVENT on OBJ in a transaction of its own; a failure is only warned of. */
 void     ctl_engine_log(CtlEngine *e, CtlObject *obj, const char *event, const char *details);
+
+/* runtime-state.c: a runtime's state and its resources' overrides.
+ * The runtime-wide desired state of RT: "paused" or "running" (its initial
+ * state until a command to the runtime set it). */
+const char *ctl_engine_runtime_desired(CtlEngine *e, CtlObject *rt);
+/* RES's own desired state when it overrides its runtime's; NULL when it
+ * follows the runtime. */
+const char *ctl_engine_override(CtlEngine *e, CtlObject *res);
+/* A runtime-wide command (VERB: pause, resume) read from RT's command topic
+ * at OFFSET in the message's partition, by whoever produced it (ID may be a
+ * made-up one when the producer gave none): sets the runtime's desired
+ * state in the topic's order. */
+void ctl_engine_desire_runtime(CtlEngine *e, CtlObject *rt, const char *verb, const char *id,
+                               gint64 offset);
 
 /* command.c: the newest command of ours on each resource of RT not yet
  * placed in its topic: CtlObject* -> its verb (g_hash_table_unref). */
