@@ -9,6 +9,7 @@
 #define G_LOG_DOMAIN "ctlfs-agent"
 #include "agent-flow.h"
 #include "agent-partitions.h"
+#include "agent-restore.h"
 #include "verb.h"
 #include "dialect-mia.h"
 #include "message.h"
@@ -51,6 +52,7 @@ typedef struct {
   int     refresh_ms;      /* how often the command topic's partitions are counted */
   gboolean quiet;          /* warnings only, and no "ready" */
   char   *log_file;        /* messages appended here instead of stderr */
+  gboolean no_restore;     /* start from --initial-state, not the newest commands */
 } Options;
 
 /* Where the agent is in one partition of its command topic. The broker keeps
@@ -204,6 +206,7 @@ parse_options(Agent *a, int *argc, char ***argv)
     { "partition-refresh-ms", 0, 0, G_OPTION_ARG_INT, &o->refresh_ms, "How often partitions added to the command topic are looked for (default 10000)", "MS" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &o->quiet, "Print warnings and errors only (no \"ready\")", NULL },
     { "log-file", 0, 0, G_OPTION_ARG_FILENAME, &o->log_file, "Append messages to FILE instead of stderr", "FILE" },
+    { "no-restore", 0, 0, G_OPTION_ARG_NONE, &o->no_restore, "Do not take up each resource's newest command from the command topic at start: report --initial-state (a runtime without memory)", NULL },
     { NULL },
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new(NULL);
@@ -952,12 +955,74 @@ on_signal(gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
+/* Restoring: the newest command of each resource, in topic order (one
+ * resource's commands share a partition: they are keyed by its name). */
+typedef struct {
+  Agent      *agent;
+  GHashTable *newest;   /* resource -> verb */
+} Restore;
+
 static void
-publish_initial(Agent *a)
+restore_message(const rd_kafka_message_t *m, gpointer data)
+{
+  Restore *r = data;
+  CtlCommandMsg cmd;
+  g_autoptr(GError) error = NULL;
+  if (!version_ok(m) || !ctl_command_msg_decode(m->payload, m->len, &cmd, &error)) {
+    g_message("restore: offset=%" G_GINT64_FORMAT " partition=%d skipped: %s",
+              (gint64) m->offset, (int) m->partition, error ? error->message : "unsupported version");
+    return;
+  }
+  if (g_str_equal(cmd.runtime, r->agent->opt.runtime) && ctl_verb_target(cmd.verb) != NULL)
+    g_hash_table_replace(r->newest, g_strdup(cmd.resource), g_strdup(cmd.verb));
+  ctl_command_msg_clear(&cmd);
+}
+
+/* The --resource ones in --initial-state; then, for a runtime that keeps its
+ * state, before its first report, each resource
+ * takes up the state its newest command asked for (applied as a command
+ * would be, with --apply), so that a restart reports what was commanded
+ * rather than --initial-state. The mia dialect's state messages are not
+ * read back (it reports --initial-state). */
+static void
+restore_states(Agent *a)
 {
   for (char **r = a->opt.resources; r != NULL && *r != NULL; r++)
     if (!g_hash_table_contains(a->states, *r))
       g_hash_table_insert(a->states, g_strdup(*r), g_strdup(a->opt.initial_state));
+  if (a->opt.no_restore || a->mia)
+    return;
+  g_autoptr(GHashTable) newest = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  Restore r = { a, newest };
+  g_autoptr(GError) error = NULL;
+  if (!agent_restore_read(a->opt.brokers, a->cmd_topic, START_TIMEOUT_MS, restore_message,
+                          &r, &error))
+    g_message("restore: %s (what was read is taken up)", error->message);
+  GHashTableIter it;
+  gpointer name, verb;
+  g_hash_table_iter_init(&it, newest);
+  while (g_hash_table_iter_next(&it, &name, &verb)) {
+    if (!claim_resource(a, name))
+      continue;
+    const char *target = ctl_verb_target(verb);
+    if (g_str_equal(g_hash_table_lookup(a->states, name), target))
+      continue;
+    CtlCommandMsg cmd = { .id = (char *) "restore", .runtime = a->opt.runtime,
+                          .resource = name, .verb = verb };
+    g_autoptr(GError) local = NULL;
+    if (!apply_verb(a, &cmd, &local)) {
+      g_message("restore resource=%s verb=%s failed: %s", (char *) name, (char *) verb,
+                local->message);
+      continue;
+    }
+    g_hash_table_insert(a->states, g_strdup(name), g_strdup(target));
+    g_message("restored resource=%s state=%s", (char *) name, target);
+  }
+}
+
+static void
+publish_initial(Agent *a)
+{
   GHashTableIter it;
   gpointer name, state;
   g_hash_table_iter_init(&it, a->states);
@@ -1079,6 +1144,7 @@ main(int argc, char **argv)
     agent_clear(&a);
     return 1;
   }
+  restore_states(&a);
   publish_initial(&a);
   maybe_ready(&a);   /* with no resources there is nothing to wait for */
   if (a.opt.heartbeat_ms > 0)

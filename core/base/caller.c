@@ -85,6 +85,8 @@ ctl_caller_clear(CtlCaller *who)
 char *
 ctl_caller_describe(const CtlCaller *who)
 {
+  if (who->describe_as)
+    return g_strdup(who->describe_as);
   GString *out = g_string_new(NULL);
   char *by = g_strdup_printf("uid:%u(%s)", (unsigned) who->uid, who->user ? who->user : "?");
   ctl_kv_append(out, "by", by);

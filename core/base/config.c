@@ -14,7 +14,7 @@
 static const char *const keys[] = {
   "brokers", "db", "topic-prefix", "write-mode", "ack-timeout-ms", "stale-after-ms",
   "admin-group", "discover-max", "backend", "dialect", "expire-after-ms", "expire",
-  "rama-cli", "rama-timeout-ms", "rama-refresh-ms", NULL,
+  "rama-cli", "rama-timeout-ms", "rama-refresh-ms", "reconcile", "reconcile-attempts", NULL,
 };
 
 #define ACCESS_GROUP "access"
@@ -46,6 +46,9 @@ ctl_config_init(CtlConfig *cfg)
   cfg->discover_max = 10000;
   cfg->runtime_default.backend = g_strdup("kafka");
   cfg->runtime_default.dialect = g_strdup("ctlfs");
+  /* A desired state that holds: see docs/manual.md, "Drift and reconcile". */
+  cfg->runtime_default.reconcile = CTL_RECONCILE_RESEND;
+  cfg->runtime_default.reconcile_attempts = 5;
   cfg->runtimes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, runtime_config_free);
   cfg->rama_cli = g_strdup("rama");
   cfg->rama_timeout_ms = 30000;
@@ -103,6 +106,28 @@ ctl_config_dialect(const CtlConfig *cfg, const char *runtime)
   return rc && rc->dialect ? rc->dialect : cfg->runtime_default.dialect;
 }
 
+CtlReconcile
+ctl_config_reconcile(const CtlConfig *cfg, const char *runtime)
+{
+  const CtlRuntimeConfig *rc = runtime ? g_hash_table_lookup(cfg->runtimes, runtime) : NULL;
+  return rc && rc->reconcile ? rc->reconcile : cfg->runtime_default.reconcile;
+}
+
+int
+ctl_config_reconcile_attempts(const CtlConfig *cfg, const char *runtime)
+{
+  const CtlRuntimeConfig *rc = runtime ? g_hash_table_lookup(cfg->runtimes, runtime) : NULL;
+  return rc && rc->reconcile_attempts ? rc->reconcile_attempts
+                                      : cfg->runtime_default.reconcile_attempts;
+}
+
+const char *
+ctl_reconcile_name(CtlReconcile mode)
+{
+  static const char *const names[] = { "-", "off", "report", "resend" };
+  return mode <= CTL_RECONCILE_RESEND ? names[mode] : "-";
+}
+
 char *
 ctl_config_topic(const CtlConfig *cfg, const char *runtime, gboolean feedback)
 {
@@ -149,6 +174,17 @@ set_int(int *out, const char *key, const char *value, GError **error)
     return bad_value(error, key, value, "expected an integer >= 1");
   *out = (int) n;
   return TRUE;
+}
+
+static gboolean
+set_reconcile(CtlReconcile *out, const char *key, const char *value, GError **error)
+{
+  for (CtlReconcile m = CTL_RECONCILE_OFF; m <= CTL_RECONCILE_RESEND; m++)
+    if (strcmp(value, ctl_reconcile_name(m)) == 0) {
+      *out = m;
+      return TRUE;
+    }
+  return bad_value(error, key, value, "expected off, report or resend");
 }
 
 /* backend= and dialect= name a registered backend (core/backends/); which
@@ -241,6 +277,10 @@ ctl_config_set(CtlConfig *cfg, const char *key, const char *value, GError **erro
       cfg->expire_remove = TRUE;
     else
       return bad_value(error, k, value, "expected mark or remove");
+  } else if (strcmp(k, "reconcile") == 0) {
+    return set_reconcile(&cfg->runtime_default.reconcile, k, value, error);
+  } else if (strcmp(k, "reconcile-attempts") == 0) {
+    return set_int(&cfg->runtime_default.reconcile_attempts, k, value, error);
   } else if (strcmp(k, "rama-cli") == 0) {
     if (!*value)
       return bad_value(error, k, value, "expected a program name or path");
@@ -469,7 +509,8 @@ topics_key(CtlConfig *cfg, const char *group, const char *key, const char *value
   return ctl_topic_settings_set(&cfg->topics, key, value, error);
 }
 
-/* [runtime RT]: backend, dialect, command-topic, feedback-topic; the rest as
+/* [runtime RT]: backend, dialect, command-topic, feedback-topic, reconcile,
+ * reconcile-attempts; the rest as
  * in [ctlfs]. */
 static gboolean
 runtime_key(CtlConfig *cfg, const char *group, const char *key, const char *value, gpointer data,
@@ -484,7 +525,12 @@ runtime_key(CtlConfig *cfg, const char *group, const char *key, const char *valu
     return set_topic(&rc->command_topic, key, value, error);
   if (strcmp(key, "feedback-topic") == 0)
     return set_topic(&rc->feedback_topic, key, value, error);
-  return unknown_key(error, group, key, "backend, dialect, command-topic, feedback-topic");
+  if (strcmp(key, "reconcile") == 0)
+    return set_reconcile(&rc->reconcile, key, value, error);
+  if (strcmp(key, "reconcile-attempts") == 0)
+    return set_int(&rc->reconcile_attempts, key, value, error);
+  return unknown_key(error, group, key, "backend, dialect, command-topic, feedback-topic,"
+                     " reconcile, reconcile-attempts");
 }
 
 static gboolean

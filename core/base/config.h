@@ -10,6 +10,14 @@
 
 typedef enum { CTL_WRITE_DURABLE, CTL_WRITE_QUEUED } CtlWriteMode;
 
+/* What ctlfs does when a runtime reports a settled state other than the
+ * desired one with nothing pending (drift, core/engine/drift.c): nothing
+ * (off), show and log it (report), or also re-issue the desired command
+ * (resend). 0 in a [runtime RT] group: follow [ctlfs]. */
+typedef enum {
+  CTL_RECONCILE_DEFAULT, CTL_RECONCILE_OFF, CTL_RECONCILE_REPORT, CTL_RECONCILE_RESEND,
+} CtlReconcile;
+
 /* Per-runtime settings ([runtime RT] in the config file). */
 typedef struct {
   char *backend;   /* a registered backend (core/backends/registry.c): kafka, lifecycle */
@@ -17,6 +25,8 @@ typedef struct {
   /* Its topics, when not PREFIX.RT.commands / PREFIX.RT.feedback (NULL):
    * the topics an existing deployment already uses. */
   char *command_topic, *feedback_topic;
+  CtlReconcile reconcile;     /* reconcile= (DEFAULT: [ctlfs]'s) */
+  int   reconcile_attempts;   /* reconcile-attempts= (0: [ctlfs]'s) */
 } CtlRuntimeConfig;
 
 typedef struct {
@@ -55,6 +65,12 @@ const char *ctl_config_dialect(const CtlConfig *cfg, const char *runtime);
  * [runtime RUNTIME] command-topic= / feedback-topic=, else PREFIX.RT.commands
  * / PREFIX.RT.feedback. Newly allocated. */
 char       *ctl_config_topic(const CtlConfig *cfg, const char *runtime, gboolean feedback);
+/* Runtime RUNTIME's reconcile mode and its re-sends per drift, at most:
+ * [runtime RUNTIME], else [ctlfs] or -o (default resend, 5 attempts). */
+CtlReconcile ctl_config_reconcile(const CtlConfig *cfg, const char *runtime);
+int          ctl_config_reconcile_attempts(const CtlConfig *cfg, const char *runtime);
+/* "off" | "report" | "resend". */
+const char  *ctl_reconcile_name(CtlReconcile mode);
 
 /* KEY as in the config file's [ctlfs] group (dashes or underscores). Returns
  * the canonical name, or NULL when KEY is not a setting. */

@@ -105,7 +105,7 @@ enum {
   Q_OFF_GET, Q_OFF_SET, Q_OFF_DEL, Q_OFF_ALL,
   Q_REFUSAL_INSERT,
   Q_ANN_INSERT, Q_ANN_DELETE, Q_ANN_ALL, Q_CMD_LOOKUP, Q_TREE_SET, Q_TREE_ALL, Q_CMD_PLACED,
-  Q_SET_PUT, Q_SET_ALL, Q_SET_DEL_OBJ, Q_CMD_GET,
+  Q_SET_PUT, Q_SET_ALL, Q_SET_DEL_OBJ, Q_CMD_GET, Q_CMD_ISSUER,
   Q_COUNT
 };
 
@@ -174,6 +174,7 @@ static const char *const queries[Q_COUNT] = {
   [Q_SET_ALL] = "SELECT object_id, name, value, updated_at FROM settings ORDER BY object_id, name",
   [Q_SET_DEL_OBJ] = "DELETE FROM settings WHERE object_id=?",
   [Q_CMD_GET] = "SELECT object_id, verb, result FROM commands WHERE id=?",
+  [Q_CMD_ISSUER] = "SELECT uid, user, pid, comm, host FROM commands WHERE id=?",
 };
 
 typedef struct {
@@ -971,6 +972,24 @@ ctl_store_command_get(CtlStore *st, const char *id, gint64 *object_id, char **ve
     *object_id = sqlite3_column_int64(s, 0);
     *verb = g_strdup(col_text(s, 1));
     *result = g_strdup(col_text(s, 2));
+  }
+  sqlite3_reset(s);
+  return found;
+}
+
+gboolean
+ctl_store_command_issuer(CtlStore *st, const char *id, gint64 *uid, char **user, gint64 *pid,
+                         char **comm, char **host)
+{
+  sqlite3_stmt *s = prep(st, Q_CMD_ISSUER);
+  bind_text(s, 1, id);
+  gboolean found = sqlite3_step(s) == SQLITE_ROW;
+  if (found) {
+    *uid = sqlite3_column_int64(s, 0);
+    *user = g_strdup(col_text(s, 1));
+    *pid = sqlite3_column_int64(s, 2);
+    *comm = g_strdup(col_text(s, 3));
+    *host = g_strdup(col_text(s, 4));
   }
   sqlite3_reset(s);
   return found;

@@ -124,6 +124,9 @@ gboolean ctl_store_command_lookup(CtlStore *st, const char *id, gboolean *peer);
 /* Command ID's object, verb and result (g_free both); FALSE when unknown. */
 gboolean ctl_store_command_get(CtlStore *st, const char *id, gint64 *object_id, char **verb,
                                char **result);
+/* Who issued command ID (g_free the strings); FALSE when unknown. */
+gboolean ctl_store_command_issuer(CtlStore *st, const char *id, gint64 *uid, char **user,
+                                  gint64 *pid, char **comm, char **host);
 /* Number of commands in RESULT (any mode). */
 gint64   ctl_store_commands_count(CtlStore *st, const char *result);
 

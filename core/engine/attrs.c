@@ -107,6 +107,7 @@ ctl_attr_show_leaf_status(CtlEngine *e, CtlObject *obj, GString *out)
     ctl_status_kv(out, "heartbeat_age_ms", NULL);
   /* What the runtime last said, which `observed` hides once it is stale. */
   ctl_status_kv(out, "reported", obj->observed);
+  ctl_engine_drift_status(e, obj, out);
   if (b && b->status)
     b->status(e, obj, out);
 }

@@ -425,6 +425,7 @@ store_command(CtlEngine *e, CtlObject *obj, const char *id, const char *verb, gi
     .uid = who->uid, .user = who->user, .pid = who->pid, .comm = who->comm,
     .host = who->host, .issued_at = now, .result = "queued", .offset = -1,
   };
+  ctl_engine_drift_commanded(e, obj, id, who);
   ctl_set_str(&obj->pending, id);
   ctl_set_str(&obj->last_cmd_id, id);
   ctl_set_str(&obj->last_cmd_verb, verb);
@@ -447,6 +448,41 @@ store_command(CtlEngine *e, CtlObject *obj, const char *id, const char *verb, gi
   g_free(by);
   g_string_free(d, TRUE);
   return ok;
+}
+
+static void issue(CtlEngine *e, CtlObject *obj, const CtlBackend *b, const char *verb,
+                  const CtlCaller *who, CtlCommandDone done, gpointer user_data);
+
+/* A declarative write: VERB asks for the state OBJ is desired in and
+ * reported in, with nothing on the way, so there is nothing to send. */
+static gboolean
+unchanged(CtlEngine *e, CtlObject *obj, const char *verb)
+{
+  const char *target = ctl_verb_target(verb);
+  return target && !obj->pending && obj->inflight == 0 && obj->unplaced == 0
+         && g_strcmp0(target, ctl_engine_desired(e, obj)) == 0
+         && g_strcmp0(target, ctl_engine_observed(e, obj)) == 0;
+}
+
+/* Its receipt: "command verb=V by=... result=unchanged", no id (nothing was
+ * stored nor sent), counted as a command with that result. */
+static void
+record_unchanged(CtlEngine *e, CtlObject *obj, const char *verb, const CtlCaller *who)
+{
+  GString *d = g_string_new(NULL);
+  char *by = ctl_caller_describe(who);
+  command_details(d, NULL, verb, by, "unchanged");
+  ctl_engine_log(e, obj, "command", d->str);
+  ctl_engine_count_command(e, verb, "unchanged");
+  g_free(by);
+  g_string_free(d, TRUE);
+}
+
+void
+ctl_engine_command_as(CtlEngine *e, CtlObject *obj, const char *verb, const CtlCaller *who,
+                      CtlCommandDone done, gpointer user_data)
+{
+  issue(e, obj, ctl_engine_backend(e, obj), verb, who, done, user_data);
 }
 
 void
@@ -486,6 +522,19 @@ ctl_engine_command(CtlEngine *e, CtlObject *obj, const char *input, gsize len, g
     done(EOPNOTSUPP, user_data);
     return;
   }
+  if (b->command_encode && unchanged(e, obj, verb)) {
+    record_unchanged(e, obj, verb, who);
+    ctl_engine_reply(e, 0, done, user_data);
+    return;
+  }
+  issue(e, obj, b, verb, who, done, user_data);
+}
+
+/* The command is stored, then produced; DONE hears how that went. */
+static void
+issue(CtlEngine *e, CtlObject *obj, const CtlBackend *b, const char *verb, const CtlCaller *who,
+      CtlCommandDone done, gpointer user_data)
+{
   char id[37];
   ctl_uuid7(id);
   gint64 now = ctl_now_ms();

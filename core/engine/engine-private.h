@@ -83,6 +83,7 @@ struct CtlEngine {
   guint       producing;     /* CtlInflight handed to it, not yet reported */
   gboolean    stopping;
   CtlStaleness *staleness;   /* when `observed` turns stale (stale.c) */
+  GHashTable *drifts;        /* CtlObject* -> its drift (drift.c) */
   CtlJanitor *janitor;       /* NULL unless --expire-after-ms (janitor.c) */
   CtlTopicChecks *topics;    /* each topic's check against [topics] (topics.c) */
   /* counters for `metrics` */
@@ -171,6 +172,21 @@ void ctl_engine_stale_forget(CtlEngine *e, CtlObject *res);
 void ctl_engine_stale_fini(CtlEngine *e);
 /* Resources whose `observed` reads stale now. */
 guint ctl_engine_stale_count(CtlEngine *e);
+
+/* drift.c: a report that disagrees with the desired state (see there). */
+void  ctl_engine_drift_init(CtlEngine *e);
+void  ctl_engine_drift_fini(CtlEngine *e);
+/* RES was reported on (at OFFSET), after the report settled its command. */
+void  ctl_engine_drift_report(CtlEngine *e, CtlObject *res, gint64 offset);
+/* WHO issued command ID to RES: a user's command ends a drift. */
+void  ctl_engine_drift_commanded(CtlEngine *e, CtlObject *res, const char *id,
+                                 const CtlCaller *who);
+void  ctl_engine_drift_status(CtlEngine *e, CtlObject *res, GString *out);
+guint ctl_engine_drift_count(CtlEngine *e);
+/* command.c: VERB issued to OBJ by WHO as a user's write is, without the
+ * parsing, the access policy or the unchanged check (ctlfs's own act). */
+void  ctl_engine_command_as(CtlEngine *e, CtlObject *obj, const char *verb,
+                            const CtlCaller *who, CtlCommandDone done, gpointer user_data);
 
 /* feedback.c */
 void ctl_engine_feedback_begin(gpointer user_data);

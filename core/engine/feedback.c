@@ -246,6 +246,7 @@ ctl_engine_report(CtlEngine *e, CtlObject *rt, gint64 offset, const CtlFeedbackM
   settle_command(e, res, fb);
   if (by_state)
     settle_by_state(e, res, fb->state);
+  ctl_engine_drift_report(e, res, offset);
   if (!ctl_model_save(e->model, res, &error) || !ctl_model_save(e->model, rt, &error)) {
     g_warning("feedback: %s", error->message);
     g_clear_error(&error);

@@ -207,6 +207,10 @@ ctl_engine_show_metrics(CtlEngine *e, GString *out)
 
   commands_total(e, out);
 
+  plain(out, "ctlfs_drift_objects", "gauge",
+        "Resources whose runtime reports a settled state other than the desired one,"
+        " with nothing pending (drift).", ctl_engine_drift_count(e));
+
   plain(out, "ctlfs_feedback_discovered_total", "counter",
         "Resources created because feedback named them.", e->feedback_discovered);
   plain(out, "ctlfs_feedback_messages_total", "counter", "Feedback messages consumed.",

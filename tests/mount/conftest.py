@@ -37,8 +37,12 @@ START_TIMEOUT = 20.0 * SLOW      # daemon mounted / broker printed bootstrap / a
 EXIT_TIMEOUT = 20.0 * SLOW       # daemon exit after unmount (LSan runs at exit)
 WAIT_TIMEOUT = 15.0 * SLOW       # default for wait_until
 
-RESOURCE_STATUS_KEYS = ["desired", "observed", "observed_at", "pending",
-                        "last_command", "last_error", "heartbeat_age_ms", "reported"]
+# A leaf's common keys (a Rama topology has these), then a runtime backend's
+# resource's drift keys (core/engine/drift.c).
+LEAF_STATUS_KEYS = ["desired", "observed", "observed_at", "pending",
+                    "last_command", "last_error", "heartbeat_age_ms", "reported"]
+RESOURCE_STATUS_KEYS = LEAF_STATUS_KEYS + ["drift", "drift_since", "reconcile",
+                                           "reconcile_state", "reconcile_attempts"]
 RUNTIME_STATUS_KEYS = ["backend", "dialect", "command_topic", "feedback_topic",
                        "command_topic_check", "feedback_topic_check",
                        "feedback_offset", "command_offset", "resources",

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import (REPO, RESOURCE_STATUS_KEYS, RFC3339_MS, SLOW, UUID, command_lines, kv,
+from conftest import (REPO, LEAF_STATUS_KEYS, RFC3339_MS, SLOW, UUID, command_lines, kv,
                       parse_status, read, read_word, status_dict, wait_until, write_state)
 
 FAKE = REPO / "tests" / "fake-rama"
@@ -136,7 +136,7 @@ def test_pause_resume_round_trip(rama):
     assert read(topo / "state") == "paused\n"
     assert read(topo / "observed") == "paused\n"
     items = parse_status(read(topo / "status"))
-    assert [k for k, _ in items] == RESOURCE_STATUS_KEYS
+    assert [k for k, _ in items] == LEAF_STATUS_KEYS
     st = dict(items)
     assert st["desired"] == "paused" and st["observed"] == "paused"
     assert RFC3339_MS.match(st["observed_at"])
