@@ -25,6 +25,7 @@ FAMILIES = [            # every family, in the order `metrics` prints them (by n
     ("ctlfs_broker_up", "gauge"),
     ("ctlfs_build_info", "gauge"),
     ("ctlfs_commands_total", "counter"),
+    ("ctlfs_drift_objects", "gauge"),
     ("ctlfs_feedback_discovered_total", "counter"),
     ("ctlfs_feedback_messages_total", "counter"),
     ("ctlfs_feedback_rejected_total", "counter"),
