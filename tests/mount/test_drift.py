@@ -236,3 +236,25 @@ def test_repair_time_after_a_restart(broker, ctlfs, agent, tmp_path):
     print(f"\nrepair after restart, {trials} trials: median {statistics.median(took):.3f} s"
           f" p99 {p99:.3f} s max {took[-1]:.3f} s")
     assert len(events(res, "drift-ended")) == trials
+
+
+def test_two_admin_hosts_repair_the_drift_without_a_flood(broker, ctlfs, agent, tmp_path):
+    """Both hosts see the drift and may re-send; the first re-send read back
+    from the topic holds the other's (its `pending`). The random first delay
+    makes a second re-send rare; it would be harmless (the same verb)."""
+    a = mount(broker, ctlfs, tmp_path, "resend")
+    b = ctlfs(f"--brokers={broker.bootstrap}", f"--config={tmp_path / 'ctlfs.conf'}",
+              f"--stale-after-ms={int(1000 * SLOW)}")
+    res_a = paused_then_stopped(broker, a, agent)
+    res_b = b.path("runtimes", "rt1", "svc")
+    wait_until(lambda: read_word(res_b / "state") == "paused", what="host b: desired paused")
+    wait_until(lambda: read_word(res_b / "observed") == "stale", what="host b: observed stale")
+    agent(broker.bootstrap, heartbeat_ms=200, extra=("--no-restore",))
+    for res in (res_a, res_b):
+        wait_until(lambda: read_word(res / "observed") == "paused", what="observed paused")
+        wait_until(lambda: status_dict(res / "status")["drift"] == "no", what="drift: no")
+        assert len(events(res, "drift")) == 1 and len(events(res, "drift-ended")) == 1
+    resent = [m for m in kcat_consume(broker.bootstrap, COMMANDS)
+              if m["value"]["issued_by"].get("user") == "ctlfs"]
+    assert 1 <= len(resent) <= 2, resent
+    print(f"\nre-sends by two hosts: {len(resent)}")

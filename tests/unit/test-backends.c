@@ -51,6 +51,34 @@ check(const char *text, GError **error)
   return ok;
 }
 
+/* reconcile= and reconcile-attempts=: [ctlfs] for every runtime, [runtime RT]
+ * for one; resend and 5 when neither says. */
+static void
+test_reconcile_per_runtime(void)
+{
+  CtlConfig cfg;
+  ctl_config_init(&cfg);
+  g_assert_cmpint(ctl_config_reconcile(&cfg, "any"), ==, CTL_RECONCILE_RESEND);
+  g_assert_cmpint(ctl_config_reconcile_attempts(&cfg, "any"), ==, 5);
+  const char *text = "[ctlfs]\nreconcile=report\n"
+                     "[runtime a]\nreconcile=off\n"
+                     "[runtime b]\nreconcile-attempts=2\n";
+  GError *error = NULL;
+  g_assert_true(ctl_config_parse(&cfg, text, strlen(text), "test.conf", &error));
+  g_assert_no_error(error);
+  g_assert_cmpint(ctl_config_reconcile(&cfg, "a"), ==, CTL_RECONCILE_OFF);
+  g_assert_cmpint(ctl_config_reconcile(&cfg, "b"), ==, CTL_RECONCILE_REPORT);
+  g_assert_cmpint(ctl_config_reconcile_attempts(&cfg, "b"), ==, 2);
+  g_assert_cmpint(ctl_config_reconcile_attempts(&cfg, "c"), ==, 5);
+  g_assert_cmpstr(ctl_reconcile_name(ctl_config_reconcile(&cfg, "c")), ==, "report");
+  ctl_config_clear(&cfg);
+  g_assert_false(check("[runtime a]\nreconcile=always\n", &error));
+  g_assert_nonnull(strstr(error->message, "expected off, report or resend"));
+  g_clear_error(&error);
+  g_assert_false(check("[ctlfs]\nreconcile-attempts=0\n", &error));
+  g_clear_error(&error);
+}
+
 static void
 test_config_is_checked(void)
 {
@@ -85,5 +113,6 @@ main(int argc, char **argv)
   g_test_add_func("/backends/complete", test_every_backend_is_complete);
   g_test_add_func("/backends/kinds", test_kinds_have_one_owner);
   g_test_add_func("/backends/config", test_config_is_checked);
+  g_test_add_func("/backends/reconcile", test_reconcile_per_runtime);
   return g_test_run();
 }
