@@ -57,7 +57,9 @@ int ctl_engine_unlink(CtlEngine *e, CtlObject *obj, CtlCaller *who);
 /* A write of INPUT (LEN bytes at OFFSET) to OBJ's `state`. The value must come
  * whole, at offset 0, in at most CTL_WRITE_MAX bytes. DONE is called exactly
  * once with 0 or an errno: at once for bad input, refusals and queued mode;
- * when the broker answers in durable mode. */
+ * when the broker answers in durable mode. A runtime backend's resource
+ * already desired and reported in the state asked for, with nothing pending,
+ * gets no command: the write is logged result=unchanged and answered 0. */
 #define CTL_WRITE_MAX 64
 /* Every value file takes its value whole, at offset 0, in at most MAX bytes:
  * NULL when a write of LEN bytes at OFFSET does, else the reason (g_free). */
