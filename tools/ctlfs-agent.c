@@ -72,6 +72,10 @@ typedef struct {
   char       *cmd_topic;
   char       *fb_topic;
   GHashTable *states;          /* resource -> state, both owned */
+  /* The runtime's own state (runtime-wide commands), and the resources with
+   * a state of their own that runtime-wide commands leave alone. */
+  char       *runtime_state;
+  GHashTable *overrides;       /* resource names (a set) */
   GHashTable *seen;            /* command ids met by this process (a set) */
   AgentFlows *flows;           /* --apply=simulate: the lifecycle runtime's flows */
   GArray     *positions;       /* Position per partition of cmd_topic assigned */
@@ -174,6 +178,9 @@ check_options(Agent *a)
   if (!g_str_equal(o->dialect, "ctlfs") && !g_str_equal(o->dialect, "mia"))
     return usage_error("--dialect must be ctlfs or mia, not \"%s\"", o->dialect);
   a->mia = g_str_equal(o->dialect, "mia");
+  /* the runtime is in the state its resources start in, when that is one a
+   * runtime-wide command can ask for */
+  a->runtime_state = g_strdup(g_str_equal(o->initial_state, "paused") ? "paused" : "running");
   a->cmd_topic = ctl_topic_commands(o->topic_prefix, o->runtime);
   a->fb_topic = ctl_topic_feedback(o->topic_prefix, o->runtime);
   if (strlen(a->cmd_topic) > KAFKA_TOPIC_MAX || strlen(a->fb_topic) > KAFKA_TOPIC_MAX)
@@ -496,6 +503,48 @@ claim_resource(Agent *a, const char *resource)
   return TRUE;
 }
 
+/* CMD applied to RESOURCE as VERB (a copy: the id and issuer are CMD's). */
+static void
+apply_as(Agent *a, const CtlCommandMsg *cmd, const char *resource, const char *verb)
+{
+  CtlCommandMsg one = *cmd;
+  one.resource = (char *) resource;
+  one.verb = (char *) verb;
+  apply_command(a, &one);
+}
+
+/* A runtime-wide command: the runtime's state, applied to every resource
+ * that has none of its own; each reports with the command's id. */
+static void
+apply_runtime_wide(Agent *a, const CtlCommandMsg *cmd)
+{
+  g_free(a->runtime_state);
+  a->runtime_state = g_strdup(ctl_verb_target(cmd->verb));
+  g_autofree gpointer *names = g_hash_table_get_keys_as_array(a->states, NULL);
+  guint followers = 0;
+  for (guint i = 0; names[i]; i++)
+    if (!g_hash_table_contains(a->overrides, names[i])) {
+      apply_as(a, cmd, names[i], cmd->verb);
+      followers++;
+    }
+  g_message("runtime-wide id=%s verb=%s state=%s resources=%u", cmd->id, cmd->verb,
+            a->runtime_state, followers);
+}
+
+/* A command to one resource: inherit makes it follow the runtime's state
+ * again; any other verb gives it a state of its own. */
+static void
+apply_resource(Agent *a, const CtlCommandMsg *cmd)
+{
+  if (g_strcmp0(cmd->verb, CTL_VERB_INHERIT) != 0) {
+    g_hash_table_add(a->overrides, g_strdup(cmd->resource));
+    apply_command(a, cmd);
+    return;
+  }
+  g_hash_table_remove(a->overrides, cmd->resource);
+  apply_as(a, cmd, cmd->resource, g_strcmp0(a->runtime_state, "paused") == 0 ? "pause" : "resume");
+}
+
 static void
 handle_command(Agent *a, const CtlCommandMsg *cmd)
 {
@@ -503,12 +552,13 @@ handle_command(Agent *a, const CtlCommandMsg *cmd)
     g_message("skipped id=%s: runtime %s is not %s", cmd->id, cmd->runtime, a->opt.runtime);
     return;
   }
-  if (!claim_resource(a, cmd->resource)) {
+  if (cmd->resource && !claim_resource(a, cmd->resource)) {
     g_message("skipped id=%s: resource %s is not handled here", cmd->id, cmd->resource);
     return;
   }
+  const char *resource = cmd->resource ? cmd->resource : "*";
   if (g_hash_table_contains(a->seen, cmd->id)) {
-    g_message("duplicate id=%s resource=%s verb=%s: not applied again", cmd->id, cmd->resource, cmd->verb);
+    g_message("duplicate id=%s resource=%s verb=%s: not applied again", cmd->id, resource, cmd->verb);
     return;
   }
   g_hash_table_add(a->seen, g_strdup(cmd->id));
@@ -516,11 +566,15 @@ handle_command(Agent *a, const CtlCommandMsg *cmd)
   if (cmd->expires_at_ms != 0 && ctl_now_ms() > cmd->expires_at_ms) {
     char when[CTL_TIME_LEN];
     g_message("expired id=%s resource=%s verb=%s expires_at=%s: not applied", cmd->id,
-              cmd->resource, cmd->verb, ctl_time_format(cmd->expires_at_ms, when));
-    publish(a, cmd->resource, cmd->id, "command expired before it was received", FALSE);
+              resource, cmd->verb, ctl_time_format(cmd->expires_at_ms, when));
+    if (cmd->resource)
+      publish(a, cmd->resource, cmd->id, "command expired before it was received", FALSE);
     return;
   }
-  apply_command(a, cmd);
+  if (cmd->resource)
+    apply_resource(a, cmd);
+  else
+    apply_runtime_wide(a, cmd);
 }
 
 /* A version we do not know may mean a format we do not know; no header at all
@@ -975,6 +1029,8 @@ agent_init(Agent *a)
 {
   memset(a, 0, sizeof *a);
   a->states = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  a->overrides = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+
   a->seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
   a->positions = g_array_new(FALSE, FALSE, sizeof(Position));
   a->loop = g_main_loop_new(NULL, FALSE);
@@ -1012,6 +1068,8 @@ agent_clear(Agent *a)
   g_clear_handle_id(&a->sigterm, g_source_remove);
   g_clear_handle_id(&a->sigint, g_source_remove);
   g_hash_table_unref(a->states);
+  g_hash_table_unref(a->overrides);
+  g_free(a->runtime_state);
   g_hash_table_unref(a->seen);
   g_array_unref(a->positions);
   g_main_loop_unref(a->loop);

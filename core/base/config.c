@@ -14,7 +14,7 @@
 static const char *const keys[] = {
   "brokers", "db", "topic-prefix", "write-mode", "ack-timeout-ms", "stale-after-ms",
   "admin-group", "discover-max", "backend", "dialect", "expire-after-ms", "expire",
-  "rama-cli", "rama-timeout-ms", "rama-refresh-ms", NULL,
+  "rama-cli", "rama-timeout-ms", "rama-refresh-ms", "initial-state", NULL,
 };
 
 #define ACCESS_GROUP "access"
@@ -26,6 +26,7 @@ runtime_config_clear(CtlRuntimeConfig *rc)
   g_free(rc->dialect);
   g_free(rc->command_topic);
   g_free(rc->feedback_topic);
+  g_free(rc->initial_state);
 }
 
 static void
@@ -84,6 +85,7 @@ ctl_config_copy(CtlConfig *dst, const CtlConfig *src)
   ctl_topic_settings_copy(&dst->topics, &src->topics);
   dst->runtime_default.backend = g_strdup(src->runtime_default.backend);
   dst->runtime_default.dialect = g_strdup(src->runtime_default.dialect);
+  dst->runtime_default.initial_state = g_strdup(src->runtime_default.initial_state);
   dst->runtimes = g_hash_table_ref(src->runtimes);   /* never changed once parsed */
   dst->policy = ctl_policy_ref(src->policy);
 }
@@ -101,6 +103,27 @@ ctl_config_dialect(const CtlConfig *cfg, const char *runtime)
 {
   const CtlRuntimeConfig *rc = runtime ? g_hash_table_lookup(cfg->runtimes, runtime) : NULL;
   return rc && rc->dialect ? rc->dialect : cfg->runtime_default.dialect;
+}
+
+const char *
+ctl_config_initial_state(const CtlConfig *cfg, const char *runtime)
+{
+  const CtlRuntimeConfig *rc = runtime ? g_hash_table_lookup(cfg->runtimes, runtime) : NULL;
+  return rc && rc->initial_state ? rc->initial_state : cfg->runtime_default.initial_state;
+}
+
+static gboolean G_GNUC_PRINTF(4, 5)
+bad_value(GError **error, const char *key, const char *value, const char *fmt, ...);
+
+/* initial-state=: a state a runtime-wide command can ask for. */
+static gboolean
+set_initial_state(char **field, const char *key, const char *value, GError **error)
+{
+  if (g_strcmp0(value, "paused") != 0 && g_strcmp0(value, "running") != 0)
+    return bad_value(error, key, value, "expected paused or running");
+  g_free(*field);
+  *field = g_strdup(value);
+  return TRUE;
 }
 
 char *
@@ -229,6 +252,8 @@ ctl_config_set(CtlConfig *cfg, const char *key, const char *value, GError **erro
     return set_name(&cfg->runtime_default.backend, k, value, error);
   } else if (strcmp(k, "dialect") == 0) {
     return set_name(&cfg->runtime_default.dialect, k, value, error);
+  } else if (strcmp(k, "initial-state") == 0) {
+    return set_initial_state(&cfg->runtime_default.initial_state, k, value, error);
   } else if (strcmp(k, "expire-after-ms") == 0) {
     gint64 n;
     if (!g_ascii_string_to_signed(value, 10, 0, G_MAXINT, &n, NULL))
@@ -469,7 +494,8 @@ topics_key(CtlConfig *cfg, const char *group, const char *key, const char *value
   return ctl_topic_settings_set(&cfg->topics, key, value, error);
 }
 
-/* [runtime RT]: backend, dialect, command-topic, feedback-topic; the rest as
+/* [runtime RT]: backend, dialect, command-topic, feedback-topic,
+ * initial-state; the rest as
  * in [ctlfs]. */
 static gboolean
 runtime_key(CtlConfig *cfg, const char *group, const char *key, const char *value, gpointer data,
@@ -484,7 +510,10 @@ runtime_key(CtlConfig *cfg, const char *group, const char *key, const char *valu
     return set_topic(&rc->command_topic, key, value, error);
   if (strcmp(key, "feedback-topic") == 0)
     return set_topic(&rc->feedback_topic, key, value, error);
-  return unknown_key(error, group, key, "backend, dialect, command-topic, feedback-topic");
+  if (strcmp(key, "initial-state") == 0)
+    return set_initial_state(&rc->initial_state, key, value, error);
+  return unknown_key(error, group, key,
+                     "backend, dialect, command-topic, feedback-topic, initial-state");
 }
 
 static gboolean

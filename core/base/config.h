@@ -17,6 +17,9 @@ typedef struct {
   /* Its topics, when not PREFIX.RT.commands / PREFIX.RT.feedback (NULL):
    * the topics an existing deployment already uses. */
   char *command_topic, *feedback_topic;
+  /* initial-state=: the runtime's desired state until a command to the
+   * runtime sets it, paused or running (NULL: its backend's default). */
+  char *initial_state;
 } CtlRuntimeConfig;
 
 typedef struct {
@@ -55,6 +58,9 @@ const char *ctl_config_dialect(const CtlConfig *cfg, const char *runtime);
  * [runtime RUNTIME] command-topic= / feedback-topic=, else PREFIX.RT.commands
  * / PREFIX.RT.feedback. Newly allocated. */
 char       *ctl_config_topic(const CtlConfig *cfg, const char *runtime, gboolean feedback);
+/* Runtime RUNTIME's initial-state= ([runtime RUNTIME], else [ctlfs]); NULL
+ * when neither says: its backend decides. */
+const char *ctl_config_initial_state(const CtlConfig *cfg, const char *runtime);
 
 /* KEY as in the config file's [ctlfs] group (dashes or underscores). Returns
  * the canonical name, or NULL when KEY is not a setting. */

@@ -15,9 +15,13 @@ static const char readme_text[] =
   "  log                 every event, oldest first (tail -f works)\n"
   "  metrics             Prometheus text format\n"
   "  runtimes/RT/        mkdir declares a runtime, rmdir forgets it\n"
+  "    state             the runtime's own state: echo pause > state pauses every\n"
+  "                      resource that follows it (one command)\n"
+  "    observed          what its resources report: one state, or mixed\n"
   "    status, log       topics, resource counts by observed state, events\n"
   "    RES/              mkdir declares a resource of the runtime\n"
-  "      state           desired state; write a verb: echo pause > state\n"
+  "      state           desired state; write a verb: echo pause > state;\n"
+  "                      inherit: follow the runtime's state again\n"
   "      observed        what the runtime last reported (or stale/unknown)\n"
   "      status          key: value lines: desired, observed, pending, last command\n"
   "      log             this resource's commands and reports\n"
@@ -107,6 +111,8 @@ ctl_attr_show_leaf_status(CtlEngine *e, CtlObject *obj, GString *out)
     ctl_status_kv(out, "heartbeat_age_ms", NULL);
   /* What the runtime last said, which `observed` hides once it is stale. */
   ctl_status_kv(out, "reported", obj->observed);
+  if (obj->kind == CTL_KIND_RESOURCE && b && b->runtime_state)
+    ctl_status_kv(out, "state_source", ctl_engine_override(e, obj) ? "override" : "runtime");
   if (b && b->status)
     b->status(e, obj, out);
 }
@@ -117,6 +123,17 @@ show_runtime_status(CtlEngine *e, CtlObject *rt, GString *out)
   const CtlBackend *b = ctl_engine_runtime_backend(e, rt->name);
   ctl_status_kv(out, "backend", b->backend);
   ctl_status_kv(out, "dialect", b->dialect);
+  ctl_status_kv(out, "desired", b->runtime_state ? ctl_engine_runtime_desired(e, rt) : NULL);
+  ctl_status_kv(out, "observed", ctl_engine_runtime_observed(e, rt));
+  ctl_status_kv(out, "pending", rt->pending);
+  char *last = rt->last_cmd_id ? g_strdup_printf("%s %s %s", rt->last_cmd_id,
+                                                 rt->last_cmd_verb, rt->last_cmd_result)
+                               : NULL;
+  ctl_status_kv(out, "last_command", last);
+  g_free(last);
+  char *err = rt->last_error ? g_strdelimit(g_strdup(rt->last_error), "\n\r", ' ') : NULL;
+  ctl_status_kv(out, "last_error", err);
+  g_free(err);
   ctl_status_kv(out, "command_topic", rt->command_topic);
   ctl_status_kv(out, "feedback_topic", rt->feedback_topic);
   ctl_status_kv(out, "command_topic_check", ctl_engine_topic_check(e, rt->command_topic));
@@ -212,7 +229,22 @@ static const CtlAttr root_attrs[] = {
   { .name = "metrics", .mode = S_IFREG | 0444, .show = show_metrics },
 };
 
+static void
+show_runtime_state(CtlEngine *e, CtlObject *rt, GString *out)
+{
+  g_string_append_printf(out, "%s\n", ctl_engine_runtime_desired(e, rt));
+}
+
+static void
+show_runtime_observed(CtlEngine *e, CtlObject *rt, GString *out)
+{
+  g_string_append_printf(out, "%s\n", ctl_engine_runtime_observed(e, rt));
+}
+
 static const CtlAttr runtime_attrs[] = {
+  { .name = "state", .mode = S_IFREG | 0664, .show = show_runtime_state,
+    .store = ctl_attr_store_command },
+  { .name = "observed", .mode = S_IFREG | 0444, .show = show_runtime_observed },
   { .name = "status", .mode = S_IFREG | 0444, .show = show_runtime_status },
   CTL_ATTR_LOG,
 };

@@ -40,6 +40,10 @@ struct CtlBackend {
   /* Runtime backends: the desired state of a runtime never commanded
    * (NULL: running); a runtime's `initial-state=` setting overrides it. */
   const char *initial_state;
+  /* Runtime backends: does `runtimes/RT/state` take pause and resume, one
+   * command for every resource that follows the runtime (and `inherit` a
+   * resource's)? */
+  gboolean    runtime_state;
 
   /* The verbs its `state` files take (NULL-terminated), and the states on
    * the way ({NULL} ends the table). */

@@ -39,13 +39,17 @@ WAIT_TIMEOUT = 15.0 * SLOW       # default for wait_until
 
 RESOURCE_STATUS_KEYS = ["desired", "observed", "observed_at", "pending",
                         "last_command", "last_error", "heartbeat_age_ms", "reported"]
-RUNTIME_STATUS_KEYS = ["backend", "dialect", "command_topic", "feedback_topic",
+# a resource of a runtime with a runtime-wide state (ctlfs and mia dialects)
+FOLLOWER_STATUS_KEYS = RESOURCE_STATUS_KEYS + ["state_source"]
+RUNTIME_STATUS_KEYS = ["backend", "dialect", "desired", "observed", "pending",
+                       "last_command", "last_error", "command_topic", "feedback_topic",
                        "command_topic_check", "feedback_topic_check",
                        "feedback_offset", "command_offset", "resources",
                        "running", "paused", "pausing", "resuming", "starting",
                        "stopping", "stopped", "unknown", "stale",
                        "sleeping", "shutting-down",
                        "last_heartbeat", "access", "activity", "silent_ms"]
+RUNTIME_FILES = ["log", "observed", "state", "status"]   # sorted
 ROOT_STATUS_KEYS = ["version", "brokers", "broker_link", "db", "write_mode",
                     "pending_commands", "uptime_s", "tree_topic", "tree_topic_check",
                     "topics_not_as_configured", "access"]
