@@ -94,6 +94,9 @@ def test_runtime_state_round_trips_and_new_resources_follow_it(broker, ctlfs):
     os.mkdir(rt / "late")                        # declared after the pause
     assert read(rt / "late" / "state") == "paused\n"
     assert status_dict(rt / "late" / "status")["state_source"] == "runtime"
+    sh("sed -i 's/paused/running/' state", cwd=rt)   # a scratch file renamed over it
+    assert [read_word(p) for p in (rt / "state", rt / "a" / "state", rt / "late" / "state")] \
+        == ["running"] * 3
 
 
 def test_runtime_state_and_overrides_survive_a_restart(broker, ctlfs, tmp_path):
