@@ -62,11 +62,15 @@ ctl_engine_runtime_desired(CtlEngine *e, CtlObject *rt)
 
 /* The verb that decides RES's override: our newest command while one is not
  * placed in the topic yet (what the write asked for), else the newest placed
- * there, by whichever host. */
+ * there, by whichever host; after a restart, a queued command the outbox has
+ * not sent again yet is the newest. */
 static const char *
 deciding_verb(CtlObject *res)
 {
-  return res->unplaced > 0 ? res->last_cmd_verb : res->desired_verb;
+  if (res->unplaced > 0 || (g_strcmp0(res->last_cmd_result, "queued") == 0
+                            && g_strcmp0(res->last_cmd_id, res->desired_id) != 0))
+    return res->last_cmd_verb;
+  return res->desired_verb;
 }
 
 const char *
