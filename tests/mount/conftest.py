@@ -39,6 +39,8 @@ WAIT_TIMEOUT = 15.0 * SLOW       # default for wait_until
 
 RESOURCE_STATUS_KEYS = ["desired", "observed", "observed_at", "pending",
                         "last_command", "last_error", "heartbeat_age_ms", "reported"]
+# a mia runtime's resources add the ids their commands use
+MIA_RESOURCE_STATUS_KEYS = RESOURCE_STATUS_KEYS + ["mia_pipeline_id", "mia_artifact_id"]
 RUNTIME_STATUS_KEYS = ["backend", "dialect", "command_topic", "feedback_topic",
                        "command_topic_check", "feedback_topic_check",
                        "feedback_offset", "command_offset", "resources",

@@ -15,7 +15,7 @@ import json
 import os
 import re
 
-from conftest import (command_lines, declare, kcat_consume, kcat_produce, kv, read, read_word,
+from conftest import (MIA_RESOURCE_STATUS_KEYS, command_lines, parse_status, declare, kcat_consume, kcat_produce, kv, read, read_word,
                       status_dict, wait_until, write_state)
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -154,6 +154,7 @@ def test_ids_learned_from_feedback_are_used_in_commands(broker, ctlfs, agent, tm
           extra=("--dialect=mia", "--initial-state=paused", f"--mia-pipeline-id={PIPELINE_ID}"))
     wait_until(lambda: status_dict(svc / "status")["mia_artifact_id"] != "-", what="ids learned")
     st = status_dict(svc / "status")
+    assert [k for k, _ in parse_status(read(svc / "status"))] == MIA_RESOURCE_STATUS_KEYS
     assert st["mia_pipeline_id"] == PIPELINE_ID, st
     artifact = st["mia_artifact_id"]
     assert UUID_RE.match(artifact), st
