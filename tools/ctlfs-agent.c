@@ -46,6 +46,7 @@ typedef struct {
   char   *group;
   char   *initial_state;
   char   *dialect;         /* ctlfs | mia */
+  char   *mia_pipeline_id; /* --dialect=mia: the pipeline's id (default: derived) */
   int     warmup_ms;       /* a flow's start: starting this long, then running */
   int     idle_ms;         /* an ordinary flow running this long sleeps (0: never) */
   int     refresh_ms;      /* how often the command topic's partitions are counted */
@@ -100,6 +101,19 @@ typedef struct {
 static char initial_marker;
 
 /* ---- options ------------------------------------------------------------ */
+
+/* --dialect=mia: a stable id as Fast Data gives its pipelines and artifacts,
+ * a name-based UUID (version 5 layout) of KIND and NAME, the same at every
+ * start. */
+static char *
+mia_uuid(const char *kind, const char *name)
+{
+  g_autofree char *text = g_strdup_printf("ctlfs-agent/%s/%s", kind, name);
+  g_autofree char *hex = g_compute_checksum_for_string(G_CHECKSUM_SHA1, text, -1);
+  hex[12] = '5';                                     /* version */
+  hex[16] = "89ab"[g_ascii_xdigit_value(hex[16]) & 3];   /* variant */
+  return g_strdup_printf("%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+}
 
 static gboolean
 usage_error(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
@@ -181,6 +195,10 @@ check_options(Agent *a)
   /* the runtime is in the state its resources start in, when that is one a
    * runtime-wide command can ask for */
   a->runtime_state = g_strdup(g_str_equal(o->initial_state, "paused") ? "paused" : "running");
+  if (o->mia_pipeline_id && !ctl_name_valid(o->mia_pipeline_id))
+    return usage_error("--mia-pipeline-id: not a valid id ([A-Za-z0-9._-], 1-128 bytes)");
+  if (!o->mia_pipeline_id)
+    o->mia_pipeline_id = mia_uuid("pipeline", o->runtime);
   a->cmd_topic = ctl_topic_commands(o->topic_prefix, o->runtime);
   a->fb_topic = ctl_topic_feedback(o->topic_prefix, o->runtime);
   if (strlen(a->cmd_topic) > KAFKA_TOPIC_MAX || strlen(a->fb_topic) > KAFKA_TOPIC_MAX)
@@ -206,6 +224,7 @@ parse_options(Agent *a, int *argc, char ***argv)
     { "group", 0, 0, G_OPTION_ARG_STRING, &o->group, "Consumer group for offset commits (default ctlfs-agent.RT)", "ID" },
     { "initial-state", 0, 0, G_OPTION_ARG_STRING, &o->initial_state, "State reported at start (default running)", "STATE" },
     { "dialect", 0, 0, G_OPTION_ARG_STRING, &o->dialect, "Message shapes (default ctlfs)", "ctlfs|mia" },
+    { "mia-pipeline-id", 0, 0, G_OPTION_ARG_STRING, &o->mia_pipeline_id, "With --dialect=mia, the pipeline's id (default: a UUID derived from the runtime's name)", "ID" },
     { "warmup-ms", 0, 0, G_OPTION_ARG_INT, &o->warmup_ms, "With --apply=simulate, a flow's start: starting this long, then running (default 200)", "MS" },
     { "idle-ms", 0, 0, G_OPTION_ARG_INT, &o->idle_ms, "With --apply=simulate, an ordinary flow running this long sleeps; 0 never (default 0)", "MS" },
     { "partition-refresh-ms", 0, 0, G_OPTION_ARG_INT, &o->refresh_ms, "How often partitions added to the command topic are looked for (default 10000)", "MS" },
@@ -276,6 +295,14 @@ publish(Agent *a, const char *resource, const char *command_id, const char *mess
     a->initial_pending++;
 }
 
+/* The id of artifact NAME: derived from the pipeline's id and its name. */
+static char *
+mia_artifact_id(Agent *a, const char *name)
+{
+  g_autofree char *scoped = g_strdup_printf("%s/%s", a->opt.mia_pipeline_id, name);
+  return mia_uuid("artifact", scoped);
+}
+
 /* --dialect=mia: one Fast Data heartbeat with an edge per resource. */
 static void
 publish_mia(Agent *a, gboolean initial)
@@ -283,11 +310,16 @@ publish_mia(Agent *a, gboolean initial)
   g_autofree gpointer *names = g_hash_table_get_keys_as_array(a->states, NULL);
   guint n = g_hash_table_size(a->states);
   g_autofree const char **states = g_new0(const char *, n + 1);
-  for (guint i = 0; i < n; i++)
+  char **ids = g_new0(char *, n + 1);
+  for (guint i = 0; i < n; i++) {
     states[i] = g_hash_table_lookup(a->states, names[i]);
-  g_autofree char *json = ctl_mia_feedback_encode((const char *const *) names, states, n,
+    ids[i] = mia_artifact_id(a, names[i]);
+  }
+  g_autofree char *json = ctl_mia_feedback_encode((const char *const *) names,
+                                                  (const char *const *) ids, states, n,
                                                   "ctlfs-agent");
-  g_autofree char *key = ctl_mia_feedback_key(a->opt.runtime);
+  g_strfreev(ids);
+  g_autofree char *key = ctl_mia_feedback_key(a->opt.mia_pipeline_id, a->opt.runtime);
   rd_kafka_resp_err_t err = rd_kafka_producev(a->producer,
       RD_KAFKA_V_TOPIC(a->fb_topic),
       RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),   /* murmur2 of the key */
@@ -597,14 +629,18 @@ static gboolean apply_verb(Agent *a, const CtlCommandMsg *cmd, GError **error);
 
 /* --dialect=mia: a state message is the runtime's whole desired state. Each
  * of our resources goes where the override puts it, as a Fast Data workload
- * would; the ctlfs command riding along only names the id to dedup by. */
+ * would: the artifact's own override (by its id, or its name), else the
+ * pipeline's state (by id or name), else the runtime-wide top state. The
+ * ctlfs command riding along only names the id to dedup by. */
 static void
 apply_mia_state(Agent *a, const CtlMiaState *s, const char *id)
 {
   g_autofree gpointer *names = g_hash_table_get_keys_as_array(a->states, NULL);
   for (guint i = 0; names[i] != NULL; i++) {
     const char *state = g_hash_table_lookup(a->states, names[i]);
-    gboolean pause = ctl_mia_state_pauses(s, a->opt.runtime, names[i]);
+    g_autofree char *aid = mia_artifact_id(a, names[i]);
+    gboolean pause = ctl_mia_state_pauses_by_id(s, a->opt.mia_pipeline_id, a->opt.runtime, aid,
+                                                names[i]);
     CtlCommandMsg cmd = { .id = (char *) id, .runtime = a->opt.runtime, .resource = names[i],
                           .verb = pause ? "pause" : "resume" };
     const char *target = ctl_verb_target(cmd.verb);
@@ -648,10 +684,15 @@ handle_mia_message(Agent *a, const rd_kafka_message_t *m)
     g_message("expired id=%s: not applied", id);
   } else {
     g_hash_table_add(a->seen, g_strdup(id));
-    g_autoptr(GPtrArray) named = ctl_mia_state_artifacts(&s, a->opt.runtime);
-    for (guint i = 0; i < named->len; i++)
-      if (ctl_name_valid(named->pdata[i]))
-        claim_resource(a, named->pdata[i]);
+    const CtlMiaNode *p = ctl_mia_state_pipeline(&s, a->opt.mia_pipeline_id, a->opt.runtime);
+    GHashTableIter it;
+    gpointer v;
+    if (p && p->override) {
+      g_hash_table_iter_init(&it, p->override);
+      while (g_hash_table_iter_next(&it, NULL, &v))
+        if (ctl_name_valid(((CtlMiaNode *) v)->name))
+          claim_resource(a, ((CtlMiaNode *) v)->name);
+    }
     apply_mia_state(a, &s, id);
     publish_mia(a, FALSE);   /* also when nothing changed: ctlfs settles by state */
   }
@@ -1084,6 +1125,7 @@ agent_clear(Agent *a)
   g_free(o->topic_prefix);
   g_free(o->group);
   g_free(o->initial_state);
+  g_free(o->mia_pipeline_id);
   g_free(o->dialect);
   g_free(o->log_file);
 }

@@ -27,6 +27,9 @@ runtime_config_clear(CtlRuntimeConfig *rc)
   g_free(rc->command_topic);
   g_free(rc->feedback_topic);
   g_free(rc->initial_state);
+  g_free(rc->mia_pipeline_id);
+  if (rc->mia_artifact_ids)
+    g_hash_table_unref(rc->mia_artifact_ids);
 }
 
 static void
@@ -124,6 +127,20 @@ set_initial_state(char **field, const char *key, const char *value, GError **err
   g_free(*field);
   *field = g_strdup(value);
   return TRUE;
+}
+
+const char *
+ctl_config_mia_pipeline_id(const CtlConfig *cfg, const char *runtime)
+{
+  const CtlRuntimeConfig *rc = runtime ? g_hash_table_lookup(cfg->runtimes, runtime) : NULL;
+  return rc ? rc->mia_pipeline_id : NULL;
+}
+
+const char *
+ctl_config_mia_artifact_id(const CtlConfig *cfg, const char *runtime, const char *resource)
+{
+  const CtlRuntimeConfig *rc = runtime ? g_hash_table_lookup(cfg->runtimes, runtime) : NULL;
+  return rc && rc->mia_artifact_ids ? g_hash_table_lookup(rc->mia_artifact_ids, resource) : NULL;
 }
 
 char *
@@ -494,9 +511,31 @@ topics_key(CtlConfig *cfg, const char *group, const char *key, const char *value
   return ctl_topic_settings_set(&cfg->topics, key, value, error);
 }
 
+#define MIA_ARTIFACT_ID "mia-artifact-id."
+
+/* A Mia id: a UUID in practice; any 1-128 bytes of [A-Za-z0-9._-] here, as
+ * the ids ctlfs puts in its commands' keys. */
+static gboolean
+mia_id(CtlRuntimeConfig *rc, const char *key, const char *value, GError **error)
+{
+  if (!ctl_name_valid(value))
+    return bad_value(error, key, value, "expected an id (1-128 bytes of [A-Za-z0-9._-])");
+  if (strcmp(key, "mia-pipeline-id") == 0) {
+    g_free(rc->mia_pipeline_id);
+    rc->mia_pipeline_id = g_strdup(value);
+    return TRUE;
+  }
+  const char *resource = key + strlen(MIA_ARTIFACT_ID);
+  if (!ctl_name_valid(resource))
+    return bad_value(error, key, resource, "expected mia-artifact-id.RESOURCE, a valid name");
+  if (!rc->mia_artifact_ids)
+    rc->mia_artifact_ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  g_hash_table_replace(rc->mia_artifact_ids, g_strdup(resource), g_strdup(value));
+  return TRUE;
+}
+
 /* [runtime RT]: backend, dialect, command-topic, feedback-topic,
- * initial-state; the rest as
- * in [ctlfs]. */
+ * initial-state, Mia's ids; the rest as in [ctlfs]. */
 static gboolean
 runtime_key(CtlConfig *cfg, const char *group, const char *key, const char *value, gpointer data,
             GError **error)
@@ -512,8 +551,10 @@ runtime_key(CtlConfig *cfg, const char *group, const char *key, const char *valu
     return set_topic(&rc->feedback_topic, key, value, error);
   if (strcmp(key, "initial-state") == 0)
     return set_initial_state(&rc->initial_state, key, value, error);
-  return unknown_key(error, group, key,
-                     "backend, dialect, command-topic, feedback-topic, initial-state");
+  if (strcmp(key, "mia-pipeline-id") == 0 || g_str_has_prefix(key, MIA_ARTIFACT_ID))
+    return mia_id(rc, key, value, error);
+  return unknown_key(error, group, key, "backend, dialect, command-topic, feedback-topic,"
+                     " initial-state, mia-pipeline-id, " MIA_ARTIFACT_ID "RESOURCE");
 }
 
 static gboolean

@@ -619,7 +619,7 @@ ctl_engine_desire(CtlEngine *e, CtlObject *res, const char *verb, const char *id
  * shows every command. Our own come back the same way and are skipped. */
 static void
 record_peer_command(CtlEngine *e, CtlObject *res, const CtlCommandMsg *msg, gint64 offset,
-                    GError **error)
+                    const char *producer, GError **error)
 {
   CtlCaller who = { .uid = msg->uid, .pid = msg->pid, .user = msg->user, .comm = msg->comm,
                     .host = msg->host };
@@ -636,7 +636,7 @@ record_peer_command(CtlEngine *e, CtlObject *res, const CtlCommandMsg *msg, gint
   ctl_engine_desire(e, res, msg->verb, msg->id, FALSE, e->msg_partition, offset, TRUE);
   if (res->kind == CTL_KIND_RUNTIME)
     ctl_engine_runtime_fanout(e, res, msg->id);
-  char *by = ctl_caller_describe(&who);
+  char *by = producer ? g_strdup_printf("by=%s", producer) : ctl_caller_describe(&who);
   GString *d = g_string_new(NULL);
   command_details(d, msg->id, msg->verb, by, "sent");
   ctl_engine_append_position(e, d, offset);
@@ -705,6 +705,9 @@ seen_own(CtlEngine *e, CtlObject *rt, gint64 offset, const char *value, gsize le
   return TRUE;
 }
 
+static gboolean seen_foreign(CtlEngine *e, CtlObject *rt, const CtlBackend *b, gint64 offset,
+                             const char *value, gsize len);
+
 void
 ctl_engine_command_seen(CtlEngine *e, CtlObject *rt, gint64 offset, const char *value,
                         gsize len, const char *command_id)
@@ -715,7 +718,8 @@ ctl_engine_command_seen(CtlEngine *e, CtlObject *rt, gint64 offset, const char *
   GError *error = NULL;
   const CtlBackend *b = ctl_engine_runtime_backend(e, rt->name);
   if (!b->command_decode(value, len, &msg, &error)) {
-    ctl_engine_peer_skip(e, rt, offset, error->message);
+    if (!seen_foreign(e, rt, b, offset, value, len))
+      ctl_engine_peer_skip(e, rt, offset, error->message);
     g_error_free(error);
     return;
   }
@@ -743,13 +747,41 @@ ctl_engine_command_seen(CtlEngine *e, CtlObject *rt, gint64 offset, const char *
     if (res && b->peer_command)
       b->peer_command(e, res, &msg);
     if (res)
-      record_peer_command(e, res, &msg, offset, &error);
+      record_peer_command(e, res, &msg, offset, NULL, &error);
     if (error) {
       g_warning("%s: cannot record command %s: %s", msg.resource, msg.id, error->message);
       g_clear_error(&error);
     }
   }
   ctl_command_msg_clear(&msg);
+}
+
+void
+ctl_engine_peer_command(CtlEngine *e, CtlObject *res, const CtlCommandMsg *msg, gint64 offset,
+                        const char *by)
+{
+  GError *error = NULL;
+  record_peer_command(e, res, msg, offset, by, &error);
+  if (error) {
+    g_warning("%s: cannot record command %s: %s", msg->resource, msg->id, error->message);
+    g_error_free(error);
+  }
+}
+
+/* Another producer's message: the backend may read it as desired state. Its
+ * made-up id is its place in the topic, the same on every host. */
+static gboolean
+seen_foreign(CtlEngine *e, CtlObject *rt, const CtlBackend *b, gint64 offset, const char *value,
+             gsize len)
+{
+  if (!b->foreign_command)
+    return FALSE;
+  char *topic = ctl_config_topic(&e->cfg, rt->name, FALSE);
+  char *id = g_strdup_printf("%s:%d:%" G_GINT64_FORMAT, topic, e->msg_partition, offset);
+  gboolean used = b->foreign_command(e, rt, offset, value, len, id);
+  g_free(id);
+  g_free(topic);
+  return used;
 }
 
 /* Called from the feedback path when a runtime reports on command ID. */

@@ -75,6 +75,8 @@ struct CtlEngine {
    * log lines name it beside the offset, and `desired` compares offsets only
    * within one partition. */
   int         msg_partition;
+  const char *msg_key;       /* the message's key while it is handled */
+  gsize       msg_key_len;
   GHashTable *acked;         /* id -> CtlAcked*: our commands acknowledged, not yet read back */
   gsize       acked_bytes;   /* their messages' bytes kept (CTL_ACKED_BYTES_MAX at most) */
   GHashTable *inflight;      /* command id -> CtlInflight* */

@@ -275,6 +275,13 @@ ctl_engine_feedback_ctlfs(CtlEngine *e, CtlObject *rt, gint64 offset, const char
   ctl_feedback_msg_clear(&fb);
 }
 
+const char *
+ctl_engine_message_key(CtlEngine *e, gsize *len)
+{
+  *len = e->msg_key ? e->msg_key_len : 0;
+  return e->msg_key;
+}
+
 /* The runtime's backend decodes; the engine applies what it reports. */
 void
 ctl_engine_feedback_message(const char *topic, int partition, gint64 offset, const char *key,

@@ -41,6 +41,8 @@ RESOURCE_STATUS_KEYS = ["desired", "observed", "observed_at", "pending",
                         "last_command", "last_error", "heartbeat_age_ms", "reported"]
 # a resource of a runtime with a runtime-wide state (ctlfs and mia dialects)
 FOLLOWER_STATUS_KEYS = RESOURCE_STATUS_KEYS + ["state_source"]
+# a mia runtime's resources add the ids their commands use
+MIA_RESOURCE_STATUS_KEYS = FOLLOWER_STATUS_KEYS + ["mia_pipeline_id", "mia_artifact_id"]
 RUNTIME_STATUS_KEYS = ["backend", "dialect", "desired", "observed", "pending",
                        "last_command", "last_error", "command_topic", "feedback_topic",
                        "command_topic_check", "feedback_topic_check",
