@@ -88,13 +88,11 @@ kv_offsets(CtlEngine *e, GString *out, const char *key, const char *topic)
   g_string_free(v, TRUE);
 }
 
-void
-ctl_attr_show_leaf_status(CtlEngine *e, CtlObject *obj, GString *out)
+/* pending, last_command, last_error: OBJ's commands (a leaf's, or a
+ * runtime's runtime-wide ones). */
+static void
+kv_commands(GString *out, CtlObject *obj)
 {
-  const CtlBackend *b = ctl_engine_backend(e, obj);
-  ctl_status_kv(out, "desired", ctl_engine_desired(e, obj));
-  ctl_status_kv(out, "observed", ctl_engine_observed(e, obj));
-  kv_time(out, "observed_at", obj->observed_at);
   ctl_status_kv(out, "pending", obj->pending);
   char *last = obj->last_cmd_id ? g_strdup_printf("%s %s %s", obj->last_cmd_id,
                                                   obj->last_cmd_verb, obj->last_cmd_result)
@@ -105,6 +103,16 @@ ctl_attr_show_leaf_status(CtlEngine *e, CtlObject *obj, GString *out)
   char *err = obj->last_error ? g_strdelimit(g_strdup(obj->last_error), "\n\r", ' ') : NULL;
   ctl_status_kv(out, "last_error", err);
   g_free(err);
+}
+
+void
+ctl_attr_show_leaf_status(CtlEngine *e, CtlObject *obj, GString *out)
+{
+  const CtlBackend *b = ctl_engine_backend(e, obj);
+  ctl_status_kv(out, "desired", ctl_engine_desired(e, obj));
+  ctl_status_kv(out, "observed", ctl_engine_observed(e, obj));
+  kv_time(out, "observed_at", obj->observed_at);
+  kv_commands(out, obj);
   if (obj->feedback_at > 0)
     kv_int(out, "heartbeat_age_ms", MAX(0, ctl_now_ms() - obj->feedback_at));
   else
@@ -125,15 +133,7 @@ show_runtime_status(CtlEngine *e, CtlObject *rt, GString *out)
   ctl_status_kv(out, "dialect", b->dialect);
   ctl_status_kv(out, "desired", b->runtime_state ? ctl_engine_runtime_desired(e, rt) : NULL);
   ctl_status_kv(out, "observed", ctl_engine_runtime_observed(e, rt));
-  ctl_status_kv(out, "pending", rt->pending);
-  char *last = rt->last_cmd_id ? g_strdup_printf("%s %s %s", rt->last_cmd_id,
-                                                 rt->last_cmd_verb, rt->last_cmd_result)
-                               : NULL;
-  ctl_status_kv(out, "last_command", last);
-  g_free(last);
-  char *err = rt->last_error ? g_strdelimit(g_strdup(rt->last_error), "\n\r", ' ') : NULL;
-  ctl_status_kv(out, "last_error", err);
-  g_free(err);
+  kv_commands(out, rt);
   ctl_status_kv(out, "command_topic", rt->command_topic);
   ctl_status_kv(out, "feedback_topic", rt->feedback_topic);
   ctl_status_kv(out, "command_topic_check", ctl_engine_topic_check(e, rt->command_topic));
