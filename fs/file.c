@@ -17,6 +17,7 @@ typedef struct {
   guint64                 seen;   /* change count at open or last read */
   struct fuse_pollhandle *ph;     /* a poll() waiting to be woken */
   gint64                  end;    /* where the last accepted write ended, or -1 */
+  gboolean                writer; /* opened for writing */
 } Handle;
 
 static Handle *
@@ -64,9 +65,34 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
   ctl_fs_reply_open(fs, req, obj, slot, fi, NULL);
 }
 
+/* A value file truncated by `>` reads as empty, as a truncated file does,
+ * until a writer writes or the last one closes: GNU cat refuses to copy a non-empty
+ * file onto itself, and `cat state > state` is how one says "again". The
+ * value itself never changes by a truncate. */
+gboolean
+ctl_fs_emptied(CtlFs *fs, fuse_ino_t ino)
+{
+  return g_hash_table_contains(fs->emptied, GSIZE_TO_POINTER(ino));
+}
+
+static void
+count_writer(CtlFs *fs, fuse_ino_t ino, int delta)
+{
+  gpointer key = GSIZE_TO_POINTER(ino);
+  guint n = GPOINTER_TO_UINT(g_hash_table_lookup(fs->writers, key)) + delta;
+  if (n > 0) {
+    g_hash_table_insert(fs->writers, key, GUINT_TO_POINTER(n));
+    return;
+  }
+  g_hash_table_remove(fs->writers, key);
+  g_hash_table_remove(fs->emptied, key);
+}
+
 static void
 handle_free(CtlFs *fs, Handle *h)
 {
+  if (h->writer)
+    count_writer(fs, h->ino, -1);
   ctl_notify_untrack(fs->notify, h->ino, h);
   if (h->ph)
     fuse_pollhandle_destroy(h->ph);
@@ -85,6 +111,9 @@ ctl_fs_reply_open(CtlFs *fs, fuse_req_t req, CtlObject *obj, guint slot,
   h->ino = ctl_ino(obj, slot);
   h->seen = ctl_notify_seq(fs->notify, h->ino);
   h->end = -1;
+  h->writer = (fi->flags & O_ACCMODE) != O_RDONLY;
+  if (h->writer)
+    count_writer(fs, h->ino, +1);
   ctl_notify_track(fs->notify, h->ino, h);
   fi->fh = (uint64_t) (uintptr_t) h;
   fi->direct_io = 1;
@@ -186,6 +215,7 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off
     fuse_reply_err(req, ENOENT);
     return;
   }
+  g_hash_table_remove(fs->emptied, GSIZE_TO_POINTER(ino));
   if (!h->node->store) {
     fuse_reply_err(req, EACCES);
     return;
@@ -269,6 +299,10 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
     fuse_reply_err(req, node ? EACCES : EISDIR);
     return;
   }
+  /* the kernel sends an open's O_TRUNC without the handle: a writer open */
+  if ((to_set & FUSE_SET_ATTR_SIZE) && attr->st_size == 0
+      && g_hash_table_contains(fs->writers, GSIZE_TO_POINTER(ino)))
+    g_hash_table_add(fs->emptied, GSIZE_TO_POINTER(ino));
   struct stat st;
   ctl_fs_stat(fs, obj, slot, &st);
   fuse_reply_attr(req, &st, 0.0);

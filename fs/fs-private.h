@@ -35,6 +35,10 @@ struct CtlFs {
   struct timespec      mount_time;
   CtlNotify           *notify;
   CtlScratch          *scratch;
+  /* Value files truncated by a writer (a shell's `>`) that has not written
+   * or closed yet: they read as size 0 meanwhile (file.c). */
+  GHashTable          *emptied;
+  GHashTable          *writers;   /* ino -> open handles for writing */
 };
 
 /* Inode numbers: key * 16 + slot + 1, where slot 0 is the object's directory and
@@ -45,6 +49,8 @@ CtlObject  *ctl_ino_object(CtlFs *fs, fuse_ino_t ino, guint *slot);
 /* tree.c: directory operations; file.c: file operations. */
 void ctl_fs_tree_ops(struct fuse_lowlevel_ops *ops);
 void ctl_fs_file_ops(struct fuse_lowlevel_ops *ops);
+/* file.c: is INO a value file truncated by a writer not done yet? */
+gboolean   ctl_fs_emptied(CtlFs *fs, fuse_ino_t ino);
 /* Fills ST for inode (OBJ, SLOT). */
 void ctl_fs_stat(CtlFs *fs, CtlObject *obj, guint slot, struct stat *st);
 /* The object of INO, or NULL after replying ENOENT; ctl_fs_dir() also wants

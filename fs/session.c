@@ -197,6 +197,8 @@ ctl_fs_serve(CtlFs *fs, CtlEngine *engine, GMainLoop *loop, GError **error)
   fs->gid = getgid();
   fs->notify = ctl_notify_new(fs);
   fs->scratch = ctl_scratch_new(fs);
+  fs->emptied = g_hash_table_new(NULL, NULL);
+  fs->writers = g_hash_table_new(NULL, NULL);
   int fd = fuse_session_fd(fs->se);
   if (!g_unix_set_fd_nonblocking(fd, TRUE, error))
     return FALSE;
@@ -219,6 +221,8 @@ ctl_fs_free(CtlFs *fs)
   }
   ctl_notify_free(fs->notify);
   ctl_scratch_free(fs->scratch);
+  g_clear_pointer(&fs->emptied, g_hash_table_unref);
+  g_clear_pointer(&fs->writers, g_hash_table_unref);
   free(fs->buf.mem);
   g_free(fs->mountpoint);
   g_free(fs);

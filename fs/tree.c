@@ -77,7 +77,7 @@ ctl_fs_stat(CtlFs *fs, CtlObject *obj, guint slot, struct stat *st)
     /* Value files are small: their size is their current text. */
     GString *text = g_string_new(NULL);
     node->show(fs->engine, obj, text);
-    st->st_size = text->len;
+    st->st_size = ctl_fs_emptied(fs, ctl_ino(obj, slot)) ? 0 : text->len;
     g_string_free(text, TRUE);
   }
   st->st_blksize = 4096;

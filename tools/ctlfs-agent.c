@@ -47,6 +47,7 @@ typedef struct {
   char   *group;
   char   *initial_state;
   char   *dialect;         /* ctlfs | mia */
+  char   *mia_pipeline_id; /* --dialect=mia: the pipeline's id (default: derived) */
   int     warmup_ms;       /* a flow's start: starting this long, then running */
   int     idle_ms;         /* an ordinary flow running this long sleeps (0: never) */
   int     refresh_ms;      /* how often the command topic's partitions are counted */
@@ -74,6 +75,10 @@ typedef struct {
   char       *cmd_topic;
   char       *fb_topic;
   GHashTable *states;          /* resource -> state, both owned */
+  /* The runtime's own state (runtime-wide commands), and the resources with
+   * a state of their own that runtime-wide commands leave alone. */
+  char       *runtime_state;
+  GHashTable *overrides;       /* resource names (a set) */
   GHashTable *seen;            /* command ids met by this process (a set) */
   AgentFlows *flows;           /* --apply=simulate: the lifecycle runtime's flows */
   GArray     *positions;       /* Position per partition of cmd_topic assigned */
@@ -98,6 +103,19 @@ typedef struct {
 static char initial_marker;
 
 /* ---- options ------------------------------------------------------------ */
+
+/* --dialect=mia: a stable id as Fast Data gives its pipelines and artifacts,
+ * a name-based UUID (version 5 layout) of KIND and NAME, the same at every
+ * start. */
+static char *
+mia_uuid(const char *kind, const char *name)
+{
+  g_autofree char *text = g_strdup_printf("ctlfs-agent/%s/%s", kind, name);
+  g_autofree char *hex = g_compute_checksum_for_string(G_CHECKSUM_SHA1, text, -1);
+  hex[12] = '5';                                     /* version */
+  hex[16] = "89ab"[g_ascii_xdigit_value(hex[16]) & 3];   /* variant */
+  return g_strdup_printf("%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+}
 
 static gboolean
 usage_error(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
@@ -176,6 +194,13 @@ check_options(Agent *a)
   if (!g_str_equal(o->dialect, "ctlfs") && !g_str_equal(o->dialect, "mia"))
     return usage_error("--dialect must be ctlfs or mia, not \"%s\"", o->dialect);
   a->mia = g_str_equal(o->dialect, "mia");
+  /* the runtime is in the state its resources start in, when that is one a
+   * runtime-wide command can ask for */
+  a->runtime_state = g_strdup(g_str_equal(o->initial_state, "paused") ? "paused" : "running");
+  if (o->mia_pipeline_id && !ctl_name_valid(o->mia_pipeline_id))
+    return usage_error("--mia-pipeline-id: not a valid id ([A-Za-z0-9._-], 1-128 bytes)");
+  if (!o->mia_pipeline_id)
+    o->mia_pipeline_id = mia_uuid("pipeline", o->runtime);
   a->cmd_topic = ctl_topic_commands(o->topic_prefix, o->runtime);
   a->fb_topic = ctl_topic_feedback(o->topic_prefix, o->runtime);
   if (strlen(a->cmd_topic) > KAFKA_TOPIC_MAX || strlen(a->fb_topic) > KAFKA_TOPIC_MAX)
@@ -201,6 +226,7 @@ parse_options(Agent *a, int *argc, char ***argv)
     { "group", 0, 0, G_OPTION_ARG_STRING, &o->group, "Consumer group for offset commits (default ctlfs-agent.RT)", "ID" },
     { "initial-state", 0, 0, G_OPTION_ARG_STRING, &o->initial_state, "State reported at start (default running)", "STATE" },
     { "dialect", 0, 0, G_OPTION_ARG_STRING, &o->dialect, "Message shapes (default ctlfs)", "ctlfs|mia" },
+    { "mia-pipeline-id", 0, 0, G_OPTION_ARG_STRING, &o->mia_pipeline_id, "With --dialect=mia, the pipeline's id (default: a UUID derived from the runtime's name)", "ID" },
     { "warmup-ms", 0, 0, G_OPTION_ARG_INT, &o->warmup_ms, "With --apply=simulate, a flow's start: starting this long, then running (default 200)", "MS" },
     { "idle-ms", 0, 0, G_OPTION_ARG_INT, &o->idle_ms, "With --apply=simulate, an ordinary flow running this long sleeps; 0 never (default 0)", "MS" },
     { "partition-refresh-ms", 0, 0, G_OPTION_ARG_INT, &o->refresh_ms, "How often partitions added to the command topic are looked for (default 10000)", "MS" },
@@ -272,6 +298,14 @@ publish(Agent *a, const char *resource, const char *command_id, const char *mess
     a->initial_pending++;
 }
 
+/* The id of artifact NAME: derived from the pipeline's id and its name. */
+static char *
+mia_artifact_id(Agent *a, const char *name)
+{
+  g_autofree char *scoped = g_strdup_printf("%s/%s", a->opt.mia_pipeline_id, name);
+  return mia_uuid("artifact", scoped);
+}
+
 /* --dialect=mia: one Fast Data heartbeat with an edge per resource. */
 static void
 publish_mia(Agent *a, gboolean initial)
@@ -279,11 +313,16 @@ publish_mia(Agent *a, gboolean initial)
   g_autofree gpointer *names = g_hash_table_get_keys_as_array(a->states, NULL);
   guint n = g_hash_table_size(a->states);
   g_autofree const char **states = g_new0(const char *, n + 1);
-  for (guint i = 0; i < n; i++)
+  char **ids = g_new0(char *, n + 1);
+  for (guint i = 0; i < n; i++) {
     states[i] = g_hash_table_lookup(a->states, names[i]);
-  g_autofree char *json = ctl_mia_feedback_encode((const char *const *) names, states, n,
+    ids[i] = mia_artifact_id(a, names[i]);
+  }
+  g_autofree char *json = ctl_mia_feedback_encode((const char *const *) names,
+                                                  (const char *const *) ids, states, n,
                                                   "ctlfs-agent");
-  g_autofree char *key = ctl_mia_feedback_key(a->opt.runtime);
+  g_strfreev(ids);
+  g_autofree char *key = ctl_mia_feedback_key(a->opt.mia_pipeline_id, a->opt.runtime);
   rd_kafka_resp_err_t err = rd_kafka_producev(a->producer,
       RD_KAFKA_V_TOPIC(a->fb_topic),
       RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),   /* murmur2 of the key */
@@ -499,6 +538,48 @@ claim_resource(Agent *a, const char *resource)
   return TRUE;
 }
 
+/* CMD applied to RESOURCE as VERB (a copy: the id and issuer are CMD's). */
+static void
+apply_as(Agent *a, const CtlCommandMsg *cmd, const char *resource, const char *verb)
+{
+  CtlCommandMsg one = *cmd;
+  one.resource = (char *) resource;
+  one.verb = (char *) verb;
+  apply_command(a, &one);
+}
+
+/* A runtime-wide command: the runtime's state, applied to every resource
+ * that has none of its own; each reports with the command's id. */
+static void
+apply_runtime_wide(Agent *a, const CtlCommandMsg *cmd)
+{
+  g_free(a->runtime_state);
+  a->runtime_state = g_strdup(ctl_verb_target(cmd->verb));
+  g_autofree gpointer *names = g_hash_table_get_keys_as_array(a->states, NULL);
+  guint followers = 0;
+  for (guint i = 0; names[i]; i++)
+    if (!g_hash_table_contains(a->overrides, names[i])) {
+      apply_as(a, cmd, names[i], cmd->verb);
+      followers++;
+    }
+  g_message("runtime-wide id=%s verb=%s state=%s resources=%u", cmd->id, cmd->verb,
+            a->runtime_state, followers);
+}
+
+/* A command to one resource: inherit makes it follow the runtime's state
+ * again; any other verb gives it a state of its own. */
+static void
+apply_resource(Agent *a, const CtlCommandMsg *cmd)
+{
+  if (g_strcmp0(cmd->verb, CTL_VERB_INHERIT) != 0) {
+    g_hash_table_add(a->overrides, g_strdup(cmd->resource));
+    apply_command(a, cmd);
+    return;
+  }
+  g_hash_table_remove(a->overrides, cmd->resource);
+  apply_as(a, cmd, cmd->resource, g_strcmp0(a->runtime_state, "paused") == 0 ? "pause" : "resume");
+}
+
 static void
 handle_command(Agent *a, const CtlCommandMsg *cmd)
 {
@@ -506,12 +587,13 @@ handle_command(Agent *a, const CtlCommandMsg *cmd)
     g_message("skipped id=%s: runtime %s is not %s", cmd->id, cmd->runtime, a->opt.runtime);
     return;
   }
-  if (!claim_resource(a, cmd->resource)) {
+  if (cmd->resource && !claim_resource(a, cmd->resource)) {
     g_message("skipped id=%s: resource %s is not handled here", cmd->id, cmd->resource);
     return;
   }
+  const char *resource = cmd->resource ? cmd->resource : "*";
   if (g_hash_table_contains(a->seen, cmd->id)) {
-    g_message("duplicate id=%s resource=%s verb=%s: not applied again", cmd->id, cmd->resource, cmd->verb);
+    g_message("duplicate id=%s resource=%s verb=%s: not applied again", cmd->id, resource, cmd->verb);
     return;
   }
   g_hash_table_add(a->seen, g_strdup(cmd->id));
@@ -519,11 +601,15 @@ handle_command(Agent *a, const CtlCommandMsg *cmd)
   if (cmd->expires_at_ms != 0 && ctl_now_ms() > cmd->expires_at_ms) {
     char when[CTL_TIME_LEN];
     g_message("expired id=%s resource=%s verb=%s expires_at=%s: not applied", cmd->id,
-              cmd->resource, cmd->verb, ctl_time_format(cmd->expires_at_ms, when));
-    publish(a, cmd->resource, cmd->id, "command expired before it was received", FALSE);
+              resource, cmd->verb, ctl_time_format(cmd->expires_at_ms, when));
+    if (cmd->resource)
+      publish(a, cmd->resource, cmd->id, "command expired before it was received", FALSE);
     return;
   }
-  apply_command(a, cmd);
+  if (cmd->resource)
+    apply_resource(a, cmd);
+  else
+    apply_runtime_wide(a, cmd);
 }
 
 /* A version we do not know may mean a format we do not know; no header at all
@@ -546,14 +632,18 @@ static gboolean apply_verb(Agent *a, const CtlCommandMsg *cmd, GError **error);
 
 /* --dialect=mia: a state message is the runtime's whole desired state. Each
  * of our resources goes where the override puts it, as a Fast Data workload
- * would; the ctlfs command riding along only names the id to dedup by. */
+ * would: the artifact's own override (by its id, or its name), else the
+ * pipeline's state (by id or name), else the runtime-wide top state. The
+ * ctlfs command riding along only names the id to dedup by. */
 static void
 apply_mia_state(Agent *a, const CtlMiaState *s, const char *id)
 {
   g_autofree gpointer *names = g_hash_table_get_keys_as_array(a->states, NULL);
   for (guint i = 0; names[i] != NULL; i++) {
     const char *state = g_hash_table_lookup(a->states, names[i]);
-    gboolean pause = ctl_mia_state_pauses(s, a->opt.runtime, names[i]);
+    g_autofree char *aid = mia_artifact_id(a, names[i]);
+    gboolean pause = ctl_mia_state_pauses_by_id(s, a->opt.mia_pipeline_id, a->opt.runtime, aid,
+                                                names[i]);
     CtlCommandMsg cmd = { .id = (char *) id, .runtime = a->opt.runtime, .resource = names[i],
                           .verb = pause ? "pause" : "resume" };
     const char *target = ctl_verb_target(cmd.verb);
@@ -597,10 +687,15 @@ handle_mia_message(Agent *a, const rd_kafka_message_t *m)
     g_message("expired id=%s: not applied", id);
   } else {
     g_hash_table_add(a->seen, g_strdup(id));
-    g_autoptr(GPtrArray) named = ctl_mia_state_artifacts(&s, a->opt.runtime);
-    for (guint i = 0; i < named->len; i++)
-      if (ctl_name_valid(named->pdata[i]))
-        claim_resource(a, named->pdata[i]);
+    const CtlMiaNode *p = ctl_mia_state_pipeline(&s, a->opt.mia_pipeline_id, a->opt.runtime);
+    GHashTableIter it;
+    gpointer v;
+    if (p && p->override) {
+      g_hash_table_iter_init(&it, p->override);
+      while (g_hash_table_iter_next(&it, NULL, &v))
+        if (ctl_name_valid(((CtlMiaNode *) v)->name))
+          claim_resource(a, ((CtlMiaNode *) v)->name);
+    }
     apply_mia_state(a, &s, id);
     publish_mia(a, FALSE);   /* also when nothing changed: ctlfs settles by state */
   }
@@ -1040,6 +1135,8 @@ agent_init(Agent *a)
 {
   memset(a, 0, sizeof *a);
   a->states = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  a->overrides = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+
   a->seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
   a->positions = g_array_new(FALSE, FALSE, sizeof(Position));
   a->loop = g_main_loop_new(NULL, FALSE);
@@ -1077,6 +1174,8 @@ agent_clear(Agent *a)
   g_clear_handle_id(&a->sigterm, g_source_remove);
   g_clear_handle_id(&a->sigint, g_source_remove);
   g_hash_table_unref(a->states);
+  g_hash_table_unref(a->overrides);
+  g_free(a->runtime_state);
   g_hash_table_unref(a->seen);
   g_array_unref(a->positions);
   g_main_loop_unref(a->loop);
@@ -1091,6 +1190,7 @@ agent_clear(Agent *a)
   g_free(o->topic_prefix);
   g_free(o->group);
   g_free(o->initial_state);
+  g_free(o->mia_pipeline_id);
   g_free(o->dialect);
   g_free(o->log_file);
 }

@@ -14,7 +14,8 @@
 static const char *const keys[] = {
   "brokers", "db", "topic-prefix", "write-mode", "ack-timeout-ms", "stale-after-ms",
   "admin-group", "discover-max", "backend", "dialect", "expire-after-ms", "expire",
-  "rama-cli", "rama-timeout-ms", "rama-refresh-ms", "reconcile", "reconcile-attempts", NULL,
+  "rama-cli", "rama-timeout-ms", "rama-refresh-ms", "initial-state", "reconcile",
+  "reconcile-attempts", NULL,
 };
 
 #define ACCESS_GROUP "access"
@@ -26,6 +27,10 @@ runtime_config_clear(CtlRuntimeConfig *rc)
   g_free(rc->dialect);
   g_free(rc->command_topic);
   g_free(rc->feedback_topic);
+  g_free(rc->initial_state);
+  g_free(rc->mia_pipeline_id);
+  if (rc->mia_artifact_ids)
+    g_hash_table_unref(rc->mia_artifact_ids);
 }
 
 static void
@@ -87,6 +92,7 @@ ctl_config_copy(CtlConfig *dst, const CtlConfig *src)
   ctl_topic_settings_copy(&dst->topics, &src->topics);
   dst->runtime_default.backend = g_strdup(src->runtime_default.backend);
   dst->runtime_default.dialect = g_strdup(src->runtime_default.dialect);
+  dst->runtime_default.initial_state = g_strdup(src->runtime_default.initial_state);
   dst->runtimes = g_hash_table_ref(src->runtimes);   /* never changed once parsed */
   dst->policy = ctl_policy_ref(src->policy);
 }
@@ -126,6 +132,41 @@ ctl_reconcile_name(CtlReconcile mode)
 {
   static const char *const names[] = { "-", "off", "report", "resend" };
   return mode <= CTL_RECONCILE_RESEND ? names[mode] : "-";
+}
+
+const char *
+ctl_config_initial_state(const CtlConfig *cfg, const char *runtime)
+{
+  const CtlRuntimeConfig *rc = runtime ? g_hash_table_lookup(cfg->runtimes, runtime) : NULL;
+  return rc && rc->initial_state ? rc->initial_state : cfg->runtime_default.initial_state;
+}
+
+static gboolean G_GNUC_PRINTF(4, 5)
+bad_value(GError **error, const char *key, const char *value, const char *fmt, ...);
+
+/* initial-state=: a state a runtime-wide command can ask for. */
+static gboolean
+set_initial_state(char **field, const char *key, const char *value, GError **error)
+{
+  if (g_strcmp0(value, "paused") != 0 && g_strcmp0(value, "running") != 0)
+    return bad_value(error, key, value, "expected paused or running");
+  g_free(*field);
+  *field = g_strdup(value);
+  return TRUE;
+}
+
+const char *
+ctl_config_mia_pipeline_id(const CtlConfig *cfg, const char *runtime)
+{
+  const CtlRuntimeConfig *rc = runtime ? g_hash_table_lookup(cfg->runtimes, runtime) : NULL;
+  return rc ? rc->mia_pipeline_id : NULL;
+}
+
+const char *
+ctl_config_mia_artifact_id(const CtlConfig *cfg, const char *runtime, const char *resource)
+{
+  const CtlRuntimeConfig *rc = runtime ? g_hash_table_lookup(cfg->runtimes, runtime) : NULL;
+  return rc && rc->mia_artifact_ids ? g_hash_table_lookup(rc->mia_artifact_ids, resource) : NULL;
 }
 
 char *
@@ -265,6 +306,8 @@ ctl_config_set(CtlConfig *cfg, const char *key, const char *value, GError **erro
     return set_name(&cfg->runtime_default.backend, k, value, error);
   } else if (strcmp(k, "dialect") == 0) {
     return set_name(&cfg->runtime_default.dialect, k, value, error);
+  } else if (strcmp(k, "initial-state") == 0) {
+    return set_initial_state(&cfg->runtime_default.initial_state, k, value, error);
   } else if (strcmp(k, "expire-after-ms") == 0) {
     gint64 n;
     if (!g_ascii_string_to_signed(value, 10, 0, G_MAXINT, &n, NULL))
@@ -509,9 +552,32 @@ topics_key(CtlConfig *cfg, const char *group, const char *key, const char *value
   return ctl_topic_settings_set(&cfg->topics, key, value, error);
 }
 
-/* [runtime RT]: backend, dialect, command-topic, feedback-topic, reconcile,
- * reconcile-attempts; the rest as
- * in [ctlfs]. */
+#define MIA_ARTIFACT_ID "mia-artifact-id."
+
+/* A Mia id: a UUID in practice; any 1-128 bytes of [A-Za-z0-9._-] here, as
+ * the ids ctlfs puts in its commands' keys. */
+static gboolean
+mia_id(CtlRuntimeConfig *rc, const char *key, const char *value, GError **error)
+{
+  if (!ctl_name_valid(value))
+    return bad_value(error, key, value, "expected an id (1-128 bytes of [A-Za-z0-9._-])");
+  if (strcmp(key, "mia-pipeline-id") == 0) {
+    g_free(rc->mia_pipeline_id);
+    rc->mia_pipeline_id = g_strdup(value);
+    return TRUE;
+  }
+  const char *resource = key + strlen(MIA_ARTIFACT_ID);
+  if (!ctl_name_valid(resource))
+    return bad_value(error, key, resource, "expected mia-artifact-id.RESOURCE, a valid name");
+  if (!rc->mia_artifact_ids)
+    rc->mia_artifact_ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  g_hash_table_replace(rc->mia_artifact_ids, g_strdup(resource), g_strdup(value));
+  return TRUE;
+}
+
+/* [runtime RT]: backend, dialect, command-topic, feedback-topic,
+ * initial-state, Mia's ids, reconcile, reconcile-attempts; the rest as in
+ * [ctlfs]. */
 static gboolean
 runtime_key(CtlConfig *cfg, const char *group, const char *key, const char *value, gpointer data,
             GError **error)
@@ -525,11 +591,16 @@ runtime_key(CtlConfig *cfg, const char *group, const char *key, const char *valu
     return set_topic(&rc->command_topic, key, value, error);
   if (strcmp(key, "feedback-topic") == 0)
     return set_topic(&rc->feedback_topic, key, value, error);
+  if (strcmp(key, "initial-state") == 0)
+    return set_initial_state(&rc->initial_state, key, value, error);
+  if (strcmp(key, "mia-pipeline-id") == 0 || g_str_has_prefix(key, MIA_ARTIFACT_ID))
+    return mia_id(rc, key, value, error);
   if (strcmp(key, "reconcile") == 0)
     return set_reconcile(&rc->reconcile, key, value, error);
   if (strcmp(key, "reconcile-attempts") == 0)
     return set_int(&rc->reconcile_attempts, key, value, error);
   return unknown_key(error, group, key, "backend, dialect, command-topic, feedback-topic,"
+                     " initial-state, mia-pipeline-id, " MIA_ARTIFACT_ID "RESOURCE,"
                      " reconcile, reconcile-attempts");
 }
 

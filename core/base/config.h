@@ -25,6 +25,14 @@ typedef struct {
   /* Its topics, when not PREFIX.RT.commands / PREFIX.RT.feedback (NULL):
    * the topics an existing deployment already uses. */
   char *command_topic, *feedback_topic;
+  /* initial-state=: the runtime's desired state until a command to the
+   * runtime sets it, paused or running (NULL: its backend's default). */
+  char *initial_state;
+  /* dialect=mia: Mia's ids of the runtime's pipeline and of artifacts not
+   * yet heard of (mia-pipeline-id=ID, mia-artifact-id.RESOURCE=ID); ids
+   * learned from feedback take their place. NULL when not given. */
+  char       *mia_pipeline_id;
+  GHashTable *mia_artifact_ids;   /* resource name -> id */
   CtlReconcile reconcile;     /* reconcile= (DEFAULT: [ctlfs]'s) */
   int   reconcile_attempts;   /* reconcile-attempts= (0: [ctlfs]'s) */
 } CtlRuntimeConfig;
@@ -61,10 +69,17 @@ void     ctl_config_copy(CtlConfig *dst, const CtlConfig *src);
  * [ctlfs] or the command line (--backend, --dialect). */
 const char *ctl_config_backend(const CtlConfig *cfg, const char *runtime);
 const char *ctl_config_dialect(const CtlConfig *cfg, const char *runtime);
+/* [runtime RT] mia-pipeline-id= and mia-artifact-id.RESOURCE=, or NULL. */
+const char *ctl_config_mia_pipeline_id(const CtlConfig *cfg, const char *runtime);
+const char *ctl_config_mia_artifact_id(const CtlConfig *cfg, const char *runtime,
+                                       const char *resource);
 /* Runtime RUNTIME's command topic (FEEDBACK: its feedback topic): its
  * [runtime RUNTIME] command-topic= / feedback-topic=, else PREFIX.RT.commands
  * / PREFIX.RT.feedback. Newly allocated. */
 char       *ctl_config_topic(const CtlConfig *cfg, const char *runtime, gboolean feedback);
+/* Runtime RUNTIME's initial-state= ([runtime RUNTIME], else [ctlfs]); NULL
+ * when neither says: its backend decides. */
+const char *ctl_config_initial_state(const CtlConfig *cfg, const char *runtime);
 /* Runtime RUNTIME's reconcile mode and its re-sends per drift, at most:
  * [runtime RUNTIME], else [ctlfs] or -o (default resend, 5 attempts). */
 CtlReconcile ctl_config_reconcile(const CtlConfig *cfg, const char *runtime);

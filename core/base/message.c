@@ -75,7 +75,10 @@ ctl_command_msg_encode(const CtlCommandMsg *msg)
   json_t *obj = json_object();
   set_text(obj, "id", msg->id);
   set_text(obj, "runtime", msg->runtime);
-  set_text(obj, "resource", msg->resource);
+  if (msg->resource)
+    set_text(obj, "resource", msg->resource);
+  else
+    set_text(obj, "scope", "runtime");   /* a runtime-wide command names no resource */
   set_text(obj, "verb", msg->verb);
   set_time(obj, "issued_at", msg->issued_at_ms);
   if (msg->expires_at_ms != 0)
@@ -250,17 +253,42 @@ get_mode(json_t *obj, CtlCommandMsg *out, GError **error)
   return TRUE;
 }
 
+/* "scope": absent or "resource" (a command to one resource, named), or
+ * "runtime" (the runtime's own state: no resource; pause or resume). */
+static gboolean
+get_target(json_t *obj, CtlCommandMsg *out, GError **error)
+{
+  char *scope = NULL;
+  if (!get_string(obj, "scope", FALSE, &scope, error))
+    return FALSE;
+  gboolean runtime_wide = g_strcmp0(scope, "runtime") == 0;
+  gboolean known = scope == NULL || runtime_wide || strcmp(scope, "resource") == 0;
+  g_free(scope);
+  if (!known)
+    return field_error(error, CTL_MESSAGE_ERROR_VALUE, "scope", "not one of resource, runtime");
+  if (!runtime_wide)
+    return get_name(obj, "resource", &out->resource, error);
+  if (json_object_get(obj, "resource") != NULL)
+    return field_error(error, CTL_MESSAGE_ERROR_FIELD, "resource",
+                       "not allowed in a runtime-wide command");
+  return TRUE;
+}
+
 static gboolean
 decode_command(json_t *obj, CtlCommandMsg *out, GError **error)
 {
   if (!get_uuid(obj, "id", TRUE, &out->id, error)
       || !get_name(obj, "runtime", &out->runtime, error)
-      || !get_name(obj, "resource", &out->resource, error)
+      || !get_target(obj, out, error)
       || !get_string(obj, "verb", TRUE, &out->verb, error))
     return FALSE;
-  if (!ctl_verb_valid(out->verb))
+  if (!ctl_verb_valid(out->verb) && g_strcmp0(out->verb, "inherit") != 0)
     return field_error(error, CTL_MESSAGE_ERROR_VALUE, "verb",
-                       "not one of pause, resume, start, stop");
+                       "not one of pause, resume, start, stop, inherit");
+  if (out->resource == NULL && g_strcmp0(out->verb, "pause") != 0
+      && g_strcmp0(out->verb, "resume") != 0)
+    return field_error(error, CTL_MESSAGE_ERROR_VALUE, "verb",
+                       "a runtime-wide command is pause or resume");
   return get_time(obj, "issued_at", TRUE, &out->issued_at_ms, error)
       && get_time(obj, "expires_at", FALSE, &out->expires_at_ms, error)
       && get_issued_by(obj, out, error)

@@ -29,8 +29,10 @@ typedef enum {
 typedef struct {
   char  *id;             /* UUID (v7), required */
   char  *runtime;        /* valid name, required */
-  char  *resource;       /* valid name, required */
-  char  *verb;           /* pause|resume|start|stop, required */
+  char  *resource;       /* valid name; NULL in a runtime-wide command ("scope":
+                            "runtime"), which sets the runtime's own state */
+  char  *verb;           /* pause|resume|start|stop, or inherit (a resource
+                            follows its runtime again); runtime-wide: pause|resume */
   gint64 issued_at_ms;   /* "issued_at", RFC 3339 UTC ms, required */
   gint64 expires_at_ms;  /* "expires_at", optional (0 = absent): an agent must not
                             apply a command received after this time (durable mode

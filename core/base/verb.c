@@ -54,8 +54,11 @@ ctl_verb_parse(const char *buf, gsize len, char **reason)
   for (gsize i = 0; i < G_N_ELEMENTS(states); i++)
     if (is(buf, len, states[i].state))
       return states[i].verb;
+  if (is(buf, len, CTL_VERB_INHERIT))
+    return CTL_VERB_INHERIT;
   *reason = g_strdup("unknown verb (expected pause, resume, start or stop, "
-                     "or the state to be in: paused, running or stopped)");
+                     "the state to be in: paused, running or stopped, "
+                     "or inherit to follow the runtime's state)");
   return NULL;
 }
 

@@ -3,6 +3,10 @@
 #pragma once
 #include <glib.h>
 
+/* The verb that makes a resource follow its runtime's state again (clears
+ * its override); it asks for no state of its own (ctl_verb_target: NULL). */
+#define CTL_VERB_INHERIT "inherit"
+
 /* Parses the whole value of a `state` write: a verb, or the state to be in
  * (paused, running, stopped: what `state` reads), optionally followed by one
  * "\n". Returns the canonical verb (static string; a state gives pause,

@@ -15,9 +15,13 @@ static const char readme_text[] =
   "  log                 every event, oldest first (tail -f works)\n"
   "  metrics             Prometheus text format\n"
   "  runtimes/RT/        mkdir declares a runtime, rmdir forgets it\n"
+  "    state             the runtime's own state: echo pause > state pauses every\n"
+  "                      resource that follows it (one command)\n"
+  "    observed          what its resources report: one state, or mixed\n"
   "    status, log       topics, resource counts by observed state, events\n"
   "    RES/              mkdir declares a resource of the runtime\n"
-  "      state           desired state; write a verb: echo pause > state\n"
+  "      state           desired state; write a verb: echo pause > state;\n"
+  "                      inherit: follow the runtime's state again\n"
   "      observed        what the runtime last reported (or stale/unknown)\n"
   "      status          key: value lines: desired, observed, pending, last command\n"
   "      log             this resource's commands and reports\n"
@@ -84,13 +88,11 @@ kv_offsets(CtlEngine *e, GString *out, const char *key, const char *topic)
   g_string_free(v, TRUE);
 }
 
-void
-ctl_attr_show_leaf_status(CtlEngine *e, CtlObject *obj, GString *out)
+/* pending, last_command, last_error: OBJ's commands (a leaf's, or a
+ * runtime's runtime-wide ones). */
+static void
+kv_commands(GString *out, CtlObject *obj)
 {
-  const CtlBackend *b = ctl_engine_backend(e, obj);
-  ctl_status_kv(out, "desired", ctl_engine_desired(e, obj));
-  ctl_status_kv(out, "observed", ctl_engine_observed(e, obj));
-  kv_time(out, "observed_at", obj->observed_at);
   ctl_status_kv(out, "pending", obj->pending);
   char *last = obj->last_cmd_id ? g_strdup_printf("%s %s %s", obj->last_cmd_id,
                                                   obj->last_cmd_verb, obj->last_cmd_result)
@@ -101,12 +103,24 @@ ctl_attr_show_leaf_status(CtlEngine *e, CtlObject *obj, GString *out)
   char *err = obj->last_error ? g_strdelimit(g_strdup(obj->last_error), "\n\r", ' ') : NULL;
   ctl_status_kv(out, "last_error", err);
   g_free(err);
+}
+
+void
+ctl_attr_show_leaf_status(CtlEngine *e, CtlObject *obj, GString *out)
+{
+  const CtlBackend *b = ctl_engine_backend(e, obj);
+  ctl_status_kv(out, "desired", ctl_engine_desired(e, obj));
+  ctl_status_kv(out, "observed", ctl_engine_observed(e, obj));
+  kv_time(out, "observed_at", obj->observed_at);
+  kv_commands(out, obj);
   if (obj->feedback_at > 0)
     kv_int(out, "heartbeat_age_ms", MAX(0, ctl_now_ms() - obj->feedback_at));
   else
     ctl_status_kv(out, "heartbeat_age_ms", NULL);
   /* What the runtime last said, which `observed` hides once it is stale. */
   ctl_status_kv(out, "reported", obj->observed);
+  if (obj->kind == CTL_KIND_RESOURCE && b && b->runtime_state)
+    ctl_status_kv(out, "state_source", ctl_engine_override(e, obj) ? "override" : "runtime");
   ctl_engine_drift_status(e, obj, out);
   if (b && b->status)
     b->status(e, obj, out);
@@ -118,6 +132,9 @@ show_runtime_status(CtlEngine *e, CtlObject *rt, GString *out)
   const CtlBackend *b = ctl_engine_runtime_backend(e, rt->name);
   ctl_status_kv(out, "backend", b->backend);
   ctl_status_kv(out, "dialect", b->dialect);
+  ctl_status_kv(out, "desired", b->runtime_state ? ctl_engine_runtime_desired(e, rt) : NULL);
+  ctl_status_kv(out, "observed", ctl_engine_runtime_observed(e, rt));
+  kv_commands(out, rt);
   ctl_status_kv(out, "command_topic", rt->command_topic);
   ctl_status_kv(out, "feedback_topic", rt->feedback_topic);
   ctl_status_kv(out, "command_topic_check", ctl_engine_topic_check(e, rt->command_topic));
@@ -213,7 +230,22 @@ static const CtlAttr root_attrs[] = {
   { .name = "metrics", .mode = S_IFREG | 0444, .show = show_metrics },
 };
 
+static void
+show_runtime_state(CtlEngine *e, CtlObject *rt, GString *out)
+{
+  g_string_append_printf(out, "%s\n", ctl_engine_runtime_desired(e, rt));
+}
+
+static void
+show_runtime_observed(CtlEngine *e, CtlObject *rt, GString *out)
+{
+  g_string_append_printf(out, "%s\n", ctl_engine_runtime_observed(e, rt));
+}
+
 static const CtlAttr runtime_attrs[] = {
+  { .name = "state", .mode = S_IFREG | 0664, .show = show_runtime_state,
+    .store = ctl_attr_store_command },
+  { .name = "observed", .mode = S_IFREG | 0444, .show = show_runtime_observed },
   { .name = "status", .mode = S_IFREG | 0444, .show = show_runtime_status },
   CTL_ATTR_LOG,
 };

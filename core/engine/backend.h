@@ -40,6 +40,10 @@ struct CtlBackend {
   /* Runtime backends: the desired state of a runtime never commanded
    * (NULL: running); a runtime's `initial-state=` setting overrides it. */
   const char *initial_state;
+  /* Runtime backends: does `runtimes/RT/state` take pause and resume, one
+   * command for every resource that follows the runtime (and `inherit` a
+   * resource's)? */
+  gboolean    runtime_state;
 
   /* The verbs its `state` files take (NULL-terminated), and the states on
    * the way ({NULL} ends the table). */
@@ -63,6 +67,12 @@ struct CtlBackend {
   /* Another admin host's command MSG to RES, before it is recorded here
    * (NULL: nothing to do). */
   void      (*peer_command)(CtlEngine *e, CtlObject *res, const CtlCommandMsg *msg);
+  /* A message of RT's command topic at OFFSET that command_decode refused:
+   * TRUE when it is another producer's command, which the backend applied
+   * (ctl_engine_desire_runtime, ctl_engine_peer_command); ID is made up from
+   * its place in the topic. NULL, or FALSE: skipped as unusable. */
+  gboolean  (*foreign_command)(CtlEngine *e, CtlObject *rt, gint64 offset, const char *value,
+                               gsize len, const char *id);
   /* A message from RT's feedback topic at OFFSET, no bigger than the
    * engine's limit: handed on report by report (ctl_engine_report) or
    * rejected (ctl_engine_feedback_reject). */
@@ -169,6 +179,19 @@ const char *ctl_engine_override(CtlEngine *e, CtlObject *res);
  * state in the topic's order. */
 void ctl_engine_desire_runtime(CtlEngine *e, CtlObject *rt, const char *verb, const char *id,
                                gint64 offset);
+
+/* command.c: another producer's command MSG (no caller: uid, pid -1) to
+ * RES, read at OFFSET: recorded and logged as another admin host's, BY
+ * naming the producer in the log's by=. */
+void ctl_engine_peer_command(CtlEngine *e, CtlObject *res, const CtlCommandMsg *msg,
+                             gint64 offset, const char *by);
+/* peers.c: RES named by a command read from RT's topic, created as peers'
+ * resources are (NULL, skipped, when it cannot be); a message or part of it
+ * not used, logged on OBJ. */
+CtlObject *ctl_engine_peer_object(CtlEngine *e, CtlObject *rt, const char *name, gint64 offset);
+void       ctl_engine_peer_skip(CtlEngine *e, CtlObject *obj, gint64 offset, const char *why);
+/* The Kafka key of the message being handled (LEN set), NULL outside one. */
+const char *ctl_engine_message_key(CtlEngine *e, gsize *len);
 
 /* command.c: the newest command of ours on each resource of RT not yet
  * placed in its topic: CtlObject* -> its verb (g_hash_table_unref). */

@@ -111,8 +111,8 @@ static void
 acked_add(CtlEngine *e, CtlInflight *inf)
 {
   CtlAcked *a = g_new0(CtlAcked, 1);
-  a->runtime = g_strdup(inf->obj->parent->name);
-  a->resource = g_strdup(inf->obj->name);
+  a->runtime = g_strdup(ctl_command_runtime(inf->obj)->name);
+  a->resource = g_strdup(ctl_command_resource(inf->obj));
   a->verb = g_strdup(inf->verb);
   gsize len = inf->value ? strlen(inf->value) : 0;
   if (inf->value && e->acked_bytes + len <= CTL_ACKED_BYTES_MAX) {
@@ -334,10 +334,11 @@ pump(CtlEngine *e)
     CtlInflight *inf = g_queue_pop_head(&e->waiting);
     inf->waiting = NULL;
     GError *error = NULL;
+    const char *resource = ctl_command_resource(inf->obj);
     const char *headers[] = {
       CTL_MSG_HEADER_ID, inf->id,
-      CTL_MSG_HEADER_RESOURCE, inf->obj->name,
       CTL_MSG_HEADER_VERB, inf->verb,
+      resource ? CTL_MSG_HEADER_RESOURCE : NULL, resource,   /* none: runtime-wide */
       NULL,
     };
     if (ctl_bus_produce(e->bus, inf->topic, inf->key, inf->value, headers, inf, &error)) {
@@ -399,8 +400,8 @@ encode(CtlEngine *e, const CtlBackend *b, const char *id, CtlObject *obj, const 
 {
   CtlCommandMsg msg = {
     .id = (char *) id,
-    .runtime = obj->parent->name,
-    .resource = obj->name,
+    .runtime = ctl_command_runtime(obj)->name,
+    .resource = (char *) ctl_command_resource(obj),
     .verb = (char *) verb,
     .issued_at_ms = issued_at,
     .uid = who->uid,
@@ -412,6 +413,18 @@ encode(CtlEngine *e, const CtlBackend *b, const char *id, CtlObject *obj, const 
   return b->command_encode(e, obj, &msg);
 }
 
+/* A runtime-wide command ID: the resources that await it, saved with it. */
+static gboolean
+save_followers(CtlEngine *e, CtlObject *obj, const char *id, GError **error)
+{
+  GPtrArray *children = obj->kind == CTL_KIND_RUNTIME ? ctl_model_children_array(obj) : NULL;
+  gboolean ok = TRUE;
+  for (guint i = 0; ok && children && i < children->len; i++)
+    if (g_strcmp0(((CtlObject *) children->pdata[i])->pending, id) == 0)
+      ok = ctl_model_save(e->model, children->pdata[i], error);
+  return ok;
+}
+
 /* Stores the command, and in queued mode the new desired state with it: once
  * this commits, a queued write has succeeded. */
 static gboolean
@@ -420,7 +433,8 @@ store_command(CtlEngine *e, CtlObject *obj, const char *id, const char *verb, gi
 {
   gboolean queued = e->cfg.write_mode == CTL_WRITE_QUEUED;
   CtlCommandRow row = {
-    .id = id, .object_id = obj->id, .runtime = obj->parent->name, .resource = obj->name,
+    .id = id, .object_id = obj->id, .runtime = ctl_command_runtime(obj)->name,
+    .resource = obj->kind == CTL_KIND_RUNTIME ? "" : obj->name,   /* "": runtime-wide */
     .verb = verb, .mode = queued ? "queued" : "durable",
     .uid = who->uid, .user = who->user, .pid = who->pid, .comm = who->comm,
     .host = who->host, .issued_at = now, .result = "queued", .offset = -1,
@@ -431,16 +445,19 @@ store_command(CtlEngine *e, CtlObject *obj, const char *id, const char *verb, gi
   ctl_set_str(&obj->last_cmd_verb, verb);
   ctl_set_str(&obj->last_cmd_result, "queued");
   if (queued) {
-    if (ctl_set_str(&obj->desired, ctl_verb_target(verb)))
+    if (ctl_set_str(&obj->desired, ctl_engine_desired_after(e, obj, verb)))
       ctl_model_changed(e->model, obj, CTL_CHANGE_DESIRED);
     ctl_set_str(&obj->last_error, NULL);
   }
+  if (obj->kind == CTL_KIND_RUNTIME)
+    ctl_engine_runtime_fanout(e, obj, id);
   GString *d = g_string_new(NULL);
   char *by = ctl_caller_describe(who);
   command_details(d, id, verb, by, "queued");
   gboolean ok = ctl_model_begin(e->model, error);
   ok = ok && ctl_store_command_insert(e->store, &row, error);
   ok = ok && ctl_model_save(e->model, obj, error);
+  ok = ok && save_followers(e, obj, id, error);
   /* The queued line is the writer's receipt in queued mode; in durable mode
    * the writer's answer is the sent/failed line that follows. */
   ok = ok && (!queued || ctl_model_log(e->model, obj, "command", d->str, error));
@@ -453,13 +470,15 @@ store_command(CtlEngine *e, CtlObject *obj, const char *id, const char *verb, gi
 static void issue(CtlEngine *e, CtlObject *obj, const CtlBackend *b, const char *verb,
                   const CtlCaller *who, CtlCommandDone done, gpointer user_data);
 
-/* A declarative write: VERB asks for the state OBJ is desired in and
- * reported in, with nothing on the way, so there is nothing to send. */
+/* A declarative write: VERB asks for the state resource OBJ is desired in
+ * and reported in, with nothing on the way, so there is nothing to send. (A
+ * runtime's state is a summary of its resources': its writes always go.) */
 static gboolean
 unchanged(CtlEngine *e, CtlObject *obj, const char *verb)
 {
   const char *target = ctl_verb_target(verb);
-  return target && !obj->pending && obj->inflight == 0 && obj->unplaced == 0
+  return target && obj->kind == CTL_KIND_RESOURCE && !obj->pending && obj->inflight == 0
+         && obj->unplaced == 0
          && g_strcmp0(target, ctl_engine_desired(e, obj)) == 0
          && g_strcmp0(target, ctl_engine_observed(e, obj)) == 0;
 }
@@ -482,7 +501,26 @@ void
 ctl_engine_command_as(CtlEngine *e, CtlObject *obj, const char *verb, const CtlCaller *who,
                       CtlCommandDone done, gpointer user_data)
 {
-  issue(e, obj, ctl_engine_backend(e, obj), verb, who, done, user_data);
+  issue(e, obj, ctl_engine_command_backend(e, obj), verb, who, done, user_data);
+}
+
+/* Why VERB cannot go to OBJ in its scope (g_free), or NULL: a runtime takes
+ * pause and resume when its backend has a runtime-wide state; inherit is a
+ * resource's. */
+static char *
+runtime_wide_problem(const CtlBackend *b, CtlObject *obj, const char *verb)
+{
+  gboolean inherit = g_str_equal(verb, CTL_VERB_INHERIT);
+  if (obj->kind != CTL_KIND_RUNTIME)
+    return inherit && !b->runtime_state
+           ? g_strdup_printf("the %s backend has no runtime-wide state to inherit", b->name)
+           : NULL;
+  if (inherit)
+    return g_strdup("inherit is written to a resource's state: a runtime follows nothing");
+  if (!b->runtime_state)
+    return g_strdup_printf("the %s backend has no runtime-wide state: command each resource",
+                           b->name);
+  return NULL;
 }
 
 void
@@ -508,7 +546,17 @@ ctl_engine_command(CtlEngine *e, CtlObject *obj, const char *input, gsize len, g
     return;
   }
   /* The backend is looked up once per write: every step below is its. */
-  const CtlBackend *b = ctl_engine_backend(e, obj);
+  const CtlBackend *b = ctl_engine_command_backend(e, obj);
+  char *unfit = runtime_wide_problem(b, obj, verb);
+  if (unfit) {
+    /* inherit to a runtime is a mistake of scope; the rest, of backend */
+    int err = obj->kind == CTL_KIND_RUNTIME && g_str_equal(verb, CTL_VERB_INHERIT)
+              ? EINVAL : EOPNOTSUPP;
+    ctl_engine_refuse(e, obj, CTL_ACCESS_COMMAND, err, input, len, unfit, who);
+    g_free(unfit);
+    done(err, user_data);
+    return;
+  }
   /* "running" written to a stopped flow is a start: resume is for a paused one */
   if (ctl_verb_written_as_state(input, len) && g_str_equal(verb, "resume")
       && ctl_backend_takes(b, "start")
@@ -547,6 +595,8 @@ issue(CtlEngine *e, CtlObject *obj, const CtlBackend *b, const char *verb, const
     return;
   }
   ctl_model_changed(e->model, obj, CTL_CHANGE_STATE);
+  if (obj->kind == CTL_KIND_RUNTIME && e->cfg.write_mode == CTL_WRITE_QUEUED)
+    ctl_engine_runtime_follow(e, obj, FALSE);
   CtlInflight *inf = inflight_new(e, obj, id, verb, who);
   char *value = encode(e, b, id, obj, verb, now, who);
   if (e->cfg.write_mode == CTL_WRITE_DURABLE) {
@@ -554,7 +604,7 @@ issue(CtlEngine *e, CtlObject *obj, const CtlBackend *b, const char *verb, const
     inf->user_data = user_data;
     inf->timer = g_timeout_add(e->cfg.ack_timeout_ms, on_ack_timeout, inf);
   }
-  inf->topic = g_strdup(obj->parent->command_topic);
+  inf->topic = g_strdup(ctl_command_runtime(obj)->command_topic);
   inf->key = b->command_key(e, obj);
   inf->value = value;
   ctl_store_after_commit(e->store, command_committed, inf);
@@ -572,7 +622,7 @@ static void
 show_desired(CtlEngine *e, CtlObject *res, gboolean elsewhere)
 {
   if (res->unplaced > 0 || !res->desired_verb
-      || !ctl_set_str(&res->desired, ctl_verb_target(res->desired_verb)))
+      || !ctl_set_str(&res->desired, ctl_engine_desired_after(e, res, res->desired_verb)))
     return;
   /* Stored at once: a lost commit or a restart goes back to what is stored. */
   GError *error = NULL;
@@ -583,6 +633,8 @@ show_desired(CtlEngine *e, CtlObject *res, gboolean elsewhere)
     g_error_free(error);
   }
   ctl_model_changed(e->model, res, CTL_CHANGE_DESIRED | (elsewhere ? CTL_CHANGE_ELSEWHERE : 0));
+  if (res->kind == CTL_KIND_RUNTIME)
+    ctl_engine_runtime_follow(e, res, elsewhere);
 }
 
 void
@@ -618,13 +670,13 @@ ctl_engine_desire(CtlEngine *e, CtlObject *res, const char *verb, const char *id
  * shows every command. Our own come back the same way and are skipped. */
 static void
 record_peer_command(CtlEngine *e, CtlObject *res, const CtlCommandMsg *msg, gint64 offset,
-                    GError **error)
+                    const char *producer, GError **error)
 {
   CtlCaller who = { .uid = msg->uid, .pid = msg->pid, .user = msg->user, .comm = msg->comm,
                     .host = msg->host };
   CtlCommandRow row = {
-    .id = msg->id, .object_id = res->id, .runtime = msg->runtime, .resource = msg->resource,
-    .verb = msg->verb, .mode = "peer", .uid = msg->uid, .user = msg->user, .pid = msg->pid,
+    .id = msg->id, .object_id = res->id, .runtime = msg->runtime,
+    .resource = msg->resource ? msg->resource : "", .verb = msg->verb, .mode = "peer", .uid = msg->uid, .user = msg->user, .pid = msg->pid,
     .comm = msg->comm, .host = msg->host, .issued_at = msg->issued_at_ms, .result = "sent",
     .offset = offset,
   };
@@ -633,13 +685,16 @@ record_peer_command(CtlEngine *e, CtlObject *res, const CtlCommandMsg *msg, gint
   ctl_set_str(&res->last_cmd_verb, msg->verb);
   ctl_set_str(&res->last_cmd_result, "sent");
   ctl_engine_desire(e, res, msg->verb, msg->id, FALSE, e->msg_partition, offset, TRUE);
-  char *by = ctl_caller_describe(&who);
+  if (res->kind == CTL_KIND_RUNTIME)
+    ctl_engine_runtime_fanout(e, res, msg->id);
+  char *by = producer ? g_strdup_printf("by=%s", producer) : ctl_caller_describe(&who);
   GString *d = g_string_new(NULL);
   command_details(d, msg->id, msg->verb, by, "sent");
   ctl_engine_append_position(e, d, offset);
   gboolean ok = ctl_model_begin(e->model, error);
   ok = ok && ctl_store_command_insert(e->store, &row, error);
   ok = ok && ctl_model_save(e->model, res, error);
+  ok = ok && save_followers(e, res, msg->id, error);
   ok = ok && ctl_model_log(e->model, res, "command", d->str, error);
   ok = ctl_model_end(e->model, ok, error);
   ctl_model_changed(e->model, res, CTL_CHANGE_STATE);
@@ -678,8 +733,8 @@ seen_own(CtlEngine *e, CtlObject *rt, gint64 offset, const char *value, gsize le
   const char *runtime, *resource, *verb, *mine;
   gsize mine_len;
   if (inf) {
-    runtime = inf->obj->parent->name;
-    resource = inf->obj->name;
+    runtime = ctl_command_runtime(inf->obj)->name;
+    resource = ctl_command_resource(inf->obj);
     verb = inf->verb;
     mine = inf->value;
     mine_len = mine ? strlen(mine) : 0;
@@ -695,11 +750,14 @@ seen_own(CtlEngine *e, CtlObject *rt, gint64 offset, const char *value, gsize le
   if (!mine || mine_len != len || memcmp(mine, value, len) != 0
       || strcmp(runtime, rt->name) != 0)
     return FALSE;
-  read_back_ours(e, ctl_model_child(rt, resource), verb, id, offset, inf);
+  read_back_ours(e, resource ? ctl_model_child(rt, resource) : rt, verb, id, offset, inf);
   if (!inf)
     acked_remove(e, id);   /* frees a */
   return TRUE;
 }
+
+static gboolean seen_foreign(CtlEngine *e, CtlObject *rt, const CtlBackend *b, gint64 offset,
+                             const char *value, gsize len);
 
 void
 ctl_engine_command_seen(CtlEngine *e, CtlObject *rt, gint64 offset, const char *value,
@@ -711,17 +769,22 @@ ctl_engine_command_seen(CtlEngine *e, CtlObject *rt, gint64 offset, const char *
   GError *error = NULL;
   const CtlBackend *b = ctl_engine_runtime_backend(e, rt->name);
   if (!b->command_decode(value, len, &msg, &error)) {
-    ctl_engine_peer_skip(e, rt, offset, error->message);
+    if (!seen_foreign(e, rt, b, offset, value, len))
+      ctl_engine_peer_skip(e, rt, offset, error->message);
     g_error_free(error);
     return;
   }
-  CtlObject *res = ctl_model_child(rt, msg.resource);
+  /* a runtime-wide command is the runtime's own */
+  CtlObject *res = msg.resource ? ctl_model_child(rt, msg.resource) : rt;
   CtlInflight *inf = g_hash_table_lookup(e->inflight, msg.id);
   gboolean peer = FALSE;
   gboolean known = inf || acked_remove(e, msg.id)
                    || ctl_store_command_lookup(e->store, msg.id, &peer);
   if (strcmp(msg.runtime, rt->name) != 0) {
     ctl_engine_peer_skip(e, rt, offset, "the command names another runtime");
+  } else if (!msg.resource && !b->runtime_state) {
+    ctl_engine_peer_skip(e, rt, offset, "a runtime-wide command, which this runtime's backend"
+                         " does not take");
   } else if (known && peer) {
     /* another host's command seen before: a copy its outbox sent again */
     char *why = g_strdup_printf("a copy of command %s, recorded before", msg.id);
@@ -735,7 +798,7 @@ ctl_engine_command_seen(CtlEngine *e, CtlObject *rt, gint64 offset, const char *
     if (res && b->peer_command)
       b->peer_command(e, res, &msg);
     if (res)
-      record_peer_command(e, res, &msg, offset, &error);
+      record_peer_command(e, res, &msg, offset, NULL, &error);
     if (error) {
       g_warning("%s: cannot record command %s: %s", msg.resource, msg.id, error->message);
       g_clear_error(&error);
@@ -744,11 +807,98 @@ ctl_engine_command_seen(CtlEngine *e, CtlObject *rt, gint64 offset, const char *
   ctl_command_msg_clear(&msg);
 }
 
+void
+ctl_engine_peer_command(CtlEngine *e, CtlObject *res, const CtlCommandMsg *msg, gint64 offset,
+                        const char *by)
+{
+  GError *error = NULL;
+  record_peer_command(e, res, msg, offset, by, &error);
+  if (error) {
+    g_warning("%s: cannot record command %s: %s", msg->resource, msg->id, error->message);
+    g_error_free(error);
+  }
+}
+
+/* Another producer's message: the backend may read it as desired state. Its
+ * made-up id is its place in the topic, the same on every host. */
+static gboolean
+seen_foreign(CtlEngine *e, CtlObject *rt, const CtlBackend *b, gint64 offset, const char *value,
+             gsize len)
+{
+  if (!b->foreign_command)
+    return FALSE;
+  char *topic = ctl_config_topic(&e->cfg, rt->name, FALSE);
+  char *id = g_strdup_printf("%s:%d:%" G_GINT64_FORMAT, topic, e->msg_partition, offset);
+  gboolean used = b->foreign_command(e, rt, offset, value, len, id);
+  g_free(id);
+  g_free(topic);
+  return used;
+}
+
 /* Called from the feedback path when a runtime reports on command ID. */
+/* Runtime-wide command ID of RT, which resource NAME reported on: failed at
+ * the first resource that did not reach its state, applied once every
+ * resource that follows the runtime did. */
+static void
+runtime_progress(CtlEngine *e, CtlObject *rt, const char *id, const char *verb, gboolean ok,
+                 const char *why, const char *name)
+{
+  if (g_strcmp0(rt->pending, id) != 0 || (ok && ctl_engine_runtime_awaits(e, rt, id)))
+    return;
+  ctl_set_str(&rt->pending, NULL);
+  if (!ok)
+    ctl_set_str(&rt->last_error, why);
+  CtlInflight *inf = g_hash_table_lookup(e->inflight, id);
+  if (inf)
+    inf->applied = ok;
+  char *extra = ok ? NULL : g_strdup_printf("resource=%s", name);
+  GError *error = NULL;
+  if (!record(e, rt, id, verb, NULL, ok ? "applied" : "failed", -1, ok ? NULL : why, extra,
+              &error)) {
+    g_warning("%s: cannot record command %s: %s", rt->name, id, error->message);
+    g_error_free(error);
+  }
+  g_free(extra);
+}
+
+/* Runtime-wide command ID reached resource RES: its own line and status (the
+ * command's row is the runtime's), then the runtime's progress. */
+static void
+runtime_command_applied(CtlEngine *e, CtlObject *res, const char *id, const char *verb,
+                        gboolean ok, const char *why)
+{
+  if (g_strcmp0(res->pending, id) == 0)
+    ctl_set_str(&res->pending, NULL);
+  if (!ok)
+    ctl_set_str(&res->last_error, why);
+  GString *d = g_string_new(NULL);
+  command_details(d, id, verb, NULL, ok ? "applied" : "failed");
+  g_string_append(d, " scope=runtime");
+  if (!ok)
+    ctl_kv_append(d, "error", why);
+  GError *error = NULL;
+  gboolean stored = ctl_model_begin(e->model, &error);
+  stored = stored && ctl_model_save(e->model, res, &error);
+  stored = stored && ctl_model_log(e->model, res, "command", d->str, &error);
+  if (!ctl_model_end(e->model, stored, &error)) {
+    g_warning("%s: cannot record command %s: %s", res->name, id, error->message);
+    g_error_free(error);
+  }
+  g_string_free(d, TRUE);
+  ctl_model_changed(e->model, res, CTL_CHANGE_STATE);
+  runtime_progress(e, res->parent, id, verb, ok, why, res->name);
+}
+
 void
 ctl_engine_command_applied(CtlEngine *e, CtlObject *res, const char *id, gboolean ok,
                            const char *why)
 {
+  const char *runtime_verb = g_strcmp0(res->last_cmd_id, id) != 0
+                             ? ctl_engine_runtime_command_verb(res, id) : NULL;
+  if (runtime_verb) {
+    runtime_command_applied(e, res, id, runtime_verb, ok, why);
+    return;
+  }
   CtlInflight *inf = g_hash_table_lookup(e->inflight, id);
   if (inf)
     inf->applied = ok;
@@ -833,7 +983,7 @@ kafka_command(CtlEngine *e, const SavedCommand *s)
   CtlObject *obj = object_of(e, s);
   if (!obj)
     return TRUE;
-  const CtlBackend *b = ctl_engine_backend(e, obj);
+  const CtlBackend *b = ctl_engine_command_backend(e, obj);
   return b && b->command_encode;
 }
 
@@ -875,11 +1025,11 @@ resend_queued(CtlEngine *e, GPtrArray *rows)
       continue;
     CtlCaller who = { .uid = s->uid, .pid = s->pid, .user = s->user, .comm = s->comm,
                       .host = s->host };
-    const CtlBackend *b = ctl_engine_backend(e, obj);
-    char *value = encode(e, b, s->id, obj, s->verb, s->issued_at, &who);
+    const CtlBackend *b = ctl_engine_command_backend(e, obj);
     CtlInflight *inf = inflight_new(e, obj, s->id, s->verb, &who);
+    char *value = encode(e, b, s->id, obj, s->verb, s->issued_at, &who);
     char *key = b->command_key(e, obj);
-    publish(e, inf, obj->parent->command_topic, key, value);
+    publish(e, inf, ctl_command_runtime(obj)->command_topic, key, value);
     g_free(key);
     g_free(value);
   }

@@ -101,15 +101,27 @@ judged(CtlEngine *e, CtlObject *res)
          && mode_of(e, res) != CTL_RECONCILE_OFF;
 }
 
-/* The by= text of whoever issued RES's desired state ("-" when unknown). */
+/* Whose command set RES's desired state: RES's own (an override), its
+ * runtime's (a resource that follows a runtime-wide state), or none (NULL: a
+ * default nobody asked for). */
+static CtlObject *
+commanded_by(CtlEngine *e, CtlObject *res)
+{
+  if (ctl_engine_override(e, res))
+    return res->desired_verb ? res : NULL;
+  CtlObject *rt = res->parent;
+  return ctl_engine_runtime_wide(e, rt) && rt->desired_verb ? rt : NULL;
+}
+
+/* The by= text of whoever issued OWNER's desired state ("-" when unknown). */
 static char *
-issuer(CtlEngine *e, CtlObject *res)
+issuer(CtlEngine *e, CtlObject *owner)
 {
   CtlCaller who = { 0 };
   gint64 uid = 0, pid = 0;
   char *user = NULL, *comm = NULL, *host = NULL;
-  if (!res->desired_id
-      || !ctl_store_command_issuer(e->store, res->desired_id, &uid, &user, &pid, &comm, &host))
+  if (!owner->desired_id
+      || !ctl_store_command_issuer(e->store, owner->desired_id, &uid, &user, &pid, &comm, &host))
     return g_strdup("-");
   who.uid = (uid_t) uid;
   who.pid = (pid_t) pid;
@@ -143,7 +155,7 @@ log_line(CtlEngine *e, CtlObject *res, const char *event, GString *d)
 }
 
 static void
-begin(CtlEngine *e, CtlObject *res, const char *desired, gint64 offset)
+begin(CtlEngine *e, CtlObject *res, CtlObject *owner, const char *desired, gint64 offset)
 {
   Drift *d = g_new0(Drift, 1);
   d->engine = e;
@@ -151,7 +163,7 @@ begin(CtlEngine *e, CtlObject *res, const char *desired, gint64 offset)
   d->since_ms = ctl_now_ms();
   d->desired = g_strdup(desired);
   d->observed = g_strdup(res->observed);
-  d->on_behalf_of = issuer(e, res);
+  d->on_behalf_of = issuer(e, owner);
   g_hash_table_insert(e->drifts, res, d);
   GString *line = g_string_new(NULL);
   ctl_kv_append(line, "desired", desired);
@@ -228,7 +240,10 @@ on_resend(gpointer data)
   CtlEngine *e = d->engine;
   CtlObject *res = d->res;
   d->timer = 0;
-  if (res->pending || res->inflight > 0 || e->stopping)
+  /* A resource that follows its runtime is repaired by the runtime-wide
+   * command: one to the resource would make it an override. */
+  CtlObject *owner = commanded_by(e, res);
+  if (!owner || res->pending || res->inflight > 0 || owner->inflight > 0 || e->stopping)
     return G_SOURCE_REMOVE;   /* held: the report on that command decides */
   const char *verb = repair_verb(e, res, d->desired, res->observed);
   if (!verb)
@@ -241,7 +256,7 @@ on_resend(gpointer data)
     .uid = geteuid(), .pid = getpid(), .user = (char *) "ctlfs",
     .comm = (char *) "ctlfs-reconcile", .host = g_get_host_name(), .describe_as = by->str,
   };
-  ctl_engine_command_as(e, res, verb, &who, resent, NULL);
+  ctl_engine_command_as(e, owner, verb, &who, resent, NULL);
   g_string_free(by, TRUE);
   return G_SOURCE_REMOVE;
 }
@@ -276,14 +291,15 @@ ctl_engine_drift_report(CtlEngine *e, CtlObject *res, gint64 offset)
       end(e, res, d, "agrees", NULL, offset);
     return;
   }
-  if (res->pending || res->inflight > 0 || !res->desired_verb)
+  CtlObject *owner = commanded_by(e, res);
+  if (res->pending || res->inflight > 0 || !owner)
     return;   /* a command on its way is not drift; nor is a default never asked for */
   if (d && strcmp(d->desired, desired) != 0) {
     end(e, res, d, "desired-changed", NULL, offset);
     d = NULL;
   }
   if (!d) {
-    begin(e, res, desired, offset);
+    begin(e, res, owner, desired, offset);
     d = g_hash_table_lookup(drifts(e), res);
   } else if (ctl_set_str(&d->observed, observed)) {
     wake(e, res);

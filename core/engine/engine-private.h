@@ -75,6 +75,8 @@ struct CtlEngine {
    * log lines name it beside the offset, and `desired` compares offsets only
    * within one partition. */
   int         msg_partition;
+  const char *msg_key;       /* the message's key while it is handled */
+  gsize       msg_key_len;
   GHashTable *acked;         /* id -> CtlAcked*: our commands acknowledged, not yet read back */
   gsize       acked_bytes;   /* their messages' bytes kept (CTL_ACKED_BYTES_MAX at most) */
   GHashTable *inflight;      /* command id -> CtlInflight* */
@@ -221,3 +223,29 @@ guint ctl_engine_commands_pending(CtlEngine *e);
 int      ctl_engine_authorize_and_resolve(CtlEngine *e, CtlAccess access, CtlObject *obj,
                                           const char *verb, const char *name, CtlCaller *who);
 gboolean ctl_engine_names_a_file(CtlEngine *e, CtlObject *dir, const char *name);
+
+/* runtime-state.c (see there): the runtime a command to OBJ goes to (OBJ
+ * itself when it is a runtime), and its resource (NULL: runtime-wide); the
+ * backend that encodes it. */
+CtlObject        *ctl_command_runtime(CtlObject *obj);
+const char       *ctl_command_resource(CtlObject *obj);
+const struct CtlBackend *ctl_engine_command_backend(CtlEngine *e, CtlObject *obj);
+/* Does RT's backend have a runtime-wide state? */
+gboolean    ctl_engine_runtime_wide(CtlEngine *e, CtlObject *rt);
+/* What OBJ's desired state becomes with VERB (inherit: its runtime's). */
+const char *ctl_engine_desired_after(CtlEngine *e, CtlObject *obj, const char *verb);
+/* RT is watched: its state is its initial one until commanded, and its
+ * resources that follow it show it. */
+void        ctl_engine_runtime_watched(CtlEngine *e, CtlObject *rt);
+/* RT's desired state changed: the resources that follow it show it. */
+void        ctl_engine_runtime_follow(CtlEngine *e, CtlObject *rt, gboolean elsewhere);
+/* Runtime-wide command ID was issued: every resource that follows RT awaits
+ * it (pending); RT's pending is cleared when none does. No transaction. */
+void        ctl_engine_runtime_fanout(CtlEngine *e, CtlObject *rt, const char *id);
+/* Does a resource of RT still await runtime-wide command ID? */
+gboolean    ctl_engine_runtime_awaits(CtlEngine *e, CtlObject *rt, const char *id);
+/* The verb of RES's runtime's newest command when that is ID, else NULL. */
+const char *ctl_engine_runtime_command_verb(CtlObject *res, const char *id);
+/* `runtimes/RT/observed`: the state every resource shows, "mixed" when they
+ * differ, "unknown" without resources. */
+const char *ctl_engine_runtime_observed(CtlEngine *e, CtlObject *rt);

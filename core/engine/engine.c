@@ -38,10 +38,13 @@ on_message(const char *topic, int partition, gint64 offset, const char *key, gsi
 {
   CtlEngine *e = user_data;
   e->msg_partition = partition;
+  e->msg_key = key;
+  e->msg_key_len = key_len;
   if (!ctl_engine_peer_message(e, topic, partition, offset, key, key_len, value, value_len,
                                command_id))
     ctl_engine_feedback_message(topic, partition, offset, key, key_len, value, value_len, e);
   e->msg_partition = -1;
+  e->msg_key = NULL;
 }
 
 /* Positions are the store's: stored with the state they produced. */

@@ -186,7 +186,8 @@ settle_command(CtlEngine *e, CtlObject *res, const CtlFeedbackMsg *fb)
   if (!mine && g_strcmp0(res->last_cmd_result, "queued") != 0
       && g_strcmp0(res->last_cmd_result, "sent") != 0)
     return;   /* already settled */
-  const char *verb = g_strcmp0(res->last_cmd_id, fb->command_id) == 0 ? res->last_cmd_verb : NULL;
+  const char *verb = g_strcmp0(res->last_cmd_id, fb->command_id) == 0 ? res->last_cmd_verb
+                   : ctl_engine_runtime_command_verb(res, fb->command_id);
   gboolean ok;
   char *why = NULL;
   if (!outcome(ctl_engine_backend(e, res), verb, fb, &ok, &why))
@@ -200,8 +201,11 @@ settle_command(CtlEngine *e, CtlObject *res, const CtlFeedbackMsg *fb)
 static void
 settle_by_state(CtlEngine *e, CtlObject *res, const char *state)
 {
-  if (!res->pending || g_strcmp0(res->pending, res->last_cmd_id) != 0
-      || g_strcmp0(ctl_verb_target(res->last_cmd_verb), state) != 0)
+  /* its own command, or its runtime's that it follows */
+  const char *verb = !res->pending ? NULL
+                   : g_strcmp0(res->pending, res->last_cmd_id) == 0 ? res->last_cmd_verb
+                   : ctl_engine_runtime_command_verb(res, res->pending);
+  if (!verb || g_strcmp0(ctl_verb_target(verb), state) != 0)
     return;
   char *id = g_strdup(res->pending);
   ctl_engine_command_applied(e, res, id, TRUE, NULL);
@@ -270,6 +274,13 @@ ctl_engine_feedback_ctlfs(CtlEngine *e, CtlObject *rt, gint64 offset, const char
     g_error_free(error);
   }
   ctl_feedback_msg_clear(&fb);
+}
+
+const char *
+ctl_engine_message_key(CtlEngine *e, gsize *len)
+{
+  *len = e->msg_key ? e->msg_key_len : 0;
+  return e->msg_key;
 }
 
 /* The runtime's backend decodes; the engine applies what it reports. */

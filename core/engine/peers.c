@@ -85,6 +85,7 @@ ctl_engine_watch_runtime(CtlEngine *e, CtlObject *rt)
   ctl_bus_watch(e->bus, rt->command_topic);
   ctl_bus_prepare_topic(e->bus, rt->command_topic);
   ctl_janitor_watch(e->janitor, rt);
+  ctl_engine_runtime_watched(e, rt);
 }
 
 void

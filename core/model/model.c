@@ -478,8 +478,10 @@ create_in(CtlModel *m, CtlObject *parent, CtlKind kind, const char *name, const 
     o = object_new(m, id + CTL_KEY_FIRST_STORED - 1, id, kind, name, parent);
     o->log_size = 0;
     o->made_at = g_get_real_time();
+    /* a runtime's resource follows its runtime's state until commanded */
     if (ctl_kind_is_leaf(kind))
-      o->desired = g_strdup("running");
+      o->desired = g_strdup(parent->kind == CTL_KIND_RUNTIME && parent->desired
+                            ? parent->desired : "running");
   }
   /* A module's topologies/ and options/ are objects of their own (a
    * directory needs a stable key), stored in the same transaction. */

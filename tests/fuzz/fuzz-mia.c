@@ -12,7 +12,8 @@ check_edges(GPtrArray *edges)
   /* Each edge may become a resource directory and an observed state. */
   CHECK(edges != NULL);
   for (guint i = 0; i < edges->len; i++) {
-    const CtlFeedbackMsg *fb = edges->pdata[i];
+    const CtlMiaEdge *edge = edges->pdata[i];
+    const CtlFeedbackMsg *fb = &edge->fb;
     CHECK(ctl_name_valid(fb->resource));
     CHECK(ctl_observed_state_valid(fb->state) && strcmp(fb->state, "stale") != 0);
     CHECK(fb->command_id == NULL);
@@ -23,15 +24,18 @@ check_edges(GPtrArray *edges)
 static void
 fuzz_feedback(const uint8_t *data, size_t size)
 {
-  GPtrArray *edges = NULL;
+  GPtrArray *edges = NULL, *skipped = NULL;
   GError *error = NULL;
-  switch (ctl_mia_feedback_decode(data, size, &edges, &error)) {
+  switch (ctl_mia_feedback_decode(data, size, &edges, &skipped, &error)) {
   case CTL_MIA_FEEDBACK:
     CHECK(error == NULL);
     check_edges(edges);
+    /* each unusable edge is one line in a log */
+    for (guint i = 0; skipped && i < skipped->len; i++)
+      CHECK_REASON(skipped->pdata[i]);
     break;
   case CTL_MIA_NOT_MIA:
-    CHECK(error == NULL);
+    CHECK(error == NULL && skipped == NULL);
     break;
   case CTL_MIA_MALFORMED:
     CHECK(error != NULL && error->domain == CTL_MESSAGE_ERROR);
@@ -43,6 +47,8 @@ fuzz_feedback(const uint8_t *data, size_t size)
   }
   if (edges)
     g_ptr_array_unref(edges);
+  if (skipped)
+    g_ptr_array_unref(skipped);
 }
 
 /* An accepted state message names valid objects only, and what it says of

@@ -4,7 +4,7 @@
 #include "verb.h"
 #include "fuzz.h"
 
-static const char *const known_verbs[] = { "pause", "resume", "start", "stop" };
+static const char *const known_verbs[] = { "pause", "resume", "start", "stop", "inherit" };
 
 static gboolean
 is_known_verb(const char *verb)
@@ -22,7 +22,7 @@ check_accepted(const uint8_t *data, size_t size, const char *verb)
 {
   CHECK(is_known_verb(verb));
   const char *target = ctl_verb_target(verb);
-  CHECK(target != NULL);
+  CHECK(target != NULL || strcmp(verb, CTL_VERB_INHERIT) == 0);
   const char *word = ctl_verb_written_as_state((const char *) data, size) ? target : verb;
   size_t w = strlen(word);
   CHECK(size == w || (size == w + 1 && data[w] == '\n'));

@@ -37,19 +37,26 @@ START_TIMEOUT = 20.0 * SLOW      # daemon mounted / broker printed bootstrap / a
 EXIT_TIMEOUT = 20.0 * SLOW       # daemon exit after unmount (LSan runs at exit)
 WAIT_TIMEOUT = 15.0 * SLOW       # default for wait_until
 
-# A leaf's common keys (a Rama topology has these), then a runtime backend's
-# resource's drift keys (core/engine/drift.c).
+# A leaf's common keys (a Rama topology has these only); a runtime backend's
+# resource adds the drift keys (core/engine/drift.c) after state_source.
 LEAF_STATUS_KEYS = ["desired", "observed", "observed_at", "pending",
                     "last_command", "last_error", "heartbeat_age_ms", "reported"]
-RESOURCE_STATUS_KEYS = LEAF_STATUS_KEYS + ["drift", "drift_since", "reconcile",
-                                           "reconcile_state", "reconcile_attempts"]
-RUNTIME_STATUS_KEYS = ["backend", "dialect", "command_topic", "feedback_topic",
+DRIFT_STATUS_KEYS = ["drift", "drift_since", "reconcile", "reconcile_state",
+                     "reconcile_attempts"]
+RESOURCE_STATUS_KEYS = LEAF_STATUS_KEYS + DRIFT_STATUS_KEYS
+# a resource of a runtime with a runtime-wide state (ctlfs and mia dialects)
+FOLLOWER_STATUS_KEYS = LEAF_STATUS_KEYS + ["state_source"] + DRIFT_STATUS_KEYS
+# a mia runtime's resources add the ids their commands use
+MIA_RESOURCE_STATUS_KEYS = FOLLOWER_STATUS_KEYS + ["mia_pipeline_id", "mia_artifact_id"]
+RUNTIME_STATUS_KEYS = ["backend", "dialect", "desired", "observed", "pending",
+                       "last_command", "last_error", "command_topic", "feedback_topic",
                        "command_topic_check", "feedback_topic_check",
                        "feedback_offset", "command_offset", "resources",
                        "running", "paused", "pausing", "resuming", "starting",
                        "stopping", "stopped", "unknown", "stale",
                        "sleeping", "shutting-down",
                        "last_heartbeat", "access", "activity", "silent_ms"]
+RUNTIME_FILES = ["log", "observed", "state", "status"]   # sorted
 ROOT_STATUS_KEYS = ["version", "brokers", "broker_link", "db", "write_mode",
                     "pending_commands", "uptime_s", "tree_topic", "tree_topic_check",
                     "topics_not_as_configured", "access"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (CTLFS_BIN, SLOW, START_TIMEOUT, _fusermount, command_lines, declare,
+from conftest import (RUNTIME_FILES, CTLFS_BIN, SLOW, START_TIMEOUT, _fusermount, command_lines, declare,
                       kcat_consume, mounted, read, sh, start_expecting_failure, status_dict,
                       wait_until, write_state)
 
@@ -142,6 +142,7 @@ def test_truncate_is_accepted_and_changes_nothing(broker, ctlfs):
 
 
 READ_ONLY = ["README", "status", "log", "metrics", "runtimes/rt1/status", "runtimes/rt1/log",
+             "runtimes/rt1/observed",
              "runtimes/rt1/svc/observed", "runtimes/rt1/svc/status", "runtimes/rt1/svc/log"]
 
 
@@ -228,12 +229,12 @@ def test_invalid_names_are_einval(broker, ctlfs):
     os.mkdir(rts / "rt1")
     for name in BAD_NAMES:
         assert _errno_of(os.mkdir, rts / "rt1" / name) == errno.EINVAL, repr(name)
-    assert sorted(os.listdir(rts / "rt1")) == ["log", "status"]
+    assert sorted(os.listdir(rts / "rt1")) == RUNTIME_FILES
     # the edges of the rule are valid
     for name in ["x" * 128, "A-z_0.9", "-", "..."]:
         os.mkdir(rts / "rt1" / name)
-    assert sorted(os.listdir(rts / "rt1")) == sorted(["log", "status", "x" * 128, "A-z_0.9",
-                                                      "-", "..."])
+    assert sorted(os.listdir(rts / "rt1")) == sorted(RUNTIME_FILES + ["x" * 128, "A-z_0.9",
+                                                                      "-", "..."])
 
 
 def test_mkdir_of_an_existing_object_is_eexist(broker, ctlfs):
@@ -261,7 +262,7 @@ def test_rmdir_of_a_runtime_with_resources_is_enotempty(broker, ctlfs):
     assert _errno_of(os.rmdir, rt) == errno.ENOTEMPTY
     assert os.path.isdir(rt / "svc")
     os.rmdir(rt / "svc")
-    assert sorted(os.listdir(rt)) == ["log", "status"]
+    assert sorted(os.listdir(rt)) == RUNTIME_FILES
     os.rmdir(rt)
     assert os.listdir(d.path("runtimes")) == []
 

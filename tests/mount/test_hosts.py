@@ -8,7 +8,7 @@ import statistics
 import threading
 import time
 
-from conftest import (SLOW, command_lines, hostname, kcat_consume, kv, read, read_word,
+from conftest import (RUNTIME_FILES, SLOW, command_lines, hostname, kcat_consume, kv, read, read_word,
                       status_dict, wait_until, write_state)
 
 TARGET = {"pause": "paused", "resume": "running"}
@@ -82,7 +82,7 @@ def test_removal_shows_on_every_host(broker, ctlfs):
     os.rmdir(b.path("runtimes", "rt1", "db"))
     for d in (a, c):
         wait_until(lambda: sorted(os.listdir(d.path("runtimes", "rt1"))) ==
-                   ["log", "status", "svc"], what=f"rt1/db removed on {d.mnt.name}")
+                   sorted(RUNTIME_FILES + ["svc"]), what=f"rt1/db removed on {d.mnt.name}")
     os.rmdir(c.path("runtimes", "rt1", "svc"))
     os.rmdir(c.path("runtimes", "rt1"))
     for d in (a, b):
@@ -136,7 +136,7 @@ def test_a_host_that_was_down_catches_up_and_a_new_host_sees_everything(broker, 
     newcomer = ctlfs(f"--brokers={broker.bootstrap}")     # an empty database
     for d in (b2, newcomer):
         wait_until(lambda: sorted(os.listdir(d.path("runtimes", "rt2"))) ==
-                   ["db", "log", "status", "web"], what=f"rt2 caught up on {d.mnt.name}")
+                   sorted(RUNTIME_FILES + ["db", "web"]), what=f"rt2 caught up on {d.mnt.name}")
         on_all((d,), "runtimes/rt2/web/state", "paused", "rt2/web desired paused")
         on_all((d,), "runtimes/rt1/svc/state", "paused", "rt1/svc desired paused")
         assert read_word(d.path("runtimes", "rt2", "db", "state")) == "running"

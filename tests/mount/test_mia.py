@@ -16,14 +16,12 @@ MIA_KEY = {"id": "rt1"}
 
 
 def artifacts(value, pipeline="rt1"):
-    """{artifact name: state} of a state message's override for PIPELINE."""
-    p = value["pipelines"]["override"][pipeline]
-    assert p["name"] == pipeline and p["state"] == "resume", p
-    out = {}
-    for ref, a in p["override"].items():
-        assert ref == a["name"], a
-        out[a["name"]] = a["state"]
-    return out
+    """{artifact name: state} of a state message's override for the pipeline
+    named PIPELINE (keyed by its id or its name), whose state is the runtime-
+    wide one at the top."""
+    [p] = [p for p in value["pipelines"]["override"].values() if p["name"] == pipeline]
+    assert p["state"] == value["pipelines"]["state"], value
+    return {a["name"]: a["state"] for a in p.get("override", {}).values()}
 
 
 def last_id(res):
@@ -62,12 +60,13 @@ def test_commands_are_the_runtime_whole_desired_state(broker, ctlfs):
     assert len(msgs) == 3, [m["payload"] for m in msgs]
     for m, cid in zip(msgs, ids):
         assert json.loads(m["key"]) == MIA_KEY, m["key"]
-        assert m["value"]["pipelines"]["state"] == "resume"
+        # the runtime-wide state: a mia runtime starts paused (Fast Data's)
+        assert m["value"]["pipelines"]["state"] == "pause"
         assert m["value"]["ctlfs"]["id"] == cid
         hdrs = m.get("headers") or []
         assert "ctlfs-version" in hdrs and hdrs[hdrs.index("ctlfs-version") + 1] == "1", hdrs
-    # every resource, as its `state` file shows it (declared: running)
-    assert artifacts(msgs[0]["value"]) == {"svc": "pause", "db": "resume"}
+    # the resources commanded have an override; the others follow the runtime
+    assert artifacts(msgs[0]["value"]) == {"svc": "pause"}
     assert artifacts(msgs[1]["value"]) == {"svc": "pause", "db": "pause"}
     assert artifacts(msgs[2]["value"]) == {"svc": "resume", "db": "pause"}
     c = msgs[2]["value"]["ctlfs"]
@@ -111,9 +110,12 @@ def test_round_trip_with_the_agent_in_mia_dialect(broker, ctlfs, agent):
     d = ctlfs(f"--brokers={broker.bootstrap}", "--dialect=mia")
     svc = declare(d, "rt1", "svc")
     os.mkdir(d.path("runtimes", "rt1", "db"))
-    agent(broker.bootstrap, resources=("svc", "db"), heartbeat_ms=300, extra=("--dialect=mia",))
-    wait_until(lambda: read_word(svc / "observed") == "running", what="first heartbeat")
+    agent(broker.bootstrap, resources=("svc", "db"), heartbeat_ms=300,
+          extra=("--dialect=mia", "--initial-state=paused"))
+    wait_until(lambda: read_word(svc / "observed") == "paused", what="first heartbeat")
 
+    write_state(svc / "state", "resume\n")
+    wait_until(lambda: read_word(svc / "observed") == "running", what="observed running")
     write_state(svc / "state", "pause\n")
     cid = last_id(svc)
     wait_until(lambda: read_word(svc / "observed") == "paused", what="observed paused")
@@ -123,7 +125,7 @@ def test_round_trip_with_the_agent_in_mia_dialect(broker, ctlfs, agent):
     assert any(kv(ln).get("id") == cid and kv(ln).get("result") == "applied"
                for ln in command_lines(read(svc / "log"))), read(svc / "log")
     # the other resource was not touched
-    assert read_word(d.path("runtimes", "rt1", "db", "observed")) == "running"
+    assert read_word(d.path("runtimes", "rt1", "db", "observed")) == "paused"
 
     write_state(svc / "state", "resume\n")
     wait_until(lambda: read_word(svc / "observed") == "running", what="observed running")
@@ -188,19 +190,20 @@ def test_two_admin_hosts_see_each_others_mia_commands(broker, ctlfs):
     for rel in ("svc", "db"):
         wait_until(lambda: os.path.isdir(b.path("runtimes", "rt1", rel)), what=f"{rel} on b")
 
-    write_state(a.path("runtimes", "rt1", "svc", "state"), "pause\n")
+    # mia runtimes start paused: resume, which changes what b shows
+    write_state(a.path("runtimes", "rt1", "svc", "state"), "resume\n")
     cid = last_id(a.path("runtimes", "rt1", "svc"))
     bsvc = b.path("runtimes", "rt1", "svc")
-    wait_until(lambda: read_word(bsvc / "state") == "paused", what="desired paused on b")
+    wait_until(lambda: read_word(bsvc / "state") == "running", what="desired running on b")
     [line] = [ln for ln in command_lines(read(bsvc / "log")) if kv(ln)["id"] == cid]
-    assert (kv(line)["verb"], kv(line)["result"]) == ("pause", "sent"), line
+    assert (kv(line)["verb"], kv(line)["result"]) == ("resume", "sent"), line
 
-    write_state(b.path("runtimes", "rt1", "db", "state"), "pause\n")
+    write_state(b.path("runtimes", "rt1", "db", "state"), "resume\n")
     adb = a.path("runtimes", "rt1", "db")
-    wait_until(lambda: read_word(adb / "state") == "paused", what="desired paused on a")
+    wait_until(lambda: read_word(adb / "state") == "running", what="desired running on a")
     # b's snapshot holds a's command too: it read it back before writing
     msgs = kcat_consume(broker.bootstrap, "ctlfs.rt1.commands")
-    assert artifacts(msgs[-1]["value"]) == {"svc": "pause", "db": "pause"}
+    assert artifacts(msgs[-1]["value"]) == {"svc": "resume", "db": "resume"}
     # nothing was skipped on either host
     for d in (a, b):
         assert " peer-skipped " not in read(d.path("runtimes", "rt1", "log"))
@@ -220,8 +223,9 @@ def test_commands_carry_id_resource_and_verb_headers_and_still_settle(broker, ct
     svc = declare(d, "rt1", "svc")
     db = d.path("runtimes", "rt1", "db")
     os.mkdir(db)
-    agent(broker.bootstrap, resources=("svc", "db"), heartbeat_ms=300, extra=("--dialect=mia",))
-    wait_until(lambda: read_word(svc / "observed") == "running", what="first heartbeat")
+    agent(broker.bootstrap, resources=("svc", "db"), heartbeat_ms=300,
+          extra=("--dialect=mia", "--initial-state=paused"))
+    wait_until(lambda: read_word(svc / "observed") == "paused", what="first heartbeat")
 
     sent = []
     for res, verb in ((svc, "pause"), (db, "pause"), (svc, "resume")):

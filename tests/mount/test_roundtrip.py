@@ -8,7 +8,7 @@ import select
 import subprocess
 import time
 
-from conftest import (RESOURCE_STATUS_KEYS, RUNTIME_STATUS_KEYS, RFC3339_MS, SLOW, UUID,
+from conftest import (FOLLOWER_STATUS_KEYS, RESOURCE_STATUS_KEYS, RUNTIME_STATUS_KEYS, RFC3339_MS, SLOW, UUID,
                       command_lines, declare, hostname, kcat_consume, kv, parse_status,
                       read, read_word, sh, status_dict, wait_until, whoami, write_state)
 
@@ -73,7 +73,7 @@ def _one_way(d, bootstrap, res, verb, want_state, n_before):
     wait_until(lambda: read(res / "observed") == f"{want_state}\n",
                what=f"observed == {want_state}")
     st = parse_status(read(res / "status"))
-    assert [k for k, _ in st] == RESOURCE_STATUS_KEYS
+    assert [k for k, _ in st] == FOLLOWER_STATUS_KEYS
     st = dict(st)
     assert st["desired"] == want_state
     assert st["observed"] == want_state

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import (CTLFS_BIN, REPO, RESOURCE_STATUS_KEYS, ROOT_STATUS_KEYS,
+from conftest import (RUNTIME_FILES, FOLLOWER_STATUS_KEYS, CTLFS_BIN, REPO, RESOURCE_STATUS_KEYS, ROOT_STATUS_KEYS,
                       RUNTIME_STATUS_KEYS, SLOW, START_TIMEOUT, _fusermount, declare,
                       kcat_produce, mounted, parse_status, read, status_dict, wait_until,
                       write_state)
@@ -98,10 +98,10 @@ def test_declare_list_and_remove(broker, ctlfs):
     os.mkdir(rts / "rt1")
     os.mkdir(rts / "rt2")
     assert sorted(os.listdir(rts)) == ["rt1", "rt2"]
-    assert sorted(os.listdir(rts / "rt1")) == ["log", "status"]
+    assert sorted(os.listdir(rts / "rt1")) == RUNTIME_FILES
     os.mkdir(rts / "rt1" / "svc")
     os.mkdir(rts / "rt1" / "db")
-    assert sorted(os.listdir(rts / "rt1")) == ["db", "log", "status", "svc"]
+    assert sorted(os.listdir(rts / "rt1")) == sorted(RUNTIME_FILES + ["db", "svc"])
     assert sorted(os.listdir(rts / "rt1" / "svc")) == ["log", "observed", "state", "status"]
     for rel, kind in [("rt1", "d"), ("rt1/svc", "d"), ("rt1/status", "r"), ("rt1/log", "r"),
                       ("rt1/svc/state", "w"), ("rt1/svc/observed", "r"),
@@ -118,7 +118,7 @@ def test_declare_list_and_remove(broker, ctlfs):
                        text=True, timeout=30 * SLOW)
     assert p.returncode == 0 and "state" in p.stdout, p.stderr
     os.rmdir(rts / "rt1" / "db")
-    assert sorted(os.listdir(rts / "rt1")) == ["log", "status", "svc"]
+    assert sorted(os.listdir(rts / "rt1")) == sorted(RUNTIME_FILES + ["svc"])
     os.rmdir(rts / "rt2")
     assert os.listdir(rts) == ["rt1"]
     assert not os.path.exists(rts / "rt2")
@@ -131,10 +131,10 @@ def test_new_objects_read_as_the_contract_says(broker, ctlfs):
     obs = read(res / "observed")
     assert obs.endswith("\n") and obs.rstrip("\n") in OBSERVED_STATES, obs
     st = parse_status(read(res / "status"))
-    assert [k for k, _ in st] == RESOURCE_STATUS_KEYS
+    assert [k for k, _ in st] == FOLLOWER_STATUS_KEYS
     st = dict(st)
-    assert (st["desired"], st["pending"], st["last_command"], st["last_error"]) == \
-        ("running", "-", "-", "-")
+    assert (st["desired"], st["pending"], st["last_command"], st["last_error"],
+            st["state_source"]) == ("running", "-", "-", "-", "runtime")
     assert st["observed"] == obs.rstrip("\n")
     rt = parse_status(read(d.path("runtimes", "rt1", "status")))
     assert [k for k, _ in rt] == RUNTIME_STATUS_KEYS
@@ -195,7 +195,7 @@ def test_bad_feedback_never_creates_objects_nor_stops_consumption(broker, ctlfs)
     wait_until(lambda: "good" in os.listdir(d.path("runtimes", "rt1")),
                what="runtimes/rt1/good appearing from feedback")
     # malformed messages are skipped: no object from any of them
-    assert sorted(os.listdir(d.path("runtimes", "rt1"))) == ["good", "log", "status"]
+    assert sorted(os.listdir(d.path("runtimes", "rt1"))) == sorted(RUNTIME_FILES + ["good"])
     # ... and counted in metrics
     m = re.search(r"^(\w*feedback\w*rejected\w*)(\{[^}]*\})? (\d+)$", read(d.path("metrics")),
                   re.M)

@@ -44,18 +44,26 @@ test_key(void)
 {
   g_autofree char *key = ctl_mia_command_key("rt1");
   g_assert_cmpstr(key, ==, "{\"id\":\"rt1\"}");
-  g_autofree char *fkey = ctl_mia_feedback_key("rt1");
-  g_assert_cmpstr(fkey, ==, "{\"pipeline\":{\"id\":\"rt1\",\"name\":\"rt1\"}}");
+  g_autofree char *fkey = ctl_mia_feedback_key("p-1", "rt1");
+  g_assert_cmpstr(fkey, ==, "{\"pipeline\":{\"id\":\"p-1\",\"name\":\"rt1\"}}");
+  g_autofree char *id = NULL, *name = NULL;
+  g_assert_true(ctl_mia_feedback_key_decode(fkey, strlen(fkey), &id, &name));
+  g_assert_cmpstr(id, ==, "p-1");
+  g_assert_cmpstr(name, ==, "rt1");
+  g_autofree char *id2 = NULL, *name2 = NULL;
+  g_assert_false(ctl_mia_feedback_key_decode("rt1", 3, &id2, &name2));
+  g_assert_null(id2);
 }
 
 /* The value has Mia's nesting: pipelines -> the runtime's pipeline -> its
- * artifacts, each {"state","name"}; the ctlfs command rides along. */
+ * artifacts, each {"state","name"}, keyed by id when one is known; the ctlfs
+ * command rides along. */
 static void
 test_encode_shape(void)
 {
   CtlCommandMsg c = command("svc", "pause");
-  CtlMiaDesired d[] = { { "db", FALSE }, { "svc", TRUE } };
-  g_autofree char *text = ctl_mia_command_encode(&c, d, 2);
+  CtlMiaDesired d[] = { { NULL, "db", FALSE }, { NULL, "svc", TRUE } };
+  g_autofree char *text = ctl_mia_command_encode(&c, NULL, FALSE, d, 2);
   json_t *v = parse(text);
   const char *top[] = { "pipelines", "state", NULL };
   g_assert_cmpstr(path_string(v, top), ==, "resume");
@@ -76,12 +84,41 @@ test_encode_shape(void)
   json_decref(v);
 }
 
+/* Ids known: the override keys are the ids, the names stay inside; the
+ * runtime-wide state is the top's and the pipeline's. */
+static void
+test_encode_ids(void)
+{
+  CtlCommandMsg c = command("svc", "resume");
+  CtlMiaDesired d[] = { { "a-svc", "svc", FALSE } };
+  g_autofree char *text = ctl_mia_command_encode(&c, "p-1", TRUE, d, 1);
+  json_t *v = parse(text);
+  const char *top[] = { "pipelines", "state", NULL };
+  g_assert_cmpstr(path_string(v, top), ==, "pause");
+  const char *pl[] = { "pipelines", "override", "p-1", "state", NULL };
+  g_assert_cmpstr(path_string(v, pl), ==, "pause");
+  const char *pn[] = { "pipelines", "override", "p-1", "name", NULL };
+  g_assert_cmpstr(path_string(v, pn), ==, "rt1");
+  const char *svc[] = { "pipelines", "override", "p-1", "override", "a-svc", "name", NULL };
+  g_assert_cmpstr(path_string(v, svc), ==, "svc");
+  json_decref(v);
+  CtlMiaState s;
+  g_autoptr(GError) error = NULL;
+  g_assert_true(ctl_mia_state_decode(text, strlen(text), TRUE, &s, &error));
+  g_assert_false(ctl_mia_state_pauses_by_id(&s, "p-1", "rt1", "a-svc", "svc"));
+  g_assert_false(ctl_mia_state_pauses_by_id(&s, "p-1", NULL, NULL, "svc"));
+  g_assert_true(ctl_mia_state_pauses_by_id(&s, "p-1", "rt1", "a-db", "db"));
+  g_assert_nonnull(ctl_mia_state_pipeline(&s, "p-1", NULL));
+  g_assert_nonnull(ctl_mia_state_pipeline(&s, "other", "rt1"));
+  ctl_mia_state_clear(&s);
+}
+
 static void
 test_round_trip(void)
 {
   CtlCommandMsg c = command("svc", "pause");
-  CtlMiaDesired d[] = { { "db", FALSE }, { "svc", TRUE } };
-  g_autofree char *text = ctl_mia_command_encode(&c, d, 2);
+  CtlMiaDesired d[] = { { NULL, "db", FALSE }, { NULL, "svc", TRUE } };
+  g_autofree char *text = ctl_mia_command_encode(&c, NULL, FALSE, d, 2);
   CtlMiaState s;
   g_autoptr(GError) error = NULL;
   g_assert_true(ctl_mia_state_decode(text, strlen(text), TRUE, &s, &error));
@@ -173,8 +210,8 @@ test_decode_errors(void)
                      "invalid JSON");
   /* the override and the ctlfs command must agree */
   CtlCommandMsg c = command("svc", "pause");
-  CtlMiaDesired d[] = { { "svc", FALSE } };
-  g_autofree char *text = ctl_mia_command_encode(&c, d, 1);
+  CtlMiaDesired d[] = { { NULL, "svc", FALSE } };
+  g_autofree char *text = ctl_mia_command_encode(&c, NULL, FALSE, d, 1);
   expect_state_error(text, "does not pause svc");
   /* the limit comes before parsing */
   g_autofree char *big = g_malloc(CTL_MSG_MAX_BYTES + 2);
@@ -188,10 +225,12 @@ test_decode_errors(void)
 static GPtrArray *
 feedback_ok(const char *text)
 {
-  GPtrArray *edges = NULL;
+  GPtrArray *edges = NULL, *skipped = NULL;
   g_autoptr(GError) error = NULL;
-  g_assert_cmpint(ctl_mia_feedback_decode(text, strlen(text), &edges, &error), ==, CTL_MIA_FEEDBACK);
+  g_assert_cmpint(ctl_mia_feedback_decode(text, strlen(text), &edges, &skipped, &error), ==,
+                  CTL_MIA_FEEDBACK);
   g_assert_no_error(error);
+  g_assert_null(skipped);
   g_assert_nonnull(edges);
   return edges;
 }
@@ -200,8 +239,9 @@ static void
 test_feedback_round_trip(void)
 {
   const char *names[] = { "svc", "db" };
+  const char *ids[] = { "a-svc", "a-db" };
   const char *states[] = { "paused", "running" };
-  g_autofree char *text = ctl_mia_feedback_encode(names, states, 2, "ctlfs-agent");
+  g_autofree char *text = ctl_mia_feedback_encode(names, ids, states, 2, "ctlfs-agent");
   g_autoptr(GPtrArray) edges = feedback_ok(text);
   g_assert_cmpuint(edges->len, ==, 2);
   CtlFeedbackMsg *a = edges->pdata[0], *b = edges->pdata[1];
@@ -211,6 +251,7 @@ test_feedback_round_trip(void)
   g_assert_null(a->message);
   g_assert_cmpstr(b->resource, ==, "db");
   g_assert_cmpstr(b->state, ==, "running");
+  g_assert_cmpstr(((CtlMiaEdge *) edges->pdata[1])->artifact_id, ==, "a-db");
 }
 
 /* Mia's example (fast-data-control-plane-feedback.schema.json): one artifact
@@ -255,10 +296,11 @@ test_feedback_bare_names(void)
 static void
 expect_feedback(const char *text, CtlMiaFeedbackResult want, const char *needle)
 {
-  GPtrArray *edges = NULL;
+  GPtrArray *edges = NULL, *skipped = NULL;
   g_autoptr(GError) error = NULL;
-  g_assert_cmpint(ctl_mia_feedback_decode(text, strlen(text), &edges, &error), ==, want);
+  g_assert_cmpint(ctl_mia_feedback_decode(text, strlen(text), &edges, &skipped, &error), ==, want);
   g_assert_null(edges);
+  g_assert_null(skipped);
   if (needle) {
     g_assert_nonnull(error);
     g_test_message("reason: %s", error->message);
@@ -266,6 +308,23 @@ expect_feedback(const char *text, CtlMiaFeedbackResult want, const char *needle)
   } else {
     g_assert_no_error(error);
   }
+}
+
+/* A message with one unusable edge (reason NEEDLE) and GOOD usable ones. */
+static void
+expect_skipped(const char *text, guint good, const char *needle)
+{
+  GPtrArray *edges = NULL, *skipped = NULL;
+  g_autoptr(GError) error = NULL;
+  g_assert_cmpint(ctl_mia_feedback_decode(text, strlen(text), &edges, &skipped, &error), ==,
+                  CTL_MIA_FEEDBACK);
+  g_assert_no_error(error);
+  g_assert_cmpuint(edges->len, ==, good);
+  g_assert_cmpuint(skipped->len, ==, 1);
+  g_test_message("reason: %s", (char *) skipped->pdata[0]);
+  g_assert_nonnull(strstr(skipped->pdata[0], needle));
+  g_ptr_array_unref(edges);
+  g_ptr_array_unref(skipped);
 }
 
 static void
@@ -276,16 +335,17 @@ test_feedback_errors(void)
   expect_feedback("{", CTL_MIA_MALFORMED, "invalid JSON");
   expect_feedback("[\"edges\"]", CTL_MIA_MALFORMED, "not a JSON object");
   expect_feedback("{\"edges\":{}}", CTL_MIA_MALFORMED, "\"edges\"");
-  expect_feedback("{\"edges\":[7]}", CTL_MIA_MALFORMED, "\"edges[0]\"");
-  expect_feedback("{\"edges\":[{\"state\":\"paused\"}]}", CTL_MIA_MALFORMED, "\"edges[0].artifact\"");
-  expect_feedback("{\"edges\":[{\"artifact\":{\"id\":\"x\"},\"state\":\"paused\"}]}",
-                  CTL_MIA_MALFORMED, "\"edges[0].artifact\"");
-  expect_feedback("{\"edges\":[{\"artifact\":\"ok\",\"state\":\"paused\"},"
-                  "{\"artifact\":\"../etc\",\"state\":\"paused\"}]}",
-                  CTL_MIA_MALFORMED, "\"edges[1].artifact\": not a valid name");
-  expect_feedback("{\"edges\":[{\"artifact\":\"svc\",\"state\":\"stale\"}]}",
-                  CTL_MIA_MALFORMED, "\"edges[0].state\"");
-  expect_feedback("{\"edges\":[{\"artifact\":\"svc\"}]}", CTL_MIA_MALFORMED, "\"edges[0].state\"");
+  /* one unusable edge costs only itself */
+  expect_skipped("{\"edges\":[7]}", 0, "\"edges[0]\"");
+  expect_skipped("{\"edges\":[{\"state\":\"paused\"}]}", 0, "\"edges[0].artifact\"");
+  expect_skipped("{\"edges\":[{\"artifact\":{\"id\":\"x\"},\"state\":\"paused\"}]}", 0,
+                 "\"edges[0].artifact\"");
+  expect_skipped("{\"edges\":[{\"artifact\":\"ok\",\"state\":\"paused\"},"
+                 "{\"artifact\":\"../etc\",\"state\":\"paused\"}]}",
+                 1, "\"edges[1].artifact\": not a valid name");
+  expect_skipped("{\"edges\":[{\"artifact\":\"svc\",\"state\":\"stale\"},"
+                 "{\"artifact\":\"db\",\"state\":\"running\"}]}", 1, "\"edges[0].state\"");
+  expect_skipped("{\"edges\":[{\"artifact\":\"svc\"}]}", 0, "\"edges[0].state\"");
 }
 
 int
@@ -294,6 +354,7 @@ main(int argc, char **argv)
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/mia/key", test_key);
   g_test_add_func("/mia/command/encode-shape", test_encode_shape);
+  g_test_add_func("/mia/command/encode-ids", test_encode_ids);
   g_test_add_func("/mia/command/round-trip", test_round_trip);
   g_test_add_func("/mia/command/mia-example", test_decode_mia_example);
   g_test_add_func("/mia/command/plain-ctlfs", test_decode_plain_ctlfs);

@@ -29,8 +29,11 @@ test_backend_verbs(void)
   g_assert_false(ctl_backend_takes(kafka, "stop"));
   g_assert_false(ctl_backend_takes(lifecycle, "restart"));
   g_assert_false(ctl_backend_takes(lifecycle, NULL));
+  /* a flow has no runtime-wide state to inherit */
+  g_assert_true(ctl_backend_takes(kafka, "inherit"));
+  g_assert_false(ctl_backend_takes(lifecycle, "inherit"));
   char *verbs = ctl_backend_verbs_text(kafka);
-  g_assert_cmpstr(verbs, ==, "pause, resume");
+  g_assert_cmpstr(verbs, ==, "pause, resume, inherit");
   g_free(verbs);
 }
 

@@ -336,6 +336,44 @@ test_command_bad_values(void)
   ctl_command_msg_clear(&out);
 }
 
+/* A runtime-wide command: "scope": "runtime", no resource, pause or resume;
+ * it encodes back to the same shape. inherit is a resource's verb. */
+static void
+test_command_runtime_wide(void)
+{
+  const char *json = "{\"id\":\"0196f6a2-8a10-7c3e-9a01-5b2d7e6f0c11\",\"runtime\":\"rt1\","
+                     "\"scope\":\"runtime\",\"verb\":\"pause\","
+                     "\"issued_at\":\"2026-11-23T10:00:00.000Z\"}";
+  CtlCommandMsg out;
+  g_autoptr(GError) error = NULL;
+  g_assert_true(ctl_command_msg_decode(json, strlen(json), &out, &error));
+  g_assert_null(out.resource);
+  g_assert_cmpstr(out.verb, ==, "pause");
+  g_autofree char *again = ctl_command_msg_encode(&out);
+  g_assert_nonnull(strstr(again, "\"scope\":\"runtime\""));
+  g_assert_null(strstr(again, "\"resource\""));
+  ctl_command_msg_clear(&out);
+
+  g_autofree char *with_resource = command_with("scope", "\"runtime\"");
+  expect_command_error(with_resource, CTL_MESSAGE_ERROR_FIELD, "resource");
+  g_autofree char *bad_scope = command_with("scope", "\"cluster\"");
+  expect_command_error(bad_scope, CTL_MESSAGE_ERROR_VALUE, "scope");
+  g_autofree char *one = command_with("scope", "\"resource\"");
+  g_assert_true(ctl_command_msg_decode(one, strlen(one), &out, NULL));
+  g_assert_nonnull(out.resource);
+  ctl_command_msg_clear(&out);
+  /* runtime-wide: only pause and resume */
+  char *fixed = g_strdup_printf("{\"id\":\"0196f6a2-8a10-7c3e-9a01-5b2d7e6f0c11\","
+                                "\"runtime\":\"rt1\",\"scope\":\"runtime\",\"verb\":\"stop\","
+                                "\"issued_at\":\"2026-11-23T10:00:00.000Z\"}");
+  expect_command_error(fixed, CTL_MESSAGE_ERROR_VALUE, "verb");
+  g_free(fixed);
+  g_autofree char *inherit = command_with("verb", "\"inherit\"");
+  g_assert_true(ctl_command_msg_decode(inherit, strlen(inherit), &out, NULL));
+  g_assert_cmpstr(out.verb, ==, "inherit");
+  ctl_command_msg_clear(&out);
+}
+
 /* A JSON object of exactly SIZE bytes: good_command padded by a junk field. */
 static char *
 command_of_size(gsize size)
@@ -657,6 +695,7 @@ main(int argc, char **argv)
   g_test_add_func("/message/command/missing-fields", test_command_missing_fields);
   g_test_add_func("/message/command/wrong-types", test_command_wrong_types);
   g_test_add_func("/message/command/bad-values", test_command_bad_values);
+  g_test_add_func("/message/command/runtime-wide", test_command_runtime_wide);
   g_test_add_func("/message/oversized", test_oversized);
   g_test_add_func("/message/feedback/round-trip", test_feedback_round_trip);
   g_test_add_func("/message/feedback/minimal", test_feedback_minimal);

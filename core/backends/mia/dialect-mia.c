@@ -76,17 +76,20 @@ node(const char *name, gboolean pause)
 }
 
 char *
-ctl_mia_command_encode(const CtlCommandMsg *cmd, const CtlMiaDesired *desired, gsize n)
+ctl_mia_command_encode(const CtlCommandMsg *cmd, const char *pipeline_id, gboolean pause_all,
+                       const CtlMiaDesired *desired, gsize n)
 {
   json_t *artifacts = json_object();
   for (gsize i = 0; i < n; i++)
-    json_object_set_new(artifacts, desired[i].resource, node(desired[i].resource, desired[i].pause));
-  /* The runtime's pipeline resumes by default: ctlfs never pauses what it
-   * does not know. */
-  json_t *pipeline = node(cmd->runtime, FALSE);
+    json_object_set_new(artifacts, desired[i].id ? desired[i].id : desired[i].name,
+                        node(desired[i].name, desired[i].pause));
+  /* The runtime-wide state at the top and for the runtime's pipeline: what
+   * ctlfs does not override (resources it never commanded, artifacts it
+   * does not know) follows the runtime. */
+  json_t *pipeline = node(cmd->runtime, pause_all);
   json_object_set_new(pipeline, "override", artifacts);
-  json_t *pipelines = json_pack("{s:s, s:{s:o}}", "state", "resume", "override",
-                                cmd->runtime, pipeline);
+  json_t *pipelines = json_pack("{s:s, s:{s:o}}", "state", pause_all ? "pause" : "resume",
+                                "override", pipeline_id ? pipeline_id : cmd->runtime, pipeline);
   char *own = ctl_command_msg_encode(cmd);
   json_t *value = json_pack("{s:o, s:o}", "pipelines", pipelines, "ctlfs",
                             json_loads(own, 0, NULL));
@@ -175,15 +178,36 @@ child(const CtlMiaNode *n, const char *name)
   return NULL;
 }
 
+/* The child of N with key ID, else with key or name NAME. */
+static const CtlMiaNode *
+child_by_id(const CtlMiaNode *n, const char *id, const char *name)
+{
+  const CtlMiaNode *c = id && n && n->override ? g_hash_table_lookup(n->override, id) : NULL;
+  return c ? c : name ? child(n, name) : NULL;
+}
+
+const CtlMiaNode *
+ctl_mia_state_pipeline(const CtlMiaState *s, const char *id, const char *name)
+{
+  return child_by_id(s->pipelines, id, name);
+}
+
 gboolean
-ctl_mia_state_pauses(const CtlMiaState *s, const char *pipeline, const char *artifact)
+ctl_mia_state_pauses_by_id(const CtlMiaState *s, const char *pipeline_id, const char *pipeline,
+                           const char *artifact_id, const char *artifact)
 {
   const CtlMiaNode *top = s->pipelines;
   if (!top)
     return FALSE;
-  const CtlMiaNode *p = child(top, pipeline);
-  const CtlMiaNode *a = child(p, artifact);
+  const CtlMiaNode *p = child_by_id(top, pipeline_id, pipeline);
+  const CtlMiaNode *a = child_by_id(p, artifact_id, artifact);
   return a ? a->pause : p ? p->pause : top->pause;
+}
+
+gboolean
+ctl_mia_state_pauses(const CtlMiaState *s, const char *pipeline, const char *artifact)
+{
+  return ctl_mia_state_pauses_by_id(s, NULL, pipeline, NULL, artifact);
 }
 
 GPtrArray *
@@ -230,14 +254,17 @@ static gboolean
 agrees(const CtlMiaState *s, GError **error)
 {
   const CtlCommandMsg *c = &s->ctlfs;
+  if (g_strcmp0(c->verb, CTL_VERB_INHERIT) == 0)
+    return TRUE;   /* the resource follows the pipeline: whatever it says */
   const char *target = ctl_verb_target(c->verb);
   gboolean pause = g_strcmp0(target, "paused") == 0;
   if (g_strcmp0(target, "paused") != 0 && g_strcmp0(target, "running") != 0)
     return fail(error, CTL_MESSAGE_ERROR_VALUE, "field \"ctlfs.verb\": %s has no Mia state", c->verb);
+  /* a runtime-wide command (no resource) is the pipeline's own state */
   if (ctl_mia_state_pauses(s, c->runtime, c->resource) != pause)
     return fail(error, CTL_MESSAGE_ERROR_VALUE,
                 "field \"pipelines\": the override does not %s %s as its ctlfs command does",
-                c->verb, c->resource);
+                c->verb, c->resource ? c->resource : "the pipeline");
   return TRUE;
 }
 
@@ -283,19 +310,33 @@ ctl_mia_state_clear(CtlMiaState *s)
 /* ---- feedback -------------------------------------------------------------- */
 
 char *
-ctl_mia_feedback_key(const char *pipeline)
+ctl_mia_feedback_key(const char *pipeline_id, const char *pipeline)
 {
-  return dump(json_pack("{s:{s:s, s:s}}", "pipeline", "id", pipeline, "name", pipeline));
+  return dump(json_pack("{s:{s:s, s:s}}", "pipeline", "id", pipeline_id, "name", pipeline));
+}
+
+gboolean
+ctl_mia_feedback_key_decode(const void *key, gsize len, char **id, char **name)
+{
+  *id = *name = NULL;
+  json_t *root = key ? load_object(key, len, NULL) : NULL;
+  if (!root)
+    return FALSE;
+  json_t *p = json_object_get(root, "pipeline");
+  *id = g_strdup(json_string_value(json_object_get(p, "id")));
+  *name = g_strdup(json_string_value(json_object_get(p, "name")));
+  json_decref(root);
+  return TRUE;
 }
 
 char *
-ctl_mia_feedback_encode(const char *const *names, const char *const *states, gsize n,
-                        const char *exec)
+ctl_mia_feedback_encode(const char *const *names, const char *const *ids,
+                        const char *const *states, gsize n, const char *exec)
 {
   json_t *edges = json_array();
   for (gsize i = 0; i < n; i++)
     json_array_append_new(edges, json_pack("{s:{s:s, s:s}, s:{s:s, s:s}, s:s}",
-                                           "artifact", "id", names[i], "name", names[i],
+                                           "artifact", "id", ids[i], "name", names[i],
                                            "exec", "id", exec, "name", exec,
                                            "state", states[i]));
   return dump(json_pack("{s:o}", "edges", edges));
@@ -314,8 +355,18 @@ item_name(json_t *item)
 static void
 feedback_free(gpointer p)
 {
-  ctl_feedback_msg_clear(p);
-  g_free(p);
+  CtlMiaEdge *edge = p;
+  ctl_feedback_msg_clear(&edge->fb);
+  g_free(edge->artifact_id);
+  g_free(edge);
+}
+
+/* An artifact's id ({"id","name"}), when it is a non-empty string. */
+static const char *
+item_id(json_t *item)
+{
+  const char *id = json_string_value(json_object_get(item, "id"));
+  return id && *id ? id : NULL;
 }
 
 /* Folds one more exec step (EXEC in STATE) into the report for its artifact:
@@ -336,57 +387,73 @@ fold(CtlFeedbackMsg *fb, const char *exec, const char *state, GHashTable *mixed)
   }
 }
 
-static gboolean
-decode_edges(json_t *edges, GPtrArray *out, GError **error)
+/* Why edge I (EDGE) cannot be used, or NULL; *NAME, *STATE, *EXEC set when
+ * it can. */
+static char *
+edge_unusable(json_t *edge, size_t i, const char **name, const char **state, const char **exec)
+{
+  if (!json_is_object(edge))
+    return g_strdup_printf("field \"edges[%zu]\": expected an object", i);
+  *name = item_name(json_object_get(edge, "artifact"));
+  *state = json_string_value(json_object_get(edge, "state"));
+  *exec = item_name(json_object_get(edge, "exec"));
+  if (!*name)
+    return g_strdup_printf("field \"edges[%zu].artifact\": missing its name", i);
+  if (!ctl_name_valid(*name))
+    return g_strdup_printf("field \"edges[%zu].artifact\": not a valid name"
+                           " (1-128 bytes of [A-Za-z0-9._-], not . or ..)", i);
+  if (!ctl_observed_state_valid(*state))
+    return g_strdup_printf("field \"edges[%zu].state\": not a state a runtime may report", i);
+  return NULL;
+}
+
+/* One bad edge costs only itself: a runtime's report on its other artifacts
+ * is as good as ever. */
+static void
+decode_edges(json_t *edges, GPtrArray *out, GPtrArray **skipped)
 {
   GHashTable *by_name = g_hash_table_new(g_str_hash, g_str_equal);
   GHashTable *mixed = g_hash_table_new(g_str_hash, g_str_equal);
-  gboolean ok = TRUE;
   size_t i;
   json_t *edge;
   json_array_foreach(edges, i, edge) {
-    const char *name = json_is_object(edge) ? item_name(json_object_get(edge, "artifact")) : NULL;
-    const char *state = json_is_object(edge) ? json_string_value(json_object_get(edge, "state")) : NULL;
-    const char *exec = json_is_object(edge) ? item_name(json_object_get(edge, "exec")) : NULL;
-    if (!json_is_object(edge))
-      ok = fail(error, CTL_MESSAGE_ERROR_FIELD, "field \"edges[%zu]\": expected an object", i);
-    else if (!name)
-      ok = fail(error, CTL_MESSAGE_ERROR_FIELD, "field \"edges[%zu].artifact\": missing its name", i);
-    else if (!ctl_name_valid(name))
-      ok = fail(error, CTL_MESSAGE_ERROR_VALUE, "field \"edges[%zu].artifact\": not a valid name"
-                " (1-128 bytes of [A-Za-z0-9._-], not . or ..)", i);
-    else if (!ctl_observed_state_valid(state))
-      ok = fail(error, CTL_MESSAGE_ERROR_VALUE, "field \"edges[%zu].state\": not a state a runtime"
-                " may report", i);
-    if (!ok)
-      break;
-    CtlFeedbackMsg *fb = g_hash_table_lookup(by_name, name);
-    if (!fb) {
-      fb = g_new0(CtlFeedbackMsg, 1);
-      fb->resource = g_strdup(name);
-      fb->state = g_strdup(state);
-      g_ptr_array_add(out, fb);
-      g_hash_table_insert(by_name, fb->resource, fb);
-      fb->message = g_strdup_printf("%s=%s", exec ? exec : "-", state);
+    const char *name = NULL, *state = NULL, *exec = NULL;
+    char *why = edge_unusable(edge, i, &name, &state, &exec);
+    if (why) {
+      if (!*skipped)
+        *skipped = g_ptr_array_new_with_free_func(g_free);
+      g_ptr_array_add(*skipped, why);
+      continue;
+    }
+    CtlMiaEdge *e = g_hash_table_lookup(by_name, name);
+    if (!e) {
+      e = g_new0(CtlMiaEdge, 1);
+      e->fb.resource = g_strdup(name);
+      e->fb.state = g_strdup(state);
+      e->artifact_id = g_strdup(item_id(json_object_get(edge, "artifact")));
+      g_ptr_array_add(out, e);
+      g_hash_table_insert(by_name, e->fb.resource, e);
+      e->fb.message = g_strdup_printf("%s=%s", exec ? exec : "-", state);
     } else {
-      fold(fb, exec, state, mixed);
+      fold(&e->fb, exec, state, mixed);
     }
   }
   /* The steps are worth a message only when they disagree. */
-  for (guint k = 0; ok && k < out->len; k++) {
-    CtlFeedbackMsg *fb = out->pdata[k];
-    if (!g_hash_table_contains(mixed, fb->resource))
-      g_clear_pointer(&fb->message, g_free);
+  for (guint k = 0; k < out->len; k++) {
+    CtlMiaEdge *e = out->pdata[k];
+    if (!g_hash_table_contains(mixed, e->fb.resource))
+      g_clear_pointer(&e->fb.message, g_free);
   }
   g_hash_table_unref(mixed);
   g_hash_table_unref(by_name);
-  return ok;
 }
 
 CtlMiaFeedbackResult
-ctl_mia_feedback_decode(const void *buf, gsize len, GPtrArray **edges, GError **error)
+ctl_mia_feedback_decode(const void *buf, gsize len, GPtrArray **edges, GPtrArray **skipped,
+                        GError **error)
 {
   *edges = NULL;
+  *skipped = NULL;
   json_t *root = load_object(buf, len, error);
   if (!root)
     return CTL_MIA_MALFORMED;
@@ -399,10 +466,7 @@ ctl_mia_feedback_decode(const void *buf, gsize len, GPtrArray **edges, GError **
     r = CTL_MIA_MALFORMED;
   } else {
     *edges = g_ptr_array_new_with_free_func(feedback_free);
-    if (!decode_edges(list, *edges, error)) {
-      g_clear_pointer(edges, g_ptr_array_unref);
-      r = CTL_MIA_MALFORMED;
-    }
+    decode_edges(list, *edges, skipped);
   }
   json_decref(root);
   return r;
