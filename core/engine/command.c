@@ -477,9 +477,14 @@ static gboolean
 unchanged(CtlEngine *e, CtlObject *obj, const char *verb)
 {
   const char *target = ctl_verb_target(verb);
-  return target && obj->kind == CTL_KIND_RESOURCE && !obj->pending && obj->inflight == 0
-         && obj->unplaced == 0
-         && g_strcmp0(target, ctl_engine_desired(e, obj)) == 0
+  if (!target || obj->kind != CTL_KIND_RESOURCE || obj->pending || obj->inflight > 0
+      || obj->unplaced > 0)
+    return FALSE;
+  /* A resource that follows its runtime is made an override by a write of
+   * the same state: that changes something. */
+  if (ctl_engine_runtime_wide(e, obj->parent) && !ctl_engine_override(e, obj))
+    return FALSE;
+  return g_strcmp0(target, ctl_engine_desired(e, obj)) == 0
          && g_strcmp0(target, ctl_engine_observed(e, obj)) == 0;
 }
 

@@ -258,3 +258,28 @@ def test_two_admin_hosts_repair_the_drift_without_a_flood(broker, ctlfs, agent, 
               if m["value"]["issued_by"].get("user") == "ctlfs"]
     assert 1 <= len(resent) <= 2, resent
     print(f"\nre-sends by two hosts: {len(resent)}")
+
+
+def test_a_follower_is_repaired_by_a_runtime_wide_resend(broker, ctlfs, agent, tmp_path):
+    """svc follows its runtime, paused by `echo pause > runtimes/rt1/state`: the
+    re-send goes to the runtime (one command for every follower), and svc
+    stays a follower (no override)."""
+    d = mount(broker, ctlfs, tmp_path, "resend")
+    res = declare(d)
+    rt = d.path("runtimes", "rt1")
+    a = agent(broker.bootstrap, heartbeat_ms=200)
+    wait_until(lambda: read_word(res / "observed") == "running", what="first report")
+    write_state(rt / "state", "pause\n")
+    wait_until(lambda: read_word(res / "observed") == "paused", what="observed paused")
+    wait_until(lambda: status_dict(res / "status")["pending"] == "-", what="pause settled")
+    assert status_dict(res / "status")["state_source"] == "runtime"
+    a.stop()
+    wait_until(lambda: read_word(res / "observed") == "stale", what="observed stale")
+    agent(broker.bootstrap, heartbeat_ms=200, extra=("--no-restore",))
+    wait_until(lambda: status_dict(res / "status")["drift"] == "yes", what="drift: yes")
+    wait_until(lambda: read_word(res / "observed") == "paused", what="observed paused again")
+    wait_until(lambda: status_dict(res / "status")["drift"] == "no", what="drift: no")
+    assert status_dict(res / "status")["state_source"] == "runtime"
+    resent = [ln for ln in command_lines(read(rt / "log"), "pause") if "by=ctlfs " in ln]
+    assert resent and all(ln.split(" ")[1] == "runtimes/rt1" for ln in resent), resent
+    assert kv(resent[0])["on_behalf_of"].startswith(original_by() + " pid="), resent[0]
