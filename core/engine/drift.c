@@ -10,8 +10,10 @@
  * Judged on reports only, after the report settled what it names: a report
  * while a command is pending (ours, a peer's, a re-send) is never drift; a
  * state on the way (pausing, starting...), stale or unknown neither begins
- * nor ends it. Only resources whose desired state a command set are judged:
- * the initial state of one never commanded is a default, not a wish.
+ * nor ends it. Only resources whose desired state a command set are judged
+ * (their own, or their runtime's for one that follows it): the initial state
+ * of one never commanded is a default, not a wish. A follower is repaired by
+ * a runtime-wide re-send, which keeps it a follower.
  * Kept in memory: a restarted daemon judges again from the next report. */
 #include "backend.h"
 #include "engine-private.h"
