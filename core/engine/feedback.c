@@ -140,11 +140,13 @@ resource_for(CtlEngine *e, CtlObject *rt, const char *name, gint64 offset)
 /* What a report says of command VERB: TRUE with *OK (and *WHY when not, to
  * g_free), or FALSE while the runtime is on its way there. */
 static gboolean
-outcome(const CtlBackend *b, const char *verb, const CtlFeedbackMsg *fb, gboolean *ok, char **why)
+outcome(CtlEngine *e, CtlObject *res, const char *verb, const CtlFeedbackMsg *fb, gboolean *ok,
+        char **why)
 {
-  if (ctl_backend_underway(b, verb, fb->state))
+  if (ctl_backend_underway(ctl_engine_backend(e, res), verb, fb->state))
     return FALSE;   /* starting, stopping...: the runtime is on its way */
-  const char *target = ctl_verb_target(verb);
+  /* inherit asks for the runtime's state */
+  const char *target = verb ? ctl_engine_desired_after(e, res, verb) : NULL;
   *ok = !target || g_strcmp0(target, fb->state) == 0;
   *why = *ok ? NULL
        : fb->message ? g_strdup(fb->message)
@@ -163,7 +165,7 @@ settle_older(CtlEngine *e, CtlObject *res, const CtlFeedbackMsg *fb)
   if (ctl_store_command_get(e->store, fb->command_id, &object_id, &verb, &result)
       && object_id == res->id
       && (g_strcmp0(result, "sent") == 0 || g_strcmp0(result, "queued") == 0)
-      && outcome(ctl_engine_backend(e, res), verb, fb, &ok, &why))
+      && outcome(e, res, verb, fb, &ok, &why))
     ctl_engine_command_settle_older(e, res, fb->command_id, verb, ok, why);
   g_free(verb);
   g_free(result);
@@ -190,7 +192,7 @@ settle_command(CtlEngine *e, CtlObject *res, const CtlFeedbackMsg *fb)
                    : ctl_engine_runtime_command_verb(res, fb->command_id);
   gboolean ok;
   char *why = NULL;
-  if (!outcome(ctl_engine_backend(e, res), verb, fb, &ok, &why))
+  if (!outcome(e, res, verb, fb, &ok, &why))
     return;
   ctl_engine_command_applied(e, res, fb->command_id, ok, why);
   g_free(why);
@@ -205,8 +207,8 @@ settle_by_state(CtlEngine *e, CtlObject *res, const char *state)
   const char *verb = !res->pending ? NULL
                    : g_strcmp0(res->pending, res->last_cmd_id) == 0 ? res->last_cmd_verb
                    : ctl_engine_runtime_command_verb(res, res->pending);
-  if (!verb || g_strcmp0(ctl_verb_target(verb), state) != 0)
-    return;
+  if (!verb || g_strcmp0(ctl_engine_desired_after(e, res, verb), state) != 0)
+    return;   /* (inherit asks for the runtime's state) */
   char *id = g_strdup(res->pending);
   ctl_engine_command_applied(e, res, id, TRUE, NULL);
   g_free(id);

@@ -289,6 +289,10 @@ def test_a_runtime_wide_resume_is_the_pipeline_state_and_leaves_overrides(broker
     write_state(keep / "state", "inherit\n")
     wait_until(lambda: read_word(keep / "observed") == "running", what="keep running")
     assert read(keep / "state") == "running\n"
+    # settled by the state it asked for: the runtime's
+    wait_until(lambda: status_dict(keep / "status")["last_command"].endswith(" inherit applied"),
+               what="inherit applied")
+    assert status_dict(keep / "status")["pending"] == "-"
     assert overrides(commands(broker)[-1]["value"]) == {}
     assert read_word(rt / "observed") == "running"
     assert " peer-skipped " not in read(rt / "log")

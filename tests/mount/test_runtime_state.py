@@ -79,6 +79,9 @@ def test_runtime_wide_pause_reaches_followers_in_one_message_and_leaves_override
     assert status_dict(rt / "c" / "status")["state_source"] == "runtime"
     _observed_all(rt, RESOURCES, "paused")
     wait_until(lambda: read_word(rt / "observed") == "paused", what="runtime observed paused")
+    wait_until(lambda: status_dict(rt / "c" / "status")["last_command"].endswith(" inherit applied"),
+               what="inherit applied")
+    assert status_dict(rt / "c" / "status")["pending"] == "-"
     # and the next runtime-wide command reaches it too
     write_state(rt / "state", "running\n")
     _observed_all(rt, RESOURCES, "running")
