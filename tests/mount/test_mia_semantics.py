@@ -255,6 +255,17 @@ def test_another_producers_state_message_is_desired_state(broker, ctlfs, agent):
     wait_until(lambda: read_word(svc / "observed") == "running", what="svc running")
     wait_until(lambda: status_dict(svc / "status")["pending"] == "-", what="settled")
     assert read_word(db / "observed") == "paused"
+    # its next state message no longer overrides svc: svc follows the
+    # pipeline again (the message is the whole desired state)
+    value["pipelines"]["override"]["rt1"]["override"].pop("b52c98ec-4910-456a-9ac4-13ad82dac404")
+    kcat_produce(broker.bootstrap, "ctlfs.rt1.commands", json.dumps({"id": "rt1"}), value)
+    wait_until(lambda: read_word(svc / "state") == "paused", what="svc follows the pipeline")
+    assert status_dict(svc / "status")["state_source"] == "runtime"
+    assert status_dict(rt / "newone" / "status")["state_source"] == "override"
+    [line] = [ln for ln in command_lines(read(svc / "log")) if kv(ln)["verb"] == "inherit"]
+    assert kv(line)["by"] == "another-producer", line
+    wait_until(lambda: read_word(svc / "observed") == "paused", what="svc paused again")
+    wait_until(lambda: status_dict(svc / "status")["pending"] == "-", what="inherit settled")
 
 
 def test_a_runtime_wide_resume_is_the_pipeline_state_and_leaves_overrides(broker, ctlfs, agent):

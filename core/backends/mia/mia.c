@@ -144,6 +144,7 @@ foreign_command(CtlEngine *e, CtlObject *rt, gint64 offset, const char *value, g
   const CtlMiaNode *p = ctl_mia_state_pipeline(&s, pipeline_id(e, rt), rt->name);
   gboolean pause_all = p ? p->pause : s.pipelines->pause;
   ctl_engine_desire_runtime(e, rt, pause_all ? "pause" : "resume", id, offset);
+  GHashTable *named = g_hash_table_new(g_str_hash, g_str_equal);
   GHashTableIter it;
   gpointer key, v;
   if (p && p->override)
@@ -161,6 +162,7 @@ foreign_command(CtlEngine *e, CtlObject *rt, gint64 offset, const char *value, g
       res = ctl_engine_peer_object(e, rt, a->name, offset);
     if (!res)
       continue;
+    g_hash_table_add(named, res->name);
     if (strcmp(key, a->name) != 0)
       learn_id(e, res, ARTIFACT_ID, key);
     char *cid = g_strdup_printf("%s:%s", id, a->name);
@@ -169,6 +171,20 @@ foreign_command(CtlEngine *e, CtlObject *rt, gint64 offset, const char *value, g
     ctl_engine_peer_command(e, res, &msg, offset, "another-producer");
     g_free(cid);
   }
+  /* The message is the whole desired state: an artifact it does not
+   * override follows the pipeline, as if told to inherit. */
+  GPtrArray *children = ctl_model_children_array(rt);
+  for (guint i = 0; children && i < children->len; i++) {
+    CtlObject *res = children->pdata[i];
+    if (g_hash_table_contains(named, res->name) || !ctl_engine_override(e, res))
+      continue;
+    char *cid = g_strdup_printf("%s:%s", id, res->name);
+    CtlCommandMsg msg = { .id = cid, .runtime = rt->name, .resource = res->name,
+                          .verb = CTL_VERB_INHERIT, .uid = -1, .pid = -1 };
+    ctl_engine_peer_command(e, res, &msg, offset, "another-producer");
+    g_free(cid);
+  }
+  g_hash_table_unref(named);
   ctl_mia_state_clear(&s);
   return TRUE;
 }
