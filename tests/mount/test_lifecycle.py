@@ -510,8 +510,14 @@ def test_state_takes_back_what_it_reads(broker, ctlfs, agent, tmp_path):
     os.mkdir(d.path("runtimes", "rt9", "f"))
     f = d.path("runtimes", "rt9", "f")
     agent(broker.bootstrap, "rt9", ["f"], extra=["--initial-state=stopped", "--warmup-ms=0"])
-    for value, verb in (("stopped\n", "stop"), ("running\n", "start"), ("paused", "pause"),
-                        ("running", "resume")):
+    wait_until(lambda: read_word(f / "observed") == "stopped", what="the agent's first report")
+    # the state it is desired and reported in: answered, nothing sent
+    write_state(f / "state", "stopped\n")
+    assert read(f / "state") == "stopped\n"
+    line = command_lines(read(f / "log"))[-1]
+    assert (kv(line)["verb"], kv(line)["result"]) == ("stop", "unchanged"), line
+    assert status_dict(f / "status")["last_command"] == "-"
+    for value, verb in (("running\n", "start"), ("paused", "pause"), ("running", "resume")):
         write_state(f / "state", value)
         assert read(f / "state") == value.strip() + "\n"
         assert status_dict(f / "status")["last_command"].split()[1] == verb, value

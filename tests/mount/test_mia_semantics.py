@@ -246,7 +246,8 @@ def test_another_producers_state_message_is_desired_state(broker, ctlfs, agent):
     wait_until(lambda: read_word(svc / "state") == "running", what="svc desired running")
     wait_until(lambda: os.path.isdir(rt / "newone"), what="newone appears")
     assert read_word(rt / "newone" / "state") == "running"
-    [line] = [ln for ln in command_lines(read(svc / "log")) if kv(ln)["verb"] == "resume"]
+    [line] = [ln for ln in command_lines(read(svc / "log"))
+              if kv(ln)["verb"] == "resume" and kv(ln)["result"] == "sent"]
     assert kv(line)["by"] == "another-producer", line
     assert kv(line)["id"].startswith("ctlfs.rt1.commands:"), line
     assert status_dict(svc / "status")["mia_artifact_id"] == "b52c98ec-4910-456a-9ac4-13ad82dac404"
@@ -262,7 +263,8 @@ def test_another_producers_state_message_is_desired_state(broker, ctlfs, agent):
     wait_until(lambda: read_word(svc / "state") == "paused", what="svc follows the pipeline")
     assert status_dict(svc / "status")["state_source"] == "runtime"
     assert status_dict(rt / "newone" / "status")["state_source"] == "override"
-    [line] = [ln for ln in command_lines(read(svc / "log")) if kv(ln)["verb"] == "inherit"]
+    [line] = [ln for ln in command_lines(read(svc / "log"))
+              if kv(ln)["verb"] == "inherit" and kv(ln)["result"] == "sent"]
     assert kv(line)["by"] == "another-producer", line
     wait_until(lambda: read_word(svc / "observed") == "paused", what="svc paused again")
     wait_until(lambda: status_dict(svc / "status")["pending"] == "-", what="inherit settled")
