@@ -141,6 +141,11 @@ gboolean ctl_dialect_ctlfs_decode(const char *value, gsize len, CtlCommandMsg *m
 /* One status line "KEY: VALUE" ("-" for NULL or empty). */
 void ctl_status_kv(GString *out, const char *key, const char *value);
 
+/* reported.c: the metrics a resource's runtime reported, "NAME VALUE" lines. */
+void ctl_attr_show_reported(CtlEngine *e, CtlObject *obj, GString *out);
+
+#define CTL_ATTR_METRICS     { .name = "metrics", .mode = S_IFREG | 0444, \
+                               .show = ctl_attr_show_reported, .wakes = CTL_CHANGE_METRICS }
 #define CTL_ATTR_LOG         { .name = "log", .mode = S_IFREG | 0444, .stream = TRUE }
 #define CTL_ATTR_OBSERVED    { .name = "observed", .mode = S_IFREG | 0444, \
                                .show = ctl_attr_show_observed }

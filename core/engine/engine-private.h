@@ -86,12 +86,15 @@ struct CtlEngine {
   gboolean    stopping;
   CtlStaleness *staleness;   /* when `observed` turns stale (stale.c) */
   GHashTable *drifts;        /* CtlObject* -> its drift (drift.c) */
+  GHashTable *reported;      /* resources with reported metrics (reported.c), a set */
+  GHashTable *reported_refusals;  /* CtlObject* -> the metrics refused last, logged once */
   CtlJanitor *janitor;       /* NULL unless --expire-after-ms (janitor.c) */
   CtlTopicChecks *topics;    /* each topic's check against [topics] (topics.c) */
   /* counters for `metrics` */
   GHashTable *commands;      /* "verb\037result" -> guint64* */
   guint64     rejected_writes, refused[CTL_ACCESS_COUNT];
   guint64     feedback_total, feedback_rejected, feedback_discovered;
+  guint64     reported_rejected;         /* reported metrics not kept (reported.c) */
   guint64     unused[CTL_UNUSED_COUNT];  /* consumed messages not used, by topic kind */
   gint64      started_real_us;           /* wall clock at start: ctlfs_start_time_seconds */
   CtlWriteHistogram writes[2];           /* [0] answered 0, [1] answered an errno */
@@ -176,6 +179,18 @@ void ctl_engine_stale_fini(CtlEngine *e);
 guint ctl_engine_stale_count(CtlEngine *e);
 
 /* drift.c: a report that disagrees with the desired state (see there). */
+/* reported.c: the metrics feedback carries, kept per resource. */
+void  ctl_engine_reported_init(CtlEngine *e);
+void  ctl_engine_reported_fini(CtlEngine *e);
+/* METRICS_JSON: a feedback message's "metrics" object on RES, read at OFFSET
+ * (inside the feedback batch's transaction). */
+void  ctl_engine_reported(CtlEngine *e, CtlObject *res, const char *metrics_json, gint64 offset);
+typedef void (*CtlReportedFn)(const char *runtime, const char *resource, const char *name,
+                              const char *value, gpointer user_data);
+/* Calls FN for each kept metric, by runtime, resource and name, at most
+ * metrics-series-max times; returns how many more there were. */
+guint ctl_engine_reported_foreach(CtlEngine *e, CtlReportedFn fn, gpointer user_data);
+
 void  ctl_engine_drift_init(CtlEngine *e);
 void  ctl_engine_drift_fini(CtlEngine *e);
 /* RES was reported on (at OFFSET), after the report settled its command. */

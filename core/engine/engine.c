@@ -112,6 +112,7 @@ ctl_engine_new(const CtlConfig *cfg, CtlStore *st, GError **error)
   ctl_model_add_listener(e->model, on_runtime_removed, e);
   ctl_engine_stale_init(e);
   ctl_engine_drift_init(e);
+  ctl_engine_reported_init(e);
   ctl_engine_outbox_restart(e);
   ctl_engine_backends_start(e);
   return e;
@@ -133,6 +134,7 @@ ctl_engine_free(CtlEngine *e)
   ctl_engine_topics_stop(e);
   ctl_engine_stale_fini(e);
   ctl_engine_drift_fini(e);
+  ctl_engine_reported_fini(e);
   ctl_janitor_free(e->janitor);
   e->janitor = NULL;
   /* Replies waiting for the last commit still see a whole model. */

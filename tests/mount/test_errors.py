@@ -252,7 +252,7 @@ def test_mkdir_outside_the_declarable_places_fails(broker, ctlfs):
             os.mkdir(d.path(*where))
     assert "newdir" not in os.listdir(d.mnt)
     assert sorted(os.listdir(d.path("runtimes", "rt1", "svc"))) == \
-        ["log", "observed", "state", "status"]
+        ["log", "metrics", "observed", "state", "status"]
 
 
 def test_rmdir_of_a_runtime_with_resources_is_enotempty(broker, ctlfs):
