@@ -221,6 +221,17 @@ set_int(int *out, const char *key, const char *value, GError **error)
   return TRUE;
 }
 
+/* An integer >= 0 where 0 means ZERO ("never", "none exported"). */
+static gboolean
+set_count(int *out, const char *key, const char *value, const char *zero, GError **error)
+{
+  gint64 n;
+  if (!g_ascii_string_to_signed(value, 10, 0, G_MAXINT, &n, NULL))
+    return bad_value(error, key, value, "expected an integer >= 0 (0: %s)", zero);
+  *out = (int) n;
+  return TRUE;
+}
+
 static gboolean
 set_reconcile(CtlReconcile *out, const char *key, const char *value, GError **error)
 {
@@ -307,10 +318,7 @@ ctl_config_set(CtlConfig *cfg, const char *key, const char *value, GError **erro
   } else if (strcmp(k, "metrics-per-resource") == 0) {
     return set_int(&cfg->metrics_per_resource, k, value, error);
   } else if (strcmp(k, "metrics-series-max") == 0) {
-    gint64 n;
-    if (!g_ascii_string_to_signed(value, 10, 0, G_MAXINT, &n, NULL))
-      return bad_value(error, k, value, "expected an integer >= 0 (0: none exported)");
-    cfg->metrics_series_max = (int) n;
+    return set_count(&cfg->metrics_series_max, k, value, "none exported", error);
   } else if (strcmp(k, "admin-group") == 0) {
     return set_admin_group(cfg, value, error);
   } else if (strcmp(k, "backend") == 0) {
@@ -320,10 +328,7 @@ ctl_config_set(CtlConfig *cfg, const char *key, const char *value, GError **erro
   } else if (strcmp(k, "initial-state") == 0) {
     return set_initial_state(&cfg->runtime_default.initial_state, k, value, error);
   } else if (strcmp(k, "expire-after-ms") == 0) {
-    gint64 n;
-    if (!g_ascii_string_to_signed(value, 10, 0, G_MAXINT, &n, NULL))
-      return bad_value(error, k, value, "expected an integer >= 0 (0: never)");
-    cfg->expire_after_ms = (int) n;
+    return set_count(&cfg->expire_after_ms, k, value, "never", error);
   } else if (strcmp(k, "expire") == 0) {
     if (strcmp(value, "mark") == 0)
       cfg->expire_remove = FALSE;
