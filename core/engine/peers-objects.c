@@ -201,10 +201,12 @@ remove_here(CtlEngine *e, CtlObject *obj, const char *by, gint64 offset)
     ctl_engine_peer_skip(e, ctl_model_root(e->model), offset, "not a shared object");
     return;
   }
-  /* A command of this host's still running on it: it stays here (its end
-   * needs it); the log says why the hosts differ. */
+  /* A command of this host's still running on it (EBUSY): it stays here,
+   * as the command's end needs it; the log says why the hosts differ. */
   int err = ctl_model_remove(e->model, obj, by);
-  if (err)
+  if (err == EBUSY)
+    ctl_engine_peer_skip(e, obj, offset, "a command on it is still running here");
+  else if (err)
     ctl_engine_peer_skip(e, obj, offset, g_strerror(err));
 }
 

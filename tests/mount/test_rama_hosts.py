@@ -7,6 +7,8 @@ that took the write runs the CLI for it, while every host runs moduleStatus
 itself."""
 
 import os
+import statistics
+import time
 
 from conftest import (RUNTIME_FILES, hostname, kcat_consume, kv, read, wait_until,
                       write_state)
@@ -177,3 +179,27 @@ def test_a_host_down_catches_up_a_new_one_sees_all_and_a_restart_duplicates_noth
     after = story(b3)
     assert after[0] == before[0] and after[2] == before[2], (before, after)
     assert after[1] == ["m1", "m2", "m3"]
+
+
+def test_option_value_propagation_latency(broker, ctlfs, tmp_path):
+    """How long an option value written on one host takes to read back on
+    another, counted from the write's return (printed; the assertion is only
+    that every one arrives)."""
+    (a, _), (b, _) = (host(ctlfs, broker, tmp_path, n) for n in ("a", "b"))
+    os.mkdir(a.path("modules", "m1"))
+    set_option(a.path("modules", "m1", "options", "o"), "0")
+    reads(b, "modules/m1/options/o", "0\n")
+    delays, writes = [], []
+    for i in range(1, 51):
+        t0 = time.monotonic()
+        set_option(a.path("modules", "m1", "options", "o"), str(i))
+        t1 = time.monotonic()
+        wait_until(lambda: read(b.path("modules", "m1", "options", "o")) == f"{i}\n",
+                   interval=0.0005, what=f"value {i} on b")
+        delays.append((time.monotonic() - t1) * 1000)
+        writes.append((t1 - t0) * 1000)
+    delays.sort()
+    writes.sort()
+    print(f"FIGURES rama_option_cross_host_ms p50={statistics.median(delays):.1f} "
+          f"p98={delays[48]:.1f} max={delays[-1]:.1f} n=50 (write returns, CLI included: "
+          f"p50={statistics.median(writes):.1f} max={writes[-1]:.1f})")
