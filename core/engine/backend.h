@@ -168,6 +168,11 @@ void     ctl_engine_reply(CtlEngine *e, int err, CtlCommandDone done, gpointer u
 /* metrics.c: times a write's answer from now (replaces DONE and USER_DATA). */
 void     ctl_engine_time_write(CtlEngine *e, CtlCommandDone *done, gpointer *user_data);
 void     ctl_engine_count_command(CtlEngine *e, const char *verb, const char *result);
+/* peers-objects.c: tells other admin hosts (the tree topic) that OBJ's
+ * shared settings (CtlType.shared) changed, in the caller's transaction;
+ * BY may be NULL. TRUE for an object that is not shared. */
+gboolean ctl_engine_announce_settings(CtlEngine *e, CtlObject *obj, const char *by,
+                                      GError **error);
 /* Logs EVENT on OBJ in a transaction of its own; a failure is only warned of. */
 void     ctl_engine_log(CtlEngine *e, CtlObject *obj, const char *event, const char *details);
 

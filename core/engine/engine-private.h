@@ -2,6 +2,8 @@
  * command.c, feedback.c, peers.c, stale.c, janitor.c, audit.c, metrics.c,
  * attrs.c, backend.c). Backends use engine/backend.h instead. */
 #pragma once
+#include <jansson.h>
+
 #include "bus.h"
 #include "engine.h"
 #include "store.h"
@@ -168,6 +170,31 @@ gboolean   ctl_engine_peer_delivered(CtlEngine *e, gpointer opaque, gboolean ok,
 CtlObject *ctl_engine_peer_object(CtlEngine *e, CtlObject *rt, const char *name, gint64 offset);
 /* A message on a shared topic that could not be used: logged on OBJ, counted. */
 void       ctl_engine_peer_skip(CtlEngine *e, CtlObject *obj, gint64 offset, const char *why);
+
+/* peers-objects.c: tree backends' objects on the tree topic. Is OBJ told to
+ * other hosts (a runtime, a resource, or an object a tree backend's mkdir or
+ * create makes)? */
+gboolean   ctl_engine_shared(CtlEngine *e, CtlObject *obj);
+/* ctl_engine_announce of a removal, with what the removal takes along. */
+gboolean   ctl_engine_announce_removal(CtlEngine *e, CtlObject *obj, const char *by,
+                                       GError **error);
+/* Is KEY a tree backend object's ("modules:m1/...")? Its key and value. */
+gboolean   ctl_peer_object_key(const char *key, gsize len);
+char      *ctl_peer_object_key_of(CtlObject *obj);
+char      *ctl_peer_object_value(CtlEngine *e, CtlObject *obj, const char *id,
+                                 gboolean declared, const char *by);
+typedef struct {
+  char    *id, *path, *by;
+  gboolean declared;
+  json_t  *settings;   /* an object, never NULL */
+} CtlPeerRecord;
+/* NULL with *WHY when the record is unusable. */
+CtlPeerRecord *ctl_peer_record_parse(const char *key, gsize key_len, const char *value,
+                                     gsize len, const char **why);
+void           ctl_peer_record_free(CtlPeerRecord *r);
+/* Makes the tree show R (read at OFFSET; BY for the log lines). */
+void           ctl_peer_record_apply(CtlEngine *e, const CtlPeerRecord *r, const char *by,
+                                     gint64 offset);
 
 /* stale.c: `observed` turns to stale --stale-after-ms after the last feedback;
  * that change is logged and wakes watchers like any other. */
