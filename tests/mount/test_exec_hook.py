@@ -128,7 +128,7 @@ esac
     with open(go, "w") as f:
         f.write("go\n")
     wait_until(lambda: _result(f1, start) == "applied", what="start applied")
-    assert read(f1 / "observed") == "running\n"
+    wait_until(lambda: read_word(f1 / "observed") == "running", what="running reported")
     assert _states_after(read(f1 / "log"), start)[:2] == ["starting", "running"]
 
     stop = _issue(f1, "stop")
@@ -359,3 +359,24 @@ def test_bridge_server_error_fails_the_command_with_its_reason(broker, ctlfs, ag
     assert why in failed[-1]
     assert read(orders / "observed") == "stopped\n"
     assert [p for _, p, _ in fake_elastic.posts()] == [f"/v2/flows/{FLOW_ID}/start"]
+
+
+def test_a_restarted_agent_restores_through_the_hook(broker, ctlfs, agent, tmp_path):
+    """At start the agent takes up each resource's newest command, applied
+    with the hook (waited for, before the first report), which gets that
+    command whole."""
+    d = _mount(ctlfs, broker, tmp_path)
+    (f1,) = _flows(d, "f1")
+    runs = tmp_path / "runs"
+    hook = _script(tmp_path, "note",
+                   f'echo "$CTLFS_VERB $CTLFS_COMMAND_ID $CTLFS_MODE" >> "{runs}"\n'
+                   'echo "state starting"\n')
+    first = _hook_agent(agent, broker.bootstrap, hook, ["f1"])
+    wait_until(lambda: read_word(f1 / "observed") == "stopped", what="agent's first report")
+    start = _issue(f1, "start")
+    wait_until(lambda: _result(f1, start) == "applied", what="start applied")
+    assert first.stop() == 0
+    again = _hook_agent(agent, broker.bootstrap, hook, ["f1"])
+    assert runs.read_text().splitlines() == [f"start {start} ordinary"] * 2
+    assert "restored resource=f1 state=running" in Path(again.stderr_path).read_text()
+    wait_until(lambda: read_word(f1 / "observed") == "running", what="running reported")
