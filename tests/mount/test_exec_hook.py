@@ -380,3 +380,35 @@ def test_a_restarted_agent_restores_through_the_hook(broker, ctlfs, agent, tmp_p
     assert runs.read_text().splitlines() == [f"start {start} ordinary"] * 2
     assert "restored resource=f1 state=running" in Path(again.stderr_path).read_text()
     wait_until(lambda: read_word(f1 / "observed") == "running", what="running reported")
+
+
+def test_round_trip_figures(broker, ctlfs, agent, tmp_path):
+    """`echo start > state` (and stop) to `applied` through a hook that
+    reports starting (stopping), against the simulated flow (warm-up 0), 10 start/stop rounds
+    each; printed as FIGURES lines (-s). Bounded loosely: a hook is a fork
+    and an exec per command, not a second."""
+    import statistics
+    import time
+    d = _mount(ctlfs, broker, tmp_path)
+    hooked, simulated = _flows(d, "hooked", "simulated")
+    hook = _script(tmp_path, "quick",
+                   'case $1 in start) echo "state starting" ;; *) echo "state stopping" ;; esac\n')
+    _hook_agent(agent, broker.bootstrap, hook, ["hooked"])
+    agent(broker.bootstrap, "flows", ["simulated"], extra=["--initial-state=stopped",
+                                                            "--warmup-ms=0"])
+    for res in (hooked, simulated):
+        wait_until(lambda: read_word(res / "observed") == "stopped", what="first report")
+    figures = {}
+    for res in (hooked, simulated):
+        times = []
+        for _ in range(10):
+            for verb in ("start", "stop"):
+                t0 = time.monotonic()
+                cid = _issue(res, verb)
+                wait_until(lambda: _result(res, cid) == "applied", interval=0.005,
+                           what=f"{verb} applied")
+                times.append((time.monotonic() - t0) * 1000)
+        figures[res.name] = times
+        print(f"\nFIGURES exec-hook-round-trip {res.name}: n={len(times)} "
+              f"median_ms={statistics.median(times):.1f} max_ms={max(times):.1f}")
+        assert max(times) < 5000 * SLOW
