@@ -7,6 +7,7 @@
  * stdout carries one line, "ready", once the consumer is assigned and the
  * initial feedback is delivered; everything else is logged on stderr. */
 #define G_LOG_DOMAIN "ctlfs-agent"
+#include "agent-exec.h"
 #include "agent-flow.h"
 #include "agent-partitions.h"
 #include "agent-restore.h"
@@ -34,6 +35,12 @@
  * as the initial state at the next start. */
 #define STOP_TIMEOUT_MS     1000
 #define KAFKA_TOPIC_MAX     249
+/* --exec-timeout-ms: a hook that drives a real flow returns once the flow
+ * runs, which includes the warm-up of every step's container (seed 001):
+ * seconds to a minute for a cold start. Two minutes leave room for that and
+ * for an API that is slow to answer, yet a hook that hangs is failed, and
+ * the resource freed for the next command, within two minutes. */
+#define EXEC_TIMEOUT_MS     120000
 
 typedef enum { APPLY_SIMULATE, APPLY_SIGNAL, APPLY_EXEC } ApplyKind;
 
@@ -51,6 +58,7 @@ typedef struct {
   int     warmup_ms;       /* a flow's start: starting this long, then running */
   int     idle_ms;         /* an ordinary flow running this long sleeps (0: never) */
   int     refresh_ms;      /* how often the command topic's partitions are counted */
+  int     exec_timeout_ms; /* --apply=exec: a hook's run is killed after this */
   gboolean quiet;          /* warnings only, and no "ready" */
   char   *log_file;        /* messages appended here instead of stderr */
   gboolean no_restore;     /* start from --initial-state, not the newest commands */
@@ -70,6 +78,10 @@ typedef struct {
   ApplyKind   apply;
   pid_t       signal_pid;
   char      **exec_argv;
+  AgentExec  *exec;            /* --apply=exec: the hook's runs */
+  /* The command message being handled, as read (the hook gets it whole). */
+  const char *cur_json;
+  gsize       cur_json_len;
   gboolean    mia;             /* --dialect=mia: Mia-Platform Fast Data messages */
 
   char       *cmd_topic;
@@ -185,6 +197,8 @@ check_options(Agent *a)
     return usage_error("--idle-ms must not be negative");
   if (o->refresh_ms <= 0)
     return usage_error("--partition-refresh-ms must be positive");
+  if (o->exec_timeout_ms <= 0)
+    return usage_error("--exec-timeout-ms must be positive");
   if (!ctl_name_valid(o->topic_prefix))
     return usage_error("--topic-prefix: not a valid topic prefix ([A-Za-z0-9._-])");
   if (*o->group == '\0')
@@ -216,6 +230,7 @@ parse_options(Agent *a, int *argc, char ***argv)
   o->heartbeat_ms = 2500;
   o->warmup_ms = 200;
   o->refresh_ms = 10000;
+  o->exec_timeout_ms = EXEC_TIMEOUT_MS;
   GOptionEntry entries[] = {
     { "brokers", 0, 0, G_OPTION_ARG_STRING, &o->brokers, "Kafka bootstrap servers (required)", "HOST:PORT,..." },
     { "runtime", 0, 0, G_OPTION_ARG_STRING, &o->runtime, "Runtime name (required)", "RT" },
@@ -229,6 +244,7 @@ parse_options(Agent *a, int *argc, char ***argv)
     { "mia-pipeline-id", 0, 0, G_OPTION_ARG_STRING, &o->mia_pipeline_id, "With --dialect=mia, the pipeline's id (default: a UUID derived from the runtime's name)", "ID" },
     { "warmup-ms", 0, 0, G_OPTION_ARG_INT, &o->warmup_ms, "With --apply=simulate, a flow's start: starting this long, then running (default 200)", "MS" },
     { "idle-ms", 0, 0, G_OPTION_ARG_INT, &o->idle_ms, "With --apply=simulate, an ordinary flow running this long sleeps; 0 never (default 0)", "MS" },
+    { "exec-timeout-ms", 0, 0, G_OPTION_ARG_INT, &o->exec_timeout_ms, "With --apply=exec, a hook still running after MS is killed and the command failed (default 120000)", "MS" },
     { "partition-refresh-ms", 0, 0, G_OPTION_ARG_INT, &o->refresh_ms, "How often partitions added to the command topic are looked for (default 10000)", "MS" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &o->quiet, "Print warnings and errors only (no \"ready\")", NULL },
     { "log-file", 0, 0, G_OPTION_ARG_FILENAME, &o->log_file, "Append messages to FILE instead of stderr", "FILE" },
@@ -383,74 +399,15 @@ apply_signal(Agent *a, const char *verb, GError **error)
   return FALSE;
 }
 
-static char **
-exec_environ(const CtlCommandMsg *cmd)
-{
-  char **env = g_get_environ();
-  env = g_environ_setenv(env, "CTLFS_RUNTIME", cmd->runtime, TRUE);
-  env = g_environ_setenv(env, "CTLFS_RESOURCE", cmd->resource, TRUE);
-  env = g_environ_setenv(env, "CTLFS_COMMAND_ID", cmd->id, TRUE);
-  env = g_environ_setenv(env, "CTLFS_VERB", cmd->verb, TRUE);
-  return env;
-}
-
-/* Logs what the child printed, one line per line, so that its output never
- * reaches our stdout (which carries only "ready"). */
-static void
-log_child_output(const char *stream, const char *text)
-{
-  g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
-  for (char **l = lines; *l != NULL; l++)
-    if (**l != '\0') {
-      g_autofree char *esc = g_strescape(*l, NULL);
-      g_message("exec %s: %s", stream, esc);
-    }
-}
-
-/* The last non-blank line of TEXT, escaped and cut short, or NULL. */
-static char *
-last_line(const char *text)
-{
-  g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
-  for (guint i = g_strv_length(lines); i-- > 0;) {
-    g_strstrip(lines[i]);
-    if (*lines[i] != '\0') {
-      char *esc = g_strescape(lines[i], NULL);
-      if (strlen(esc) > 200)
-        esc[200] = '\0';
-      return esc;
-    }
-  }
-  return NULL;
-}
-
-/* Runs CMD VERB synchronously: commands are applied strictly in order, so
- * nothing else could be applied meanwhile anyway. */
+/* --apply=exec, where the hook's result is needed before anything is
+ * reported (restoring, the mia dialect): run now, bounded by the timeout. */
 static gboolean
-apply_exec(Agent *a, const CtlCommandMsg *cmd, GError **error)
+apply_exec_sync(Agent *a, const CtlCommandMsg *cmd, GError **error)
 {
-  g_autoptr(GStrvBuilder) b = g_strv_builder_new();
-  g_strv_builder_addv(b, (const char **) a->exec_argv);
-  g_strv_builder_add(b, cmd->verb);
-  g_auto(GStrv) argv = g_strv_builder_end(b);
-  g_auto(GStrv) env = exec_environ(cmd);
-  g_autofree char *out = NULL, *err = NULL;
-  int status;
-  if (!g_spawn_sync(NULL, argv, env, G_SPAWN_SEARCH_PATH | G_SPAWN_STDIN_FROM_DEV_NULL,
-                    NULL, NULL, &out, &err, &status, error))
-    return FALSE;
-  log_child_output("stdout", out);
-  log_child_output("stderr", err);
-  g_autoptr(GError) local = NULL;
-  if (g_spawn_check_wait_status(status, &local))
-    return TRUE;
-  /* The command's own last words are what an operator wants in last_error. */
-  g_autofree char *why = last_line(err);
-  if (why != NULL)
-    g_set_error(error, local->domain, local->code, "%s: %s", local->message, why);
-  else
-    g_propagate_error(error, g_steal_pointer(&local));
-  return FALSE;
+  AgentExecRequest req = { .cmd = cmd, .resource = cmd->resource, .verb = cmd->verb,
+                           .dialect = a->opt.dialect, .json = a->cur_json,
+                           .json_len = a->cur_json_len };
+  return agent_exec_run_sync(a->exec, &req, error);
 }
 
 static gboolean
@@ -460,11 +417,170 @@ apply_verb(Agent *a, const CtlCommandMsg *cmd, GError **error)
   case APPLY_SIGNAL:
     return apply_signal(a, cmd->verb, error);
   case APPLY_EXEC:
-    return apply_exec(a, cmd, error);
+    return apply_exec_sync(a, cmd, error);
   case APPLY_SIMULATE:
   default:
     return TRUE;
   }
+}
+
+/* ---- the exec hook's runs (agent-exec.h) --------------------------------- */
+
+/* One run of the hook for a command: to one resource, or runtime-wide (to
+ * every resource that follows the runtime, as the run ends). */
+typedef struct {
+  Agent      *agent;
+  char       *id;
+  char       *resource;   /* NULL: runtime-wide */
+  char       *verb;
+  GHashTable *before;     /* resource -> its state when the run began */
+  char       *reported;   /* the last state the hook reported, NULL: none */
+} ExecRun;
+
+static void
+exec_run_free(gpointer data)
+{
+  ExecRun *r = data;
+  g_free(r->id);
+  g_free(r->resource);
+  g_free(r->verb);
+  g_clear_pointer(&r->before, g_hash_table_unref);
+  g_free(r->reported);
+  g_free(r);
+}
+
+/* The resources the run is for, now: its own, or the runtime's followers. */
+static GPtrArray *
+exec_run_targets(ExecRun *r)
+{
+  Agent *a = r->agent;
+  GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
+  if (r->resource != NULL) {
+    g_ptr_array_add(names, g_strdup(r->resource));
+    return names;
+  }
+  GHashTableIter it;
+  gpointer name;
+  g_hash_table_iter_init(&it, a->states);
+  while (g_hash_table_iter_next(&it, &name, NULL))
+    if (!g_hash_table_contains(a->overrides, name))
+      g_ptr_array_add(names, g_strdup(name));
+  return names;
+}
+
+static void
+exec_run_set(ExecRun *r, const char *resource, const char *state, const char *message)
+{
+  Agent *a = r->agent;
+  g_hash_table_insert(a->states, g_strdup(resource), g_strdup(state));
+  publish(a, resource, r->id, message, FALSE);
+}
+
+/* Its turn came: nothing to do when every resource is in the verb's state
+ * already (ctlfs still needs to see the id). A runtime-wide command with no
+ * follower runs: it is the runtime's. */
+static gboolean
+exec_run_begin(gpointer data)
+{
+  ExecRun *r = data;
+  Agent *a = r->agent;
+  const char *target = ctl_verb_target(r->verb);
+  g_autoptr(GPtrArray) names = exec_run_targets(r);
+  gboolean there = target != NULL && names->len > 0;
+  r->before = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  for (guint i = 0; i < names->len; i++) {
+    const char *state = g_hash_table_lookup(a->states, names->pdata[i]);
+    there = there && g_strcmp0(state, target) == 0;
+    g_hash_table_insert(r->before, g_strdup(names->pdata[i]), g_strdup(state));
+  }
+  if (!there)
+    return TRUE;
+  for (guint i = 0; i < names->len; i++) {
+    g_message("applied id=%s resource=%s verb=%s state=%s (no change)", r->id,
+              (char *) names->pdata[i], r->verb, target);
+    publish(a, names->pdata[i], r->id, NULL, FALSE);
+  }
+  return FALSE;
+}
+
+/* A `state` line: reported at once, naming the command. */
+static void
+exec_run_progress(const char *state, gpointer data)
+{
+  ExecRun *r = data;
+  g_free(r->reported);
+  r->reported = g_strdup(state);
+  g_autoptr(GPtrArray) names = exec_run_targets(r);
+  for (guint i = 0; i < names->len; i++) {
+    g_message("exec id=%s resource=%s state=%s", r->id, (char *) names->pdata[i], state);
+    exec_run_set(r, names->pdata[i], state, NULL);
+  }
+}
+
+/* A state a resource can stay in, as opposed to one on the way. */
+static gboolean
+state_settled(const char *state)
+{
+  static const char *const settled[] = { "running", "paused", "stopped", "sleeping", NULL };
+  return state != NULL && g_strv_contains(settled, state);
+}
+
+/* Where a resource is after a failed run: where the hook last said it is,
+ * if that is a state to stay in; else where it was (a start that failed
+ * while starting has not started). */
+static const char *
+state_after_failure(ExecRun *r, const char *resource)
+{
+  if (state_settled(r->reported))
+    return r->reported;
+  const char *before = g_hash_table_lookup(r->before, resource);
+  return before ? before : g_hash_table_lookup(r->agent->states, resource);
+}
+
+static void
+exec_run_done(const char *reason, gpointer data)
+{
+  ExecRun *r = data;
+  const char *target = ctl_verb_target(r->verb);
+  g_autoptr(GPtrArray) names = exec_run_targets(r);
+  g_autofree char *text = reason ? g_strdup_printf("apply failed: %s", reason) : NULL;
+  for (guint i = 0; i < names->len; i++) {
+    const char *name = names->pdata[i];
+    g_autofree char *state = g_strdup(text ? state_after_failure(r, name)
+                                           : target ? target
+                                           : r->reported ? r->reported
+                                           : g_hash_table_lookup(r->agent->states, name));
+    if (state == NULL)
+      continue;
+    if (text)
+      g_message("failed id=%s resource=%s verb=%s state=%s: %s", r->id, name, r->verb,
+                state, text);
+    else
+      g_message("applied id=%s resource=%s verb=%s state=%s", r->id, name, r->verb, state);
+    exec_run_set(r, name, state, text);
+  }
+  if (r->resource == NULL)
+    g_message("runtime-wide id=%s verb=%s %s resources=%u", r->id, r->verb,
+              text ? "failed" : "applied", names->len);
+}
+
+/* Queues the hook's run for CMD (to RESOURCE, NULL: runtime-wide); the agent
+ * goes on with other commands meanwhile. */
+static void
+exec_submit(Agent *a, const CtlCommandMsg *cmd, const char *resource)
+{
+  static const AgentExecCallbacks cb = {
+    .begin = exec_run_begin, .progress = exec_run_progress, .done = exec_run_done,
+  };
+  ExecRun *r = g_new0(ExecRun, 1);
+  r->agent = a;
+  r->id = g_strdup(cmd->id);
+  r->resource = g_strdup(resource);
+  r->verb = g_strdup(cmd->verb);
+  AgentExecRequest req = { .cmd = cmd, .resource = resource, .verb = cmd->verb,
+                           .dialect = a->opt.dialect, .json = a->cur_json,
+                           .json_len = a->cur_json_len };
+  agent_exec_submit(a->exec, &req, &cb, r, exec_run_free);
 }
 
 /* Applies CMD to its resource (known to exist) and reports the outcome; TRUE
@@ -472,6 +588,10 @@ apply_verb(Agent *a, const CtlCommandMsg *cmd, GError **error)
 static gboolean
 apply_to(Agent *a, const CtlCommandMsg *cmd)
 {
+  if (a->apply == APPLY_EXEC) {
+    exec_submit(a, cmd, cmd->resource);
+    return TRUE;   /* reported as the hook goes; flows are simulate's only */
+  }
   const char *state = g_hash_table_lookup(a->states, cmd->resource);
   const char *target = ctl_verb_target(cmd->verb);
   if (g_str_equal(state, target)) {
@@ -517,12 +637,15 @@ apply_flow_verb(const CtlCommandMsg *cmd, gpointer data)
   return apply_to(data, cmd);
 }
 
-/* Flows are simulated only when everything is: with signal or exec, a flow's
- * verbs are applied as any resource's. */
+/* What --apply needs. Flows are simulated only when everything is: with
+ * signal or exec, a flow's verbs are applied as any resource's (an exec hook
+ * reports the states on the way itself). */
 static void
-start_flows(Agent *a)
+start_apply(Agent *a)
 {
   static const AgentFlowCallbacks cb = { .publish = publish_flow, .apply = apply_flow_verb };
+  if (a->apply == APPLY_EXEC)
+    a->exec = agent_exec_new(a->exec_argv, a->opt.exec_timeout_ms);
   if (a->apply == APPLY_SIMULATE)
     a->flows = agent_flows_new(a->states, a->opt.warmup_ms, a->opt.idle_ms, &cb, a);
 }
@@ -558,6 +681,13 @@ apply_runtime_wide(Agent *a, const CtlCommandMsg *cmd)
 {
   g_free(a->runtime_state);
   a->runtime_state = g_strdup(ctl_verb_target(cmd->verb));
+  if (a->apply == APPLY_EXEC) {
+    /* One run for the runtime (CTLFS_SCOPE=runtime), whose outcome each
+     * follower reports. */
+    g_message("runtime-wide id=%s verb=%s state=%s: exec", cmd->id, cmd->verb, a->runtime_state);
+    exec_submit(a, cmd, NULL);
+    return;
+  }
   g_autofree gpointer *names = g_hash_table_get_keys_as_array(a->states, NULL);
   guint followers = 0;
   for (guint i = 0; names[i]; i++)
@@ -647,8 +777,12 @@ apply_mia_state(Agent *a, const CtlMiaState *s, const char *id)
     g_autofree char *aid = mia_artifact_id(a, names[i]);
     gboolean pause = ctl_mia_state_pauses_by_id(s, a->opt.mia_pipeline_id, a->opt.runtime, aid,
                                                 names[i]);
-    CtlCommandMsg cmd = { .id = (char *) id, .runtime = a->opt.runtime, .resource = names[i],
-                          .verb = pause ? "pause" : "resume" };
+    /* what the ctlfs command riding along says (the issuer), for the hook */
+    CtlCommandMsg cmd = s->has_ctlfs ? s->ctlfs : (CtlCommandMsg) { .uid = -1 };
+    cmd.id = (char *) id;
+    cmd.runtime = a->opt.runtime;
+    cmd.resource = names[i];
+    cmd.verb = pause ? "pause" : "resume";
     const char *target = ctl_verb_target(cmd.verb);
     if (g_str_equal(state, target))
       continue;
@@ -721,8 +855,11 @@ handle_message(Agent *a, const rd_kafka_message_t *m)
               (gint64) m->offset, (int) m->partition, CTL_MSG_HEADER_NAME);
     return;
   }
+  a->cur_json = m->payload;
+  a->cur_json_len = m->len;
   if (a->mia) {
     handle_mia_message(a, m);
+    a->cur_json = NULL;
     return;
   }
   CtlCommandMsg cmd;
@@ -730,10 +867,12 @@ handle_message(Agent *a, const rd_kafka_message_t *m)
   if (!ctl_command_msg_decode(m->payload, m->len, &cmd, &error)) {
     g_message("malformed command offset=%" G_GINT64_FORMAT " partition=%d: %s",
               (gint64) m->offset, (int) m->partition, error->message);
+    a->cur_json = NULL;
     return;
   }
   handle_command(a, &cmd);
   ctl_command_msg_clear(&cmd);
+  a->cur_json = NULL;
 }
 
 /* ---- Kafka plumbing ----------------------------------------------------- */
@@ -1057,7 +1196,7 @@ on_signal(gpointer data)
  * resource's commands share a partition: they are keyed by its name). */
 typedef struct {
   Agent      *agent;
-  GHashTable *newest;   /* resource -> verb */
+  GHashTable *newest;   /* resource -> its newest command message */
 } Restore;
 
 static void
@@ -1072,7 +1211,30 @@ restore_message(const rd_kafka_message_t *m, gpointer data)
     return;
   }
   if (g_str_equal(cmd.runtime, r->agent->opt.runtime) && ctl_verb_target(cmd.verb) != NULL)
-    g_hash_table_replace(r->newest, g_strdup(cmd.resource), g_strdup(cmd.verb));
+    g_hash_table_replace(r->newest, g_strdup(cmd.resource), g_strndup(m->payload, m->len));
+  ctl_command_msg_clear(&cmd);
+}
+
+/* RESOURCE takes up the state its newest command, JSON, asked for. */
+static void
+restore_one(Agent *a, const char *resource, const char *json)
+{
+  CtlCommandMsg cmd;
+  if (!ctl_command_msg_decode(json, strlen(json), &cmd, NULL))
+    return;   /* it was decoded once already */
+  const char *target = ctl_verb_target(cmd.verb);
+  g_autoptr(GError) local = NULL;
+  a->cur_json = json;
+  a->cur_json_len = strlen(json);
+  if (g_str_equal(g_hash_table_lookup(a->states, resource), target)) {
+    /* there already */
+  } else if (!apply_verb(a, &cmd, &local)) {
+    g_message("restore resource=%s verb=%s failed: %s", resource, cmd.verb, local->message);
+  } else {
+    g_hash_table_insert(a->states, g_strdup(resource), g_strdup(target));
+    g_message("restored resource=%s state=%s", resource, target);
+  }
+  a->cur_json = NULL;
   ctl_command_msg_clear(&cmd);
 }
 
@@ -1097,25 +1259,11 @@ restore_states(Agent *a)
                           &r, &error))
     g_message("restore: %s (what was read is taken up)", error->message);
   GHashTableIter it;
-  gpointer name, verb;
+  gpointer name, json;
   g_hash_table_iter_init(&it, newest);
-  while (g_hash_table_iter_next(&it, &name, &verb)) {
-    if (!claim_resource(a, name))
-      continue;
-    const char *target = ctl_verb_target(verb);
-    if (g_str_equal(g_hash_table_lookup(a->states, name), target))
-      continue;
-    CtlCommandMsg cmd = { .id = (char *) "restore", .runtime = a->opt.runtime,
-                          .resource = name, .verb = verb };
-    g_autoptr(GError) local = NULL;
-    if (!apply_verb(a, &cmd, &local)) {
-      g_message("restore resource=%s verb=%s failed: %s", (char *) name, (char *) verb,
-                local->message);
-      continue;
-    }
-    g_hash_table_insert(a->states, g_strdup(name), g_strdup(target));
-    g_message("restored resource=%s state=%s", (char *) name, target);
-  }
+  while (g_hash_table_iter_next(&it, &name, &json))
+    if (claim_resource(a, name))
+      restore_one(a, name, json);
 }
 
 static void
@@ -1171,6 +1319,7 @@ agent_clear(Agent *a)
 {
   g_clear_handle_id(&a->heartbeat, g_source_remove);
   g_clear_pointer(&a->flows, agent_flows_free);   /* their timers go with them */
+  g_clear_pointer(&a->exec, agent_exec_free);     /* hooks still running are ended */
   /* The signal sources go last: while they exist GLib keeps its handler
    * installed, so a second SIGTERM cannot cut the bounded shutdown short. */
   stop_kafka(a);
@@ -1240,7 +1389,7 @@ main(int argc, char **argv)
     agent_clear(&a);
     return 2;
   }
-  start_flows(&a);
+  start_apply(&a);
   a.sigterm = g_unix_signal_add(SIGTERM, on_signal, &a);
   a.sigint = g_unix_signal_add(SIGINT, on_signal, &a);
   if (!start_kafka(&a)) {

@@ -237,8 +237,11 @@ ctl_engine_report(CtlEngine *e, CtlObject *rt, gint64 offset, const CtlFeedbackM
     if (fb->command_id)
       ctl_kv_append(d, "command", fb->command_id);
     if (fb->message) {
-      /* cut at a character boundary; the runtime's full text is not ours to keep */
-      char *cut = g_utf8_substring(fb->message, 0, MESSAGE_LOG_MAX);
+      /* cut at a character boundary; the runtime's full text is not ours to
+       * keep. g_utf8_substring() walks END characters whatever the length:
+       * a shorter text must not be read past its end. */
+      glong chars = g_utf8_strlen(fb->message, -1);
+      char *cut = g_utf8_substring(fb->message, 0, MIN(chars, MESSAGE_LOG_MAX));
       ctl_kv_append(d, "message", cut);
       g_free(cut);
     }

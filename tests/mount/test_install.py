@@ -51,6 +51,7 @@ class Installed:
         self.sbindir = _abs(prefix, _build_option("sbindir"))
         self.bindir = _abs(prefix, _build_option("bindir"))
         self.mandir = _abs(prefix, _build_option("mandir"))
+        self.datadir = _abs(prefix, _build_option("datadir"))
         self.sysconfdir = _abs(prefix, _build_option("sysconfdir"))
         # where the units went (pkg-config systemd, or the option)
         installed = json.loads((BUILD / "meson-info" / "intro-installed.json").read_text())
@@ -90,6 +91,8 @@ def test_meson_install_puts_everything_in_place(installed):
         assert i.path(f"{i.unitdir}/{unit}").is_file(), f"{unit} is not installed"
     conf = i.path(f"{i.sysconfdir}/ctlfs/ctlfs.conf")
     assert conf.is_file(), "the default config is not installed"
+    bridge = i.path(f"{i.datadir}/ctlfs/elastic/elastic-bridge")   # the exec hook example
+    assert bridge.is_file() and os.access(bridge, os.X_OK), "elastic-bridge is not installed"
     # The installed units name the installed programs and config, not the source tree.
     unit = i.path(f"{i.unitdir}/ctlfs.service").read_text()
     assert "@" not in "".join(l for l in unit.splitlines() if l.startswith("Exec")), unit
