@@ -243,3 +243,19 @@ def test_kill_is_refused_where_the_backend_has_no_such_thing(broker, ctlfs):
     with pytest.raises(OSError) as e:
         write_state(d.path("runtimes", "rt1", "state"), "kill\n")
     assert e.value.errno in (errno.EINVAL, errno.EOPNOTSUPP)
+
+
+def test_kill_reaches_an_exec_hook_as_its_own_verb(broker, ctlfs, agent, tmp_path):
+    """With --apply=exec:CMD the hook runs as `CMD kill`, CTLFS_VERB=kill: a
+    bridge can call the system's own kill (CDAP's /v1/runtime/program/kill)."""
+    d, (f1,) = _flows(ctlfs, broker, tmp_path, "f1")
+    calls = tmp_path / "calls"
+    hook = tmp_path / "hook"
+    hook.write_text(f'#!/bin/sh\necho "$1 $CTLFS_VERB $CTLFS_MODE" >> "{calls}"\n')
+    hook.chmod(0o755)
+    agent(broker.bootstrap, "flows", ["f1"], apply=f"exec:{hook}")
+    wait_until(lambda: read_word(f1 / "observed") == "running", what="agent's first report")
+    kill = _issue(f1, "kill")
+    wait_until(lambda: _result(f1, kill) == "applied", what="kill applied")
+    assert calls.read_text() == "kill kill ordinary\n"
+    assert read_word(f1 / "observed") == "stopped"
