@@ -14,7 +14,8 @@ import threading
 import pytest
 
 from conftest import command_lines, kv, read, wait_until, write_state
-from test_rama import FAKE, calls, module_status, rama, write_errno  # noqa: F401 (fixture)
+from test_rama import (FAKE, MODULE_FILES, calls, module_status, rama,  # noqa: F401 (fixture)
+                       write_errno)
 
 
 def set_option(path, value):
@@ -197,8 +198,9 @@ def test_a_database_from_before_options_gets_them(rama):
     db.commit()
     db.close()
     d2, _ = rama(db=d.db, mnt=d.mnt)
-    assert sorted(os.listdir(mod)) == ["log", "options", "scale", "status", "topologies"]
+    assert sorted(os.listdir(mod)) == MODULE_FILES
     assert os.listdir(mod / "topologies") == ["t1"]
+    assert os.listdir(mod / "topologies" / "t1" / "options") == []
     set_option(mod / "options" / "o", "false")
     assert read(mod / "options" / "o") == "false\n"
 
