@@ -6,11 +6,13 @@ tests/fake-rama as the CLI (it records every call)."""
 import errno
 import os
 import threading
+import time
 
 import pytest
 
-from conftest import command_lines, kv, read, wait_until, write_state
-from test_rama import calls, module_status, rama, write_errno  # noqa: F401 (fixture)
+from conftest import (command_lines, kv, parse_status, read, start_expecting_failure,
+                      status_dict, wait_until, write_state)
+from test_rama import BACKGROUND, calls, module_status, rama, write_errno  # noqa: F401 (fixture)
 from test_rama_options import set_errno, set_option
 
 
@@ -117,7 +119,7 @@ def test_depot_and_pstate_names_and_removal(rama):
     os.unlink(mod / "topologies" / "t1" / "options" / "o")
     os.rmdir(mod / "depots" / "*depot")
     assert os.listdir(mod / "depots") == []
-    assert [c for c in calls(fake)[n:] if c["argv"][0] != "moduleStatus"] == []
+    assert [c for c in calls(fake)[n:] if c["argv"][0] not in BACKGROUND] == []
     # the module is not empty while it has a topology or a PState
     with pytest.raises(OSError) as ei:
         os.rmdir(mod)
@@ -210,3 +212,111 @@ def test_noop_scale_runs_scale_executors_with_no_number(rama):
         assert why in kv(rejected)["reason"], (bad, rejected)
         assert why in module_status(d.path("modules", "m1"))[1]["last_error"]
     assert len(calls(fake, "scaleExecutors")) == 4
+
+
+# ---------------------------------------------------------------- [rama] internal-hostnames
+
+def test_internal_hostnames_go_to_the_commands_that_take_them(rama):
+    d, fake = rama("-o", "rama_internal_hostnames=true")
+    mod = declare(d)
+    topo = mod / "topologies" / "t1"
+    write_state(topo / "state", "pause")
+    set_option(topo / "options" / "topology.combiner.limit", "99")
+    write_state(mod / "scale", "workers=2")
+    flag = "--useInternalHostnames"
+    assert calls(fake, "pauseTopology")[-1]["argv"] == ["pauseTopology", "m1", "t1", flag]
+    assert calls(fake, "setOption")[-1]["argv"] == [
+        "setOption", "topology", "m1", "t1", "topology.combiner.limit", "99", flag]
+    # the seed gives scaleExecutors no such flag: it is not passed
+    assert calls(fake, "scaleExecutors")[-1]["argv"] == [
+        "scaleExecutors", "--module", "m1", "--workers", "2"]
+    wait_until(lambda: calls(fake, "taskGroupsStatus"), what="taskGroupsStatus")
+    assert all(c["argv"][-1] == flag for c in calls(fake, "moduleStatus")
+               + calls(fake, "taskGroupsStatus"))
+    # and they worked: the fake refuses the flag where the CLI does not take it
+    assert read(topo / "observed") == "paused\n"
+    assert module_status(mod)[1]["exit_status"] == "0"
+
+
+def test_internal_hostnames_setting_is_checked(tmp_path):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("[rama]\ninternal-hostnames = yes\n")
+    p = start_expecting_failure([f"--config={conf}", f"--db={tmp_path / 'x.db'}"],
+                                tmp_path / "mnt2")
+    assert p.returncode != 0 and "expected true or false" in p.stderr, p.stderr
+
+
+# ---------------------------------------------------------------- task-groups
+
+def task_groups(mod):
+    text = read(mod / "task-groups")
+    head, sep, output = text.partition("output:\n")
+    assert sep, text
+    return dict(parse_status(head)), [ln[2:] for ln in output.splitlines()]
+
+
+def test_task_groups_of_the_instance_moduleStatus_names(rama):
+    d, fake = rama("--rama-refresh-ms=0")
+    mod = d.path("modules", "m1")
+    os.mkdir(mod)
+    wait_until(lambda: task_groups(mod)[0]["module_instance"] == "1"
+               and task_groups(mod)[0]["exit_status"] == "0", what="first taskGroupsStatus")
+    st, out = task_groups(mod)
+    assert list(st) == ["module_instance", "checked_at", "exit_status", "error"]
+    assert st["error"] == "-" and out[0].startswith("Task group") and len(out) == 2
+    assert calls(fake, "taskGroupsStatus")[-1]["argv"] == ["taskGroupsStatus", "m1", "1"]
+    # reads never run the CLI
+    n = len(calls(fake))
+    for _ in range(5):
+        read(mod / "task-groups")
+    assert len(calls(fake)) == n
+    # scaling makes a new instance: moduleStatus names it, its task groups follow
+    write_state(mod / "scale", "workers=2 threads=2")
+    wait_until(lambda: task_groups(mod)[0]["module_instance"] == "2"
+               and len(task_groups(mod)[1]) == 5, what="task groups of instance 2")
+    assert calls(fake, "taskGroupsStatus")[-1]["argv"] == ["taskGroupsStatus", "m1", "2"]
+    assert " task-groups instance=2 exit=0" in read(mod / "log") or \
+        " task-groups instance=1 exit=0" in read(mod / "log")
+    # a failing taskGroupsStatus: its message, the exit status
+    (fake / "fail").write_text("taskGroupsStatus\n")
+    write_state(mod / "scale", "noop")
+    wait_until(lambda: task_groups(mod)[0]["exit_status"] == "1", what="failed listing")
+    assert "simulated by fake-rama" in task_groups(mod)[0]["error"]
+
+
+def test_task_groups_say_why_when_no_instance_is_known(rama):
+    d, fake = rama("--rama-refresh-ms=0")
+    (fake / "fail").write_text("moduleStatus\n")
+    mod = d.path("modules", "m1")
+    os.mkdir(mod)
+    wait_until(lambda: module_status(mod)[1]["exit_status"] == "1", what="failed moduleStatus")
+    st, out = task_groups(mod)
+    assert st["module_instance"] == "-" and st["exit_status"] == "-" and out == []
+    assert st["error"].startswith("no module instance id known"), st
+    assert calls(fake, "taskGroupsStatus") == []
+
+
+# ---------------------------------------------------------------- the CLI's time
+
+def test_a_cli_as_slow_as_a_jvm_start_is_waited_for(rama):
+    """FAKE_RAMA_DELAY_MS=1500: a Clojure runtime's start on this machine under
+    load (docs/seeds/rama.md, "The CLI timeout"); the default timeout-ms waits."""
+    d, fake = rama(extra_env={"FAKE_RAMA_DELAY_MS": "1500"})
+    mod = declare(d)
+    topo = mod / "topologies" / "t1"
+    t0 = time.monotonic()
+    write_state(topo / "state", "pause")
+    took = time.monotonic() - t0
+    assert took >= 1.5, took
+    assert read(topo / "observed") == "paused\n"
+    assert status_dict(topo / "status")["last_error"] == "-"
+    set_option(mod / "depots" / "*depot" / "options" / "depot.max.fetch", "3")
+    assert read(mod / "depots" / "*depot" / "options" / "depot.max.fetch") == "3\n"
+
+
+def test_a_jvm_start_slower_than_timeout_ms_is_killed(rama):
+    d, fake = rama("--rama-timeout-ms=1000", extra_env={"FAKE_RAMA_DELAY_MS": "5000"})
+    mod = declare(d)
+    assert write_errno(mod / "topologies" / "t1" / "state", "pause") == errno.ETIMEDOUT
+    st = status_dict(mod / "topologies" / "t1" / "status")
+    assert "did not finish within 1000 ms" in st["last_error"], st

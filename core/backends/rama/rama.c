@@ -631,6 +631,7 @@ start(CtlEngine *e)
   r->e = e;
   r->cli.path = ctl_engine_config(e)->rama_cli;
   r->cli.timeout_ms = ctl_engine_config(e)->rama_timeout_ms;
+  r->cli.internal_hostnames = ctl_engine_config(e)->rama_internal_hostnames;
   r->cli.runs = g_hash_table_new(NULL, NULL);
   ctl_engine_set_backend_data(e, &ctl_backend_rama, r);
   ctl_rama_status_init(r);
@@ -763,6 +764,9 @@ static const CtlAttr module_attrs[] = {
   CTL_ATTR_LOG,
   /* set once the CLI is done (queued mode too) */
   { .name = "scale",  .mode = S_IFREG | 0664, .show = show_scale, .store = ctl_rama_scale,
+    .wakes = CTL_CHANGE_STATE },
+  /* rama taskGroupsStatus, after each moduleStatus that names an instance */
+  { .name = "task-groups", .mode = S_IFREG | 0444, .show = ctl_rama_show_groups,
     .wakes = CTL_CHANGE_STATE },
 };
 
