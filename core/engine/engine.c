@@ -272,7 +272,7 @@ remove_object(CtlEngine *e, CtlObject *obj, CtlObject *on, CtlAccess access, con
                        ? "it goes with its module: rmdir the module"
                        : "it goes with its owner: rmdir that", who);
   if (ctl_model_has_children(obj)) {
-    guint n = g_hash_table_size(obj->children);
+    guint n = ctl_model_members(obj);
     char *why = g_strdup_printf("it still holds %u object%s: remove %s first", n,
                                 n == 1 ? "" : "s", n == 1 ? "it" : "them");
     turned_down(e, on, access, ENOTEMPTY, verb, obj->name, why, who);

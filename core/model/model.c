@@ -362,20 +362,27 @@ ctl_model_options(CtlObject *owner)
   return ctl_model_child(owner, "options");
 }
 
-gboolean
-ctl_model_has_children(CtlObject *obj)
+guint
+ctl_model_members(CtlObject *obj)
 {
   const OwnDir *dirs = own_dirs(obj->kind);
   if (!dirs->name)
-    return obj->children && g_hash_table_size(obj->children) > 0;
+    return obj->children ? g_hash_table_size(obj->children) : 0;
   /* Options are values remembered, not objects of the cluster: they go
    * with their owner. Topologies, depots and PStates must be removed first. */
+  guint n = 0;
   for (const OwnDir *d = dirs; d->name; d++) {
     CtlObject *dir = ctl_model_child(obj, d->name);
-    if (d->kind != CTL_KIND_OPTIONS && dir && g_hash_table_size(dir->children) > 0)
-      return TRUE;
+    if (d->kind != CTL_KIND_OPTIONS && dir)
+      n += g_hash_table_size(dir->children);
   }
-  return FALSE;
+  return n;
+}
+
+gboolean
+ctl_model_has_children(CtlObject *obj)
+{
+  return ctl_model_members(obj) > 0;
 }
 
 char *

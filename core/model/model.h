@@ -132,6 +132,8 @@ char      *ctl_model_name_problem(CtlObject *parent, const char *name);
 /* Does OBJ hold objects that rmdir must not take with it? (Topologies,
  * depots and PStates do; options do not: they go with their owner.) */
 gboolean   ctl_model_has_children(CtlObject *obj);
+/* How many such objects OBJ holds. */
+guint      ctl_model_members(CtlObject *obj);
 /* "runtimes/rt1/svc" (g_free); "" for the root. */
 char      *ctl_model_path(CtlObject *obj);
 /* Children sorted by name, as an array the model keeps until the children

@@ -124,6 +124,8 @@ def test_depot_and_pstate_names_and_removal(rama):
     with pytest.raises(OSError) as ei:
         os.rmdir(mod)
     assert ei.value.errno == errno.ENOTEMPTY
+    line = [ln for ln in read(d.path("log")).splitlines() if " rejected " in ln][-1]
+    assert "still holds 2 objects" in line, line      # t1 and $$p, not its directories
     os.rmdir(mod / "topologies" / "t1")
     with pytest.raises(OSError) as ei:
         os.rmdir(mod)
