@@ -194,13 +194,18 @@ def test_a_database_from_before_options_gets_them(rama):
     os.mkdir(mod / "topologies" / "t1")
     d.stop()
     db = sqlite3.connect(d.db)
-    db.execute("DELETE FROM objects WHERE kind = 8")     # options/ did not exist
+    # options/ did not exist, nor depots/ and pstates/ (kinds 10, 12)
+    db.execute("DELETE FROM objects WHERE kind IN (8, 10, 12)")
     db.commit()
     db.close()
     d2, _ = rama(db=d.db, mnt=d.mnt)
     assert sorted(os.listdir(mod)) == MODULE_FILES
     assert os.listdir(mod / "topologies") == ["t1"]
     assert os.listdir(mod / "topologies" / "t1" / "options") == []
+    os.mkdir(mod / "depots" / "*d")
+    set_option(mod / "depots" / "*d" / "options" / "depot.max.fetch", "2")
+    assert calls(fake, "setOption")[-1]["argv"] == ["setOption", "depot", "m1", "*d",
+                                                     "depot.max.fetch", "2"]
     set_option(mod / "options" / "o", "false")
     assert read(mod / "options" / "o") == "false\n"
 
