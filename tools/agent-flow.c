@@ -188,14 +188,24 @@ flow_report_replaced(Flow *f, GPtrArray *replaced, const CtlCommandMsg *by)
   g_ptr_array_unref(replaced);
 }
 
+/* kill: stopped at once, with no stopping on the way, whatever was under
+ * way (flow_interrupt reported it replaced). */
+static void
+flow_kill(Flow *f)
+{
+  g_message("killed flow=%s (no graceful shutdown)", f->name);
+  flow_arrived(f, "stopped");
+}
+
 /* start: starting, running after the warm-up; stop: stopping, then stopped
- * (on the next turn of the loop, so that both are reported). FALSE for the
- * other verbs, which are applied as for any resource. */
+ * (on the next turn of the loop, so that both are reported); kill: stopped.
+ * FALSE for the other verbs, which are applied as for any resource. */
 static gboolean
 flow_begin(Flow *f, const CtlCommandMsg *cmd)
 {
   gboolean start = g_str_equal(cmd->verb, "start");
-  if (!start && !g_str_equal(cmd->verb, "stop"))
+  gboolean kill = g_str_equal(cmd->verb, "kill");
+  if (!start && !kill && !g_str_equal(cmd->verb, "stop"))
     return FALSE;
   g_free(f->command_id);
   f->command_id = g_strdup(cmd->id);
@@ -205,6 +215,10 @@ flow_begin(Flow *f, const CtlCommandMsg *cmd)
   if (g_str_equal(flow_state(f), start ? "running" : "stopped")) {
     flow_publish(f, cmd->id, NULL);   /* already there */
     flow_arm_idle(f);
+    return TRUE;
+  }
+  if (kill) {
+    flow_kill(f);
     return TRUE;
   }
   flow_report(f, start ? "starting" : "stopping", TRUE);

@@ -371,6 +371,9 @@ apply_signal(Agent *a, const char *verb, GError **error)
   } else if (g_str_equal(verb, "stop")) {
     sig = SIGTERM;
     name = "SIGTERM";
+  } else if (g_str_equal(verb, "kill")) {
+    sig = SIGKILL;   /* no chance to shut down gracefully: that is the point */
+    name = "SIGKILL";
   }
   if (kill(a->signal_pid, sig) == 0)
     return TRUE;

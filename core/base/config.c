@@ -15,8 +15,8 @@ static const char *const keys[] = {
   "brokers", "db", "topic-prefix", "write-mode", "ack-timeout-ms", "stale-after-ms",
   "admin-group", "discover-max", "backend", "dialect", "expire-after-ms", "expire",
   "rama-cli", "rama-timeout-ms", "rama-refresh-ms", "rama-internal-hostnames",
-  "initial-state", "reconcile",
-  "reconcile-attempts", NULL,
+  "initial-state", "reconcile", "reconcile-attempts", "metrics-per-resource",
+  "metrics-series-max", NULL,
 };
 
 #define ACCESS_GROUP "access"
@@ -50,6 +50,10 @@ ctl_config_init(CtlConfig *cfg)
   cfg->ack_timeout_ms = 5000;
   cfg->stale_after_ms = 10000;
   cfg->discover_max = 10000;
+  /* Feedback's metrics (seed 003): a few counters per resource; the bounds
+   * keep a hostile runtime from filling the database or a Prometheus server. */
+  cfg->metrics_per_resource = 32;
+  cfg->metrics_series_max = 1000;
   cfg->runtime_default.backend = g_strdup("kafka");
   cfg->runtime_default.dialect = g_strdup("ctlfs");
   /* A desired state that holds: see docs/manual.md, "Drift and reconcile". */
@@ -218,6 +222,17 @@ set_int(int *out, const char *key, const char *value, GError **error)
   return TRUE;
 }
 
+/* An integer >= 0 where 0 means ZERO ("never", "none exported"). */
+static gboolean
+set_count(int *out, const char *key, const char *value, const char *zero, GError **error)
+{
+  gint64 n;
+  if (!g_ascii_string_to_signed(value, 10, 0, G_MAXINT, &n, NULL))
+    return bad_value(error, key, value, "expected an integer >= 0 (0: %s)", zero);
+  *out = (int) n;
+  return TRUE;
+}
+
 static gboolean
 set_reconcile(CtlReconcile *out, const char *key, const char *value, GError **error)
 {
@@ -301,6 +316,10 @@ ctl_config_set(CtlConfig *cfg, const char *key, const char *value, GError **erro
     return set_int(&cfg->stale_after_ms, k, value, error);
   } else if (strcmp(k, "discover-max") == 0) {
     return set_int(&cfg->discover_max, k, value, error);
+  } else if (strcmp(k, "metrics-per-resource") == 0) {
+    return set_int(&cfg->metrics_per_resource, k, value, error);
+  } else if (strcmp(k, "metrics-series-max") == 0) {
+    return set_count(&cfg->metrics_series_max, k, value, "none exported", error);
   } else if (strcmp(k, "admin-group") == 0) {
     return set_admin_group(cfg, value, error);
   } else if (strcmp(k, "backend") == 0) {
@@ -310,10 +329,7 @@ ctl_config_set(CtlConfig *cfg, const char *key, const char *value, GError **erro
   } else if (strcmp(k, "initial-state") == 0) {
     return set_initial_state(&cfg->runtime_default.initial_state, k, value, error);
   } else if (strcmp(k, "expire-after-ms") == 0) {
-    gint64 n;
-    if (!g_ascii_string_to_signed(value, 10, 0, G_MAXINT, &n, NULL))
-      return bad_value(error, k, value, "expected an integer >= 0 (0: never)");
-    cfg->expire_after_ms = (int) n;
+    return set_count(&cfg->expire_after_ms, k, value, "never", error);
   } else if (strcmp(k, "expire") == 0) {
     if (strcmp(value, "mark") == 0)
       cfg->expire_remove = FALSE;

@@ -45,6 +45,8 @@ typedef struct {
   int          ack_timeout_ms;  /* 5000 */
   int          stale_after_ms;  /* 10000 */
   int          discover_max;    /* feedback creates resources while a runtime has fewer (10000) */
+  int          metrics_per_resource;  /* reported metrics kept per resource (32) */
+  int          metrics_series_max;    /* reported metrics exported in `metrics` (1000; 0: none) */
   CtlRuntimeConfig runtime_default;  /* [ctlfs] backend, dialect */
   GHashTable  *runtimes;        /* runtime name -> CtlRuntimeConfig*: [runtime RT] groups */
   int          expire_after_ms; /* janitor: feedback silent this long -> inactive (0: never) */

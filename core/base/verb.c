@@ -8,6 +8,7 @@ static const struct { const char *verb, *target; } verbs[] = {
   { "resume", "running" },
   { "start",  "running" },
   { "stop",   "stopped" },
+  { "kill",   "stopped" },   /* forcefully: nothing is waited for (CDAP's kill) */
 };
 
 const char *
@@ -56,7 +57,7 @@ ctl_verb_parse(const char *buf, gsize len, char **reason)
       return states[i].verb;
   if (is(buf, len, CTL_VERB_INHERIT))
     return CTL_VERB_INHERIT;
-  *reason = g_strdup("unknown verb (expected pause, resume, start or stop, "
+  *reason = g_strdup("unknown verb (expected pause, resume, start, stop or kill, "
                      "the state to be in: paused, running or stopped, "
                      "or inherit to follow the runtime's state)");
   return NULL;

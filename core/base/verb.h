@@ -18,5 +18,5 @@ const char *ctl_verb_parse(const char *buf, gsize len, char **reason);
 gboolean    ctl_verb_written_as_state(const char *buf, gsize len);
 
 /* The desired state a verb asks for: pause -> paused, resume/start -> running,
- * stop -> stopped; NULL for anything else. */
+ * stop and kill -> stopped; NULL for anything else. */
 const char *ctl_verb_target(const char *verb);

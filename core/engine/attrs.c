@@ -25,6 +25,7 @@ static const char readme_text[] =
   "      observed        what the runtime last reported (or stale/unknown)\n"
   "      status          key: value lines: desired, observed, pending, last command\n"
   "      log             this resource's commands and reports\n"
+  "      metrics         the metrics its runtime reported: NAME VALUE lines\n"
   "  modules/MOD/        mkdir declares a cluster (Rama) module, rmdir forgets it\n"
   "    status            what `rama moduleStatus MOD` last printed\n"
   "    log               the module's and its topologies' events\n"
@@ -33,8 +34,9 @@ static const char readme_text[] =
   "      state, observed, status, log   as for a resource (rama pauseTopology)\n"
   "    options/NAME      echo JSON > NAME: rama setOption module MOD NAME JSON\n"
   "\n"
-  "Verbs: pause, resume; lifecycle runtimes (flows) also start, stop, and have a\n"
-  "`mode` file: ordinary or realtime, changed only while the flow is stopped.\n"
+  "Verbs: pause, resume; lifecycle runtimes (flows) also start, stop, kill, and\n"
+  "have a `mode` file: ordinary or realtime, changed only while the flow is stopped.\n"
+  "kill stops a flow at once, without its graceful shutdown.\n"
   "A write returns once the broker acknowledged the command\n"
   "(durable mode) or once it is stored (queued mode). Errors: EINVAL bad input,\n"
   "EACCES not allowed, EBUSY a CLI call still runs, ETIMEDOUT broker or CLI did not\n"
@@ -263,6 +265,7 @@ static const CtlAttr resource_attrs[] = {
   CTL_ATTR_OBSERVED,
   CTL_ATTR_LEAF_STATUS,
   CTL_ATTR_LOG,
+  CTL_ATTR_METRICS,
 };
 
 static const CtlType resource_type = { .attrs = resource_attrs,

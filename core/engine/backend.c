@@ -165,7 +165,21 @@ ctl_engine_create(CtlEngine *e, CtlObject *dir, const char *name, CtlCaller *who
     g_free(problem);
     return EINVAL;
   }
-  return b->create(e, dir, name, who, out);
+  int made = b->create(e, dir, name, who, out);
+  GError *error = NULL;
+  if (!made && ctl_engine_shared(e, *out)) {
+    char *by = ctl_caller_describe(who);
+    if (!ctl_engine_announce(e, *out, TRUE, by, &error)) {
+      /* Other hosts could not be told: it must not exist only here. */
+      g_warning("%s: cannot announce: %s", name, error->message);
+      g_error_free(error);
+      ctl_model_remove(ctl_engine_model(e), *out, by);
+      *out = NULL;
+      made = EIO;
+    }
+    g_free(by);
+  }
+  return made;
 }
 
 void

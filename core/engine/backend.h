@@ -141,6 +141,11 @@ gboolean ctl_dialect_ctlfs_decode(const char *value, gsize len, CtlCommandMsg *m
 /* One status line "KEY: VALUE" ("-" for NULL or empty). */
 void ctl_status_kv(GString *out, const char *key, const char *value);
 
+/* reported.c: the metrics a resource's runtime reported, "NAME VALUE" lines. */
+void ctl_attr_show_reported(CtlEngine *e, CtlObject *obj, GString *out);
+
+#define CTL_ATTR_METRICS     { .name = "metrics", .mode = S_IFREG | 0444, \
+                               .show = ctl_attr_show_reported, .wakes = CTL_CHANGE_METRICS }
 #define CTL_ATTR_LOG         { .name = "log", .mode = S_IFREG | 0444, .stream = TRUE }
 #define CTL_ATTR_OBSERVED    { .name = "observed", .mode = S_IFREG | 0444, \
                                .show = ctl_attr_show_observed }
@@ -163,6 +168,11 @@ void     ctl_engine_reply(CtlEngine *e, int err, CtlCommandDone done, gpointer u
 /* metrics.c: times a write's answer from now (replaces DONE and USER_DATA). */
 void     ctl_engine_time_write(CtlEngine *e, CtlCommandDone *done, gpointer *user_data);
 void     ctl_engine_count_command(CtlEngine *e, const char *verb, const char *result);
+/* peers-objects.c: tells other admin hosts (the tree topic) that OBJ's
+ * shared settings (CtlType.shared) changed, in the caller's transaction;
+ * BY may be NULL. TRUE for an object that is not shared. */
+gboolean ctl_engine_announce_settings(CtlEngine *e, CtlObject *obj, const char *by,
+                                      GError **error);
 /* Logs EVENT on OBJ in a transaction of its own; a failure is only warned of. */
 void     ctl_engine_log(CtlEngine *e, CtlObject *obj, const char *event, const char *details);
 

@@ -2,6 +2,8 @@
  * command.c, feedback.c, peers.c, stale.c, janitor.c, audit.c, metrics.c,
  * attrs.c, backend.c). Backends use engine/backend.h instead. */
 #pragma once
+#include <jansson.h>
+
 #include "bus.h"
 #include "engine.h"
 #include "store.h"
@@ -86,12 +88,15 @@ struct CtlEngine {
   gboolean    stopping;
   CtlStaleness *staleness;   /* when `observed` turns stale (stale.c) */
   GHashTable *drifts;        /* CtlObject* -> its drift (drift.c) */
+  GHashTable *reported;      /* resources with reported metrics (reported.c), a set */
+  GHashTable *reported_refusals;  /* CtlObject* -> the metrics refused last, logged once */
   CtlJanitor *janitor;       /* NULL unless --expire-after-ms (janitor.c) */
   CtlTopicChecks *topics;    /* each topic's check against [topics] (topics.c) */
   /* counters for `metrics` */
   GHashTable *commands;      /* "verb\037result" -> guint64* */
   guint64     rejected_writes, refused[CTL_ACCESS_COUNT];
   guint64     feedback_total, feedback_rejected, feedback_discovered;
+  guint64     reported_rejected;         /* reported metrics not kept (reported.c) */
   guint64     unused[CTL_UNUSED_COUNT];  /* consumed messages not used, by topic kind */
   gint64      started_real_us;           /* wall clock at start: ctlfs_start_time_seconds */
   CtlWriteHistogram writes[2];           /* [0] answered 0, [1] answered an errno */
@@ -166,6 +171,31 @@ CtlObject *ctl_engine_peer_object(CtlEngine *e, CtlObject *rt, const char *name,
 /* A message on a shared topic that could not be used: logged on OBJ, counted. */
 void       ctl_engine_peer_skip(CtlEngine *e, CtlObject *obj, gint64 offset, const char *why);
 
+/* peers-objects.c: tree backends' objects on the tree topic. Is OBJ told to
+ * other hosts (a runtime, a resource, or an object a tree backend's mkdir or
+ * create makes)? */
+gboolean   ctl_engine_shared(CtlEngine *e, CtlObject *obj);
+/* ctl_engine_announce of a removal, with what the removal takes along. */
+gboolean   ctl_engine_announce_removal(CtlEngine *e, CtlObject *obj, const char *by,
+                                       GError **error);
+/* Is KEY a tree backend object's ("modules:m1/...")? Its key and value. */
+gboolean   ctl_peer_object_key(const char *key, gsize len);
+char      *ctl_peer_object_key_of(CtlObject *obj);
+char      *ctl_peer_object_value(CtlEngine *e, CtlObject *obj, const char *id,
+                                 gboolean declared, const char *by);
+typedef struct {
+  char    *id, *path, *by;
+  gboolean declared;
+  json_t  *settings;   /* an object, never NULL */
+} CtlPeerRecord;
+/* NULL with *WHY when the record is unusable. */
+CtlPeerRecord *ctl_peer_record_parse(const char *key, gsize key_len, const char *value,
+                                     gsize len, const char **why);
+void           ctl_peer_record_free(CtlPeerRecord *r);
+/* Makes the tree show R (read at OFFSET; BY for the log lines). */
+void           ctl_peer_record_apply(CtlEngine *e, const CtlPeerRecord *r, const char *by,
+                                     gint64 offset);
+
 /* stale.c: `observed` turns to stale --stale-after-ms after the last feedback;
  * that change is logged and wakes watchers like any other. */
 void ctl_engine_stale_init(CtlEngine *e);
@@ -176,6 +206,18 @@ void ctl_engine_stale_fini(CtlEngine *e);
 guint ctl_engine_stale_count(CtlEngine *e);
 
 /* drift.c: a report that disagrees with the desired state (see there). */
+/* reported.c: the metrics feedback carries, kept per resource. */
+void  ctl_engine_reported_init(CtlEngine *e);
+void  ctl_engine_reported_fini(CtlEngine *e);
+/* METRICS_JSON: a feedback message's "metrics" object on RES, read at OFFSET
+ * (inside the feedback batch's transaction). */
+void  ctl_engine_reported(CtlEngine *e, CtlObject *res, const char *metrics_json, gint64 offset);
+typedef void (*CtlReportedFn)(const char *runtime, const char *resource, const char *name,
+                              const char *value, gpointer user_data);
+/* Calls FN for each kept metric, by runtime, resource and name, at most
+ * metrics-series-max times; returns how many more there were. */
+guint ctl_engine_reported_foreach(CtlEngine *e, CtlReportedFn fn, gpointer user_data);
+
 void  ctl_engine_drift_init(CtlEngine *e);
 void  ctl_engine_drift_fini(CtlEngine *e);
 /* RES was reported on (at OFFSET), after the report settled its command. */

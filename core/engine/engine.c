@@ -112,6 +112,7 @@ ctl_engine_new(const CtlConfig *cfg, CtlStore *st, GError **error)
   ctl_model_add_listener(e->model, on_runtime_removed, e);
   ctl_engine_stale_init(e);
   ctl_engine_drift_init(e);
+  ctl_engine_reported_init(e);
   ctl_engine_outbox_restart(e);
   ctl_engine_backends_start(e);
   return e;
@@ -133,6 +134,7 @@ ctl_engine_free(CtlEngine *e)
   ctl_engine_topics_stop(e);
   ctl_engine_stale_fini(e);
   ctl_engine_drift_fini(e);
+  ctl_engine_reported_fini(e);
   ctl_janitor_free(e->janitor);
   e->janitor = NULL;
   /* Replies waiting for the last commit still see a whole model. */
@@ -165,14 +167,6 @@ const CtlConfig *
 ctl_engine_config(CtlEngine *e)
 {
   return &e->cfg;
-}
-
-/* Runtimes and resources are shared with the other admin hosts (peers.c);
- * modules and topologies are the cluster's, asked of its CLI by each host. */
-static gboolean
-shared_with_peers(CtlObject *obj)
-{
-  return obj->kind == CTL_KIND_RUNTIME || obj->kind == CTL_KIND_RESOURCE;
 }
 
 /* Authorises WHO for ACCESS on OBJ (VERB NAME as the refusal records it)
@@ -242,7 +236,7 @@ ctl_engine_mkdir(CtlEngine *e, CtlObject *parent, const char *name, CtlCaller *w
   char *by = ctl_caller_describe(who);
   GError *error = NULL;
   CtlObject *obj = ctl_model_create(e->model, parent, name, "created", by, &err);
-  if (obj && shared_with_peers(obj) && !ctl_engine_announce(e, obj, TRUE, by, &error)) {
+  if (obj && ctl_engine_shared(e, obj) && !ctl_engine_announce(e, obj, TRUE, by, &error)) {
     /* Other hosts could not be told: the object must not exist only here. */
     g_warning("%s: cannot announce: %s", name, error->message);
     g_error_free(error);
@@ -286,7 +280,7 @@ remove_object(CtlEngine *e, CtlObject *obj, CtlObject *on, CtlAccess access, con
   GError *error = NULL;
   /* Announced first (it is in the same transaction as the removal): the
    * announcement still names the object. */
-  int err = !shared_with_peers(obj) || ctl_engine_announce(e, obj, FALSE, by, &error) ? 0 : EIO;
+  int err = !ctl_engine_shared(e, obj) || ctl_engine_announce_removal(e, obj, by, &error) ? 0 : EIO;
   if (err) {
     g_warning("%s: cannot announce removal: %s", obj->name, error->message);
     g_error_free(error);

@@ -110,6 +110,9 @@ typedef struct {
   guint          n_attrs;
   const CtlAttr *self;       /* non-NULL: the object is this file, not a directory */
   CtlChildren    children;
+  /* Tree backends: the settings of such an object that other admin hosts
+   * are told of with it (NULL-terminated; NULL: none), see peers-objects.c. */
+  const char *const *shared;
 } CtlType;
 
 /* OBJ's type: the engine's for the root, runtimes/ and a runtime, else its

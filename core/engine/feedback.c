@@ -249,6 +249,8 @@ ctl_engine_report(CtlEngine *e, CtlObject *rt, gint64 offset, const CtlFeedbackM
     }
     g_string_free(d, TRUE);
   }
+  if (fb->metrics_json)
+    ctl_engine_reported(e, res, fb->metrics_json, offset);
   settle_command(e, res, fb);
   if (by_state)
     settle_by_state(e, res, fb->state);

@@ -163,6 +163,35 @@ commands_total(CtlEngine *e, GString *out)
 }
 
 static void
+reported_series(const char *runtime, const char *resource, const char *name, const char *value,
+                gpointer data)
+{
+  GString *out = data;
+  g_string_append(out, "ctlfs_reported_metric{");
+  append_label(out, "runtime", runtime);
+  g_string_append_c(out, ',');
+  append_label(out, "resource", resource);
+  g_string_append_c(out, ',');
+  append_label(out, "name", name);
+  g_string_append_printf(out, "} %s\n", value);
+}
+
+/* What the runtimes reported (reported.c), bounded by metrics-series-max. */
+static void
+reported(CtlEngine *e, GString *out)
+{
+  head(out, "ctlfs_reported_metric", "gauge",
+       "The latest value of each metric a resource's feedback carried, by runtime, resource"
+       " and name (at most metrics-series-max series, by runtime, resource and name).");
+  guint dropped = ctl_engine_reported_foreach(e, reported_series, out);
+  plain(out, "ctlfs_reported_metric_series_dropped", "gauge",
+        "Reported metrics kept but not exported here: over metrics-series-max.", dropped);
+  plain(out, "ctlfs_reported_metrics_rejected_total", "counter",
+        "Reported metrics not kept: a bad name, not a number, or over metrics-per-resource.",
+        e->reported_rejected);
+}
+
+static void
 write_duration(CtlEngine *e, GString *out)
 {
   const char *name = "ctlfs_write_duration_seconds";
@@ -250,6 +279,8 @@ ctl_engine_show_metrics(CtlEngine *e, GString *out)
 
   plain(out, "ctlfs_rejected_writes_total", "counter",
         "Writes refused as invalid input (EINVAL, EOPNOTSUPP).", e->rejected_writes);
+
+  reported(e, out);
 
   plain(out, "ctlfs_stale_objects", "gauge",
         "Resources whose observed state reads stale (no feedback for --stale-after-ms).",

@@ -9,7 +9,9 @@
  *    PREFIX.tree, keyed by "RT" or "RT/RES": a host that was down catches up
  *    from its stored offset, and a new host reads it from the beginning. With
  *    cleanup.policy=compact the topic keeps the last record of every object
- *    for ever, so a newcomer sees the whole tree however old.
+ *    for ever, so a newcomer sees the whole tree however old. Tree backends'
+ *    objects (Rama modules, topologies, options) go there too, keyed and
+ *    applied by peers-objects.c.
  *
  * Records this host produced come back like everyone else's; each key
  * remembers the newest offset applied to it, so that a record older than
@@ -286,18 +288,50 @@ load_key(const char *key, gint64 offset, gpointer data)
   remember_key(data, key, offset);
 }
 
+/* A tree record, of a runtime or resource (TreeRecord) or of a tree
+ * backend's object (CtlPeerRecord, peers-objects.c). */
+typedef struct {
+  TreeRecord     rt;
+  CtlPeerRecord *object;
+} AnyRecord;
+
+static gboolean
+any_record_parse(const char *key, gsize key_len, const char *value, gsize len, AnyRecord *out,
+                 const char **why)
+{
+  memset(out, 0, sizeof *out);
+  if (!ctl_peer_object_key(key, key_len))
+    return tree_record_parse(key, key_len, value, len, &out->rt, why);
+  out->object = ctl_peer_record_parse(key, key_len, value, len, why);
+  return out->object != NULL;
+}
+
+static const char *
+any_record_id(const AnyRecord *r)
+{
+  return r->object ? r->object->id : r->rt.id;
+}
+
+static void
+any_record_clear(AnyRecord *r)
+{
+  tree_record_clear(&r->rt);
+  ctl_peer_record_free(r->object);
+}
+
 static void
 tree_message(CtlEngine *e, gint64 offset, const char *key, gsize key_len, const char *value,
              gsize len)
 {
-  TreeRecord r;
+  AnyRecord r;
   const char *why = NULL;
-  if (!tree_record_parse(key, key_len, value, len, &r, &why)) {
+  if (!any_record_parse(key, key_len, value, len, &r, &why)) {
     ctl_engine_peer_skip(e, ctl_model_root(e->model), offset, why);
     return;
   }
-  char *k = tree_key(r.runtime, r.resource);
-  Announcement *ours = g_hash_table_lookup(e->peers->announce_ids, r.id);
+  /* the parsers checked that the key is what the record names */
+  char *k = g_strndup(key, key_len);
+  Announcement *ours = g_hash_table_lookup(e->peers->announce_ids, any_record_id(&r));
   if (ours) {
     /* Ours, read back: the tree shows it already; now its place is known. */
     place_announcement(ours);
@@ -306,12 +340,16 @@ tree_message(CtlEngine *e, gint64 offset, const char *key, gsize key_len, const 
     /* One of ours for this key is not placed yet, so it comes later in the
      * topic than this record, which must not show over it even briefly. */
   } else if (tree_newer(e, k, offset)) {
-    char *by = g_strdup_printf("%s tree_offset=%" G_GINT64_FORMAT, r.by ? r.by : "-", offset);
-    apply_record(e, &r, by);
+    const char *rby = r.object ? r.object->by : r.rt.by;
+    char *by = g_strdup_printf("%s tree_offset=%" G_GINT64_FORMAT, rby ? rby : "-", offset);
+    if (r.object)
+      ctl_peer_record_apply(e, r.object, by, offset);
+    else
+      apply_record(e, &r.rt, by);
     g_free(by);
   }
   g_free(k);
-  tree_record_clear(&r);
+  any_record_clear(&r);
 }
 
 static void
@@ -389,12 +427,18 @@ gboolean
 ctl_engine_announce(CtlEngine *e, CtlObject *obj, gboolean declared, const char *by,
                     GError **error)
 {
-  const char *rt = obj->kind == CTL_KIND_RUNTIME ? obj->name : obj->parent->name;
-  const char *res = obj->kind == CTL_KIND_RESOURCE ? obj->name : NULL;
   char id[37];
   ctl_uuid7(id);
-  char *key = tree_key(rt, res);
-  char *value = tree_value(id, rt, res, declared, by);
+  char *key, *value;
+  if (obj->kind == CTL_KIND_RUNTIME || obj->kind == CTL_KIND_RESOURCE) {
+    const char *rt = obj->kind == CTL_KIND_RUNTIME ? obj->name : obj->parent->name;
+    const char *res = obj->kind == CTL_KIND_RESOURCE ? obj->name : NULL;
+    key = tree_key(rt, res);
+    value = tree_value(id, rt, res, declared, by);
+  } else {
+    key = ctl_peer_object_key_of(obj);
+    value = ctl_peer_object_value(e, obj, id, declared, by);
+  }
   gint64 seq = -1;
   gboolean ok = ctl_model_begin(e->model, error);
   ok = ok && (seq = ctl_store_announcement_insert(e->store, key, value, error)) >= 0;
@@ -481,14 +525,14 @@ static void
 resend(gint64 seq, const char *key, const char *value, gpointer data)
 {
   CtlEngine *e = data;
-  TreeRecord r;
+  AnyRecord r;
   const char *why;
-  if (!tree_record_parse(key, strlen(key), value, strlen(value), &r, &why)) {
+  if (!any_record_parse(key, strlen(key), value, strlen(value), &r, &why)) {
     g_warning("peers: dropping a stored announcement of %s: %s", key, why);
     return;
   }
-  produce(announcement_new(e, seq, r.id, key, value));
-  tree_record_clear(&r);
+  produce(announcement_new(e, seq, any_record_id(&r), key, value));
+  any_record_clear(&r);
 }
 
 void

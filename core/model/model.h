@@ -96,6 +96,7 @@ typedef enum {
   CTL_CHANGE_ELSEWHERE = 1 << 6,  /* with DESIRED: not by a write to this `state` file
                                      (another host), so its watchers must be woken */
   CTL_CHANGE_SETTINGS = 1 << 7,   /* a named setting (a flow's `mode`) */
+  CTL_CHANGE_METRICS  = 1 << 8,   /* the metrics a runtime reported (reported.c) */
 } CtlChange;
 
 typedef void (*CtlModelListener)(CtlObject *obj, CtlChange what, gpointer user_data);

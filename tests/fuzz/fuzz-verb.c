@@ -4,7 +4,7 @@
 #include "verb.h"
 #include "fuzz.h"
 
-static const char *const known_verbs[] = { "pause", "resume", "start", "stop", "inherit" };
+static const char *const known_verbs[] = { "pause", "resume", "start", "stop", "kill", "inherit" };
 
 static gboolean
 is_known_verb(const char *verb)

@@ -15,7 +15,8 @@
 // resource every --heartbeat-ms. stdout gets one line, "ready", once the
 // consumer runs and the initial feedback is acknowledged; the rest goes to
 // stderr, one line per event: "applied id=... resource=... verb=... state=...
-// partition=... offset=...".
+// partition=... offset=...". Every report carries the feedback's optional
+// metrics object: {"commands_applied": N} for the resource.
 'use strict'
 
 const { Kafka, Partitioners, logLevel } = require('kafkajs')
@@ -62,6 +63,7 @@ class Runtime {
     this.feedbackTopic = `${opt.topicPrefix}.${opt.runtime}.feedback`
     this.states = new Map(opt.resources.map(r => [r, opt.initialState]))
     this.seen = new Set() // command ids applied (or refused) by this process
+    this.applied = new Map() // resource -> commands applied: reported as a metric
     const kafka = new Kafka({
       clientId: `ctlfs-interop-${opt.runtime}`,
       brokers: opt.brokers,
@@ -97,6 +99,7 @@ class Runtime {
     const value = { resource, state: this.states.get(resource), ts: new Date().toISOString() }
     if (commandId) value.command_id = commandId
     if (message) value.message = message
+    value.metrics = { commands_applied: this.applied.get(resource) || 0 }
     return { key: resource, value: JSON.stringify(value), headers: { 'ctlfs-version': '1' } }
   }
 
@@ -131,6 +134,7 @@ class Runtime {
       return [cmd.resource, cmd.id, `verb ${cmd.verb} not supported`]
     }
     this.states.set(cmd.resource, target)
+    this.applied.set(cmd.resource, (this.applied.get(cmd.resource) || 0) + 1)
     log(`applied id=${cmd.id} resource=${cmd.resource} verb=${cmd.verb} state=${target} ${where}`)
     return [cmd.resource, cmd.id, null]
   }

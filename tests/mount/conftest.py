@@ -57,6 +57,7 @@ RUNTIME_STATUS_KEYS = ["backend", "dialect", "desired", "observed", "pending",
                        "sleeping", "shutting-down",
                        "last_heartbeat", "access", "activity", "silent_ms"]
 RUNTIME_FILES = ["log", "observed", "state", "status"]   # sorted
+RESOURCE_FILES = ["log", "metrics", "observed", "state", "status"]   # sorted
 ROOT_STATUS_KEYS = ["version", "brokers", "broker_link", "db", "write_mode",
                     "pending_commands", "uptime_s", "tree_topic", "tree_topic_check",
                     "topics_not_as_configured", "access"]

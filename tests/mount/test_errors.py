@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (RUNTIME_FILES, CTLFS_BIN, SLOW, START_TIMEOUT, _fusermount, command_lines, declare,
+from conftest import (RUNTIME_FILES, RESOURCE_FILES, CTLFS_BIN, SLOW, START_TIMEOUT, _fusermount, command_lines, declare,
                       kcat_consume, mounted, read, sh, start_expecting_failure, status_dict,
                       wait_until, write_state)
 
@@ -252,7 +252,7 @@ def test_mkdir_outside_the_declarable_places_fails(broker, ctlfs):
             os.mkdir(d.path(*where))
     assert "newdir" not in os.listdir(d.mnt)
     assert sorted(os.listdir(d.path("runtimes", "rt1", "svc"))) == \
-        ["log", "observed", "state", "status"]
+        RESOURCE_FILES
 
 
 def test_rmdir_of_a_runtime_with_resources_is_enotempty(broker, ctlfs):

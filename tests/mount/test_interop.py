@@ -230,6 +230,12 @@ def test_kafkajs_runtime_pause_resume_on_every_partition(broker, ctlfs, kafkajs)
     read_from = {int(x.split(":")[0]) for x in rt["feedback_offset"].split()}
     assert read_from == used, rt
     assert (rt["resources"], rt["running"], rt["paused"]) == ("3", "3", "0"), rt
+    # the metrics its feedback carries are kept per resource (seed 003)
+    wait_until(lambda: read(svc / "metrics") == "commands_applied 2\n",
+               what="svc's commands_applied metric")
+    assert read(d.path("runtimes", "rt1", names[1], "metrics")) == "commands_applied 0\n"
+    assert 'ctlfs_reported_metric{runtime="rt1",resource="svc",name="commands_applied"} 2' \
+        in read(d.path("metrics"))
 
 
 def test_round_trip_kafkajs_beside_ctlfs_agent(broker, ctlfs, kafkajs, agent):

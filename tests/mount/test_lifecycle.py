@@ -97,7 +97,7 @@ def test_start_stop_round_trip_with_the_step_lifecycle(broker, ctlfs, agent, tmp
                                                        write_mode):
     d = _mount(ctlfs, broker, tmp_path, f"--write-mode={write_mode}")
     (f1,) = _flows(d, "f1")
-    assert sorted(os.listdir(f1)) == ["log", "mode", "observed", "state", "status"]
+    assert sorted(os.listdir(f1)) == ["log", "metrics", "mode", "observed", "state", "status"]
     # a new flow is inactive until its first start, and ordinary
     assert read(f1 / "state") == "stopped\n"
     assert read(f1 / "mode") == "ordinary\n"

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (SLOW, _fusermount, command_lines, declare, kcat_consume, kv, mounted,
+from conftest import (RESOURCE_FILES, SLOW, _fusermount, command_lines, declare, kcat_consume, kv, mounted,
                       read, read_word, sh, status_dict, wait_until)
 from test_rama import MODULE_FILES, calls, rama  # noqa: F401 (fixture)
 
 MAX_BYTES = 64 * 1024
 MAX_FILES = 16
-FILES = ["log", "observed", "state", "status"]
+FILES = RESOURCE_FILES
 
 
 def lines_of(log_text, event):
@@ -323,7 +323,7 @@ def test_ansible_copy_is_idempotent_on_a_file_that_reads_what_it_takes(broker, c
     assert kv(line)["from"] == "ordinary" and kv(line)["to"] == "realtime", line
     assert ansible_copy(tmp_path, flow / "mode", "realtime") == 0
     assert len(lines_of(read(flow / "log"), "mode")) == 1
-    assert "mode" in os.listdir(flow) and len(os.listdir(flow)) == 5
+    assert sorted(os.listdir(flow)) == sorted(RESOURCE_FILES + ["mode"])   # no scratch left
 
 
 # ---------------------------------------------------------------- other users

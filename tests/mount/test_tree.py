@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import (RUNTIME_FILES, FOLLOWER_STATUS_KEYS, CTLFS_BIN, REPO, RESOURCE_STATUS_KEYS, ROOT_STATUS_KEYS,
+from conftest import (RUNTIME_FILES, RESOURCE_FILES, FOLLOWER_STATUS_KEYS, CTLFS_BIN, REPO, RESOURCE_STATUS_KEYS, ROOT_STATUS_KEYS,
                       RUNTIME_STATUS_KEYS, SLOW, START_TIMEOUT, _fusermount, declare,
                       kcat_produce, mounted, parse_status, read, status_dict, wait_until,
                       write_state)
@@ -102,7 +102,7 @@ def test_declare_list_and_remove(broker, ctlfs):
     os.mkdir(rts / "rt1" / "svc")
     os.mkdir(rts / "rt1" / "db")
     assert sorted(os.listdir(rts / "rt1")) == sorted(RUNTIME_FILES + ["db", "svc"])
-    assert sorted(os.listdir(rts / "rt1" / "svc")) == ["log", "observed", "state", "status"]
+    assert sorted(os.listdir(rts / "rt1" / "svc")) == RESOURCE_FILES
     for rel, kind in [("rt1", "d"), ("rt1/svc", "d"), ("rt1/status", "r"), ("rt1/log", "r"),
                       ("rt1/svc/state", "w"), ("rt1/svc/observed", "r"),
                       ("rt1/svc/status", "r"), ("rt1/svc/log", "r")]:
@@ -172,7 +172,7 @@ def test_feedback_for_an_unknown_resource_creates_it(broker, ctlfs, agent):
                what="runtimes/rt1/auto1 appearing from feedback")
     res = d.path("runtimes", "rt1", "auto1")
     wait_until(lambda: read(res / "observed") == "running\n", what="observed == running")
-    assert sorted(os.listdir(res)) == ["log", "observed", "state", "status"]
+    assert sorted(os.listdir(res)) == RESOURCE_FILES
 
 
 def test_bad_feedback_never_creates_objects_nor_stops_consumption(broker, ctlfs):

@@ -79,6 +79,31 @@ test_reconcile_per_runtime(void)
   g_clear_error(&error);
 }
 
+/* The bounds on reported metrics: [ctlfs] only; 0 series exports none. */
+static void
+test_metrics_bounds(void)
+{
+  CtlConfig cfg;
+  ctl_config_init(&cfg);
+  g_assert_cmpint(cfg.metrics_per_resource, ==, 32);
+  g_assert_cmpint(cfg.metrics_series_max, ==, 1000);
+  const char *text = "[ctlfs]\nmetrics-per-resource=4\nmetrics-series-max=0\n";
+  GError *error = NULL;
+  g_assert_true(ctl_config_parse(&cfg, text, strlen(text), "test.conf", &error));
+  g_assert_no_error(error);
+  g_assert_cmpint(cfg.metrics_per_resource, ==, 4);
+  g_assert_cmpint(cfg.metrics_series_max, ==, 0);
+  ctl_config_clear(&cfg);
+  g_assert_false(check("[ctlfs]\nmetrics-per-resource=0\n", &error));
+  g_assert_nonnull(strstr(error->message, "metrics-per-resource"));
+  g_clear_error(&error);
+  g_assert_false(check("[ctlfs]\nmetrics-series-max=-1\n", &error));
+  g_assert_nonnull(strstr(error->message, "0: none exported"));
+  g_clear_error(&error);
+  g_assert_false(check("[runtime a]\nmetrics-series-max=5\n", &error));
+  g_clear_error(&error);
+}
+
 static void
 test_config_is_checked(void)
 {
@@ -114,5 +139,6 @@ main(int argc, char **argv)
   g_test_add_func("/backends/kinds", test_kinds_have_one_owner);
   g_test_add_func("/backends/config", test_config_is_checked);
   g_test_add_func("/backends/reconcile", test_reconcile_per_runtime);
+  g_test_add_func("/backends/metrics-bounds", test_metrics_bounds);
   return g_test_run();
 }

@@ -27,6 +27,8 @@ test_verbs_accepted(void)
   expect_verb("resume\n", 7, "resume");
   expect_verb("start", 5, "start");
   expect_verb("stop\n", 5, "stop");
+  expect_verb("kill\n", 5, "kill");
+  expect_verb("stopped\n", 8, "stop");   /* a state asks for the graceful verb */
 }
 
 static void
@@ -52,6 +54,7 @@ test_verb_targets(void)
   g_assert_cmpstr(ctl_verb_target("resume"), ==, "running");
   g_assert_cmpstr(ctl_verb_target("start"), ==, "running");
   g_assert_cmpstr(ctl_verb_target("stop"), ==, "stopped");
+  g_assert_cmpstr(ctl_verb_target("kill"), ==, "stopped");
   g_assert_null(ctl_verb_target("bogus"));
   g_assert_null(ctl_verb_target(NULL));
 }

@@ -177,7 +177,9 @@ store_mode_file(CtlEngine *e, CtlObject *flow, const char *input, gsize len, gin
 
 /* ---- the backend ---- */
 
-static const char *const verbs[] = { "pause", "resume", "start", "stop", NULL };
+/* kill is CDAP's forceful stop: the runtime stops the flow at once, without
+ * the graceful shutting down a stop waits for; it has no state on the way. */
+static const char *const verbs[] = { "pause", "resume", "start", "stop", "kill", NULL };
 
 /* A flow's steps go sleeping -> starting -> running, and running ->
  * stopping -> stopped (or shutting-down -> sleeping when idle); a resumed
@@ -208,6 +210,7 @@ static const CtlAttr flow_attrs[] = {
   CTL_ATTR_LOG,
   { .name = "mode", .mode = S_IFREG | 0664, .show = show_mode, .store = store_mode_file,
     .wakes = CTL_CHANGE_SETTINGS },
+  CTL_ATTR_METRICS,
 };
 
 static const CtlType flow_type = { .attrs = flow_attrs, .n_attrs = G_N_ELEMENTS(flow_attrs) };

@@ -140,17 +140,20 @@ append_option(GString *d, const Command *c)
 }
 
 /* What an applied command leaves to show: the scale, or the option's value. */
+/* Other admin hosts are told the value (they show it, never run the CLI). */
 static gboolean
 remember_applied(CtlEngine *e, CtlObject *module, Command *c, GError **error)
 {
   if (!c->option && strcmp(c->args, SCALE_NOOP) == 0)
     return TRUE;   /* no number changed: the last scale applied stands */
   if (!c->option)
-    return ctl_model_set_setting(ctl_engine_model(e), module, SCALE_SETTING, c->args, error);
+    return ctl_model_set_setting(ctl_engine_model(e), module, SCALE_SETTING, c->args, error)
+           && ctl_engine_announce_settings(e, module, c->by, error);
   CtlObject *option = option_of(e, c);
   if (!option)
     return TRUE;
-  if (!ctl_model_set_setting(ctl_engine_model(e), option, OPTION_VALUE_SETTING, c->args, error))
+  if (!ctl_model_set_setting(ctl_engine_model(e), option, OPTION_VALUE_SETTING, c->args, error)
+      || !ctl_engine_announce_settings(e, option, c->by, error))
     return FALSE;
   ctl_model_changed(ctl_engine_model(e), option, CTL_CHANGE_STATE);
   return TRUE;
@@ -781,13 +784,19 @@ static const CtlAttr topology_attrs[] = {
 static const CtlAttr option_self =
   { .name = "", .mode = S_IFREG | 0664, .show = show_option, .store = ctl_rama_set_option };
 
+/* What other admin hosts are told along with the object (peers-objects.c):
+ * the last value applied. */
+static const char *const module_shared[] = { SCALE_SETTING, NULL };
+static const char *const option_shared[] = { OPTION_VALUE_SETTING, NULL };
+
 static const CtlType types[CTL_KIND_COUNT] = {
   [CTL_KIND_MODULES]    = { .children = CTL_CHILDREN_MKDIR },
-  [CTL_KIND_MODULE]     = { .attrs = module_attrs, .n_attrs = G_N_ELEMENTS(module_attrs) },
+  [CTL_KIND_MODULE]     = { .attrs = module_attrs, .n_attrs = G_N_ELEMENTS(module_attrs),
+                            .shared = module_shared },
   [CTL_KIND_TOPOLOGIES] = { .children = CTL_CHILDREN_MKDIR },
   [CTL_KIND_TOPOLOGY]   = { .attrs = topology_attrs, .n_attrs = G_N_ELEMENTS(topology_attrs) },
   [CTL_KIND_OPTIONS]    = { .children = CTL_CHILDREN_CREATE },
-  [CTL_KIND_OPTION]     = { .self = &option_self },
+  [CTL_KIND_OPTION]     = { .self = &option_self, .shared = option_shared },
   /* a depot or a PState is declared for its options/ only: Rama has no
    * command on one but setOption */
   [CTL_KIND_DEPOTS]     = { .children = CTL_CHILDREN_MKDIR },
