@@ -117,6 +117,7 @@ parse_args(Options *o, int argc, char **argv)
   char *backend = NULL, *dialect = NULL, *expire = NULL, *rama_cli = NULL;
   int ack = G_MININT, stale = G_MININT, discover = G_MININT;  /* G_MININT: not given */
   int expire_after = G_MININT, rama_timeout = G_MININT, rama_refresh = G_MININT;
+  gboolean rama_internal = FALSE;
   gboolean version = FALSE;
   GOptionEntry entries[] = {
     { "brokers", 0, 0, G_OPTION_ARG_STRING, &brokers, "Kafka bootstrap servers (default: start an embedded broker)", "HOST:PORT,..." },
@@ -135,6 +136,7 @@ parse_args(Options *o, int argc, char **argv)
     { "rama-cli", 0, 0, G_OPTION_ARG_FILENAME, &rama_cli, "The Rama CLI for modules/ (default rama on PATH)", "PATH" },
     { "rama-timeout-ms", 0, 0, G_OPTION_ARG_INT, &rama_timeout, "A Rama CLI call is killed after this (default 30000)", "MS" },
     { "rama-refresh-ms", 0, 0, G_OPTION_ARG_INT, &rama_refresh, "rama moduleStatus runs this often (default 10000, 0: never)", "MS" },
+    { "rama-internal-hostnames", 0, 0, G_OPTION_ARG_NONE, &rama_internal, "Pass --useInternalHostnames to the Rama commands that take it", NULL },
     { "foreground", 'f', 0, G_OPTION_ARG_NONE, &o->foreground, "Stay in the foreground", NULL },
     { "debug", 'd', 0, G_OPTION_ARG_NONE, &o->debug, "Foreground, with FUSE and debug messages", NULL },
     { "options", 'o', 0, G_OPTION_ARG_STRING_ARRAY, &mount_opts, "Mount options, ours (key=value) and libfuse's", "OPT,..." },
@@ -186,6 +188,8 @@ parse_args(Options *o, int argc, char **argv)
   if (rama_timeout != G_MININT)
     g_hash_table_replace(o->settings, g_strdup("rama-timeout-ms"),
                          g_strdup_printf("%d", rama_timeout));
+  if (rama_internal)
+    g_hash_table_replace(o->settings, g_strdup("rama-internal-hostnames"), g_strdup("true"));
   if (rama_refresh != G_MININT)
     g_hash_table_replace(o->settings, g_strdup("rama-refresh-ms"),
                          g_strdup_printf("%d", rama_refresh));

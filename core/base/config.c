@@ -14,8 +14,9 @@
 static const char *const keys[] = {
   "brokers", "db", "topic-prefix", "write-mode", "ack-timeout-ms", "stale-after-ms",
   "admin-group", "discover-max", "backend", "dialect", "expire-after-ms", "expire",
-  "rama-cli", "rama-timeout-ms", "rama-refresh-ms", "initial-state", "reconcile",
-  "reconcile-attempts", "metrics-per-resource", "metrics-series-max", NULL,
+  "rama-cli", "rama-timeout-ms", "rama-refresh-ms", "rama-internal-hostnames",
+  "initial-state", "reconcile", "reconcile-attempts", "metrics-per-resource",
+  "metrics-series-max", NULL,
 };
 
 #define ACCESS_GROUP "access"
@@ -352,6 +353,13 @@ ctl_config_set(CtlConfig *cfg, const char *key, const char *value, GError **erro
     if (!g_ascii_string_to_signed(value, 10, 0, G_MAXINT, &n, NULL))
       return bad_value(error, k, value, "expected an integer >= 0 (0: never)");
     cfg->rama_refresh_ms = (int) n;
+  } else if (strcmp(k, "rama-internal-hostnames") == 0) {
+    if (strcmp(value, "true") == 0)
+      cfg->rama_internal_hostnames = TRUE;
+    else if (strcmp(value, "false") == 0)
+      cfg->rama_internal_hostnames = FALSE;
+    else
+      return bad_value(error, k, value, "expected true or false");
   }
   return TRUE;
 }
@@ -522,7 +530,8 @@ unknown_key(GError **error, const char *group, const char *key, const char *know
   return FALSE;
 }
 
-/* [rama]: cli, timeout-ms, refresh-ms (also rama-cli, ... in [ctlfs]). */
+/* [rama]: cli, timeout-ms, refresh-ms, internal-hostnames (also rama-cli, ...
+ * in [ctlfs]). */
 static gboolean
 rama_key(CtlConfig *cfg, const char *group, const char *key, const char *value, gpointer data,
          GError **error)
@@ -533,7 +542,9 @@ rama_key(CtlConfig *cfg, const char *group, const char *key, const char *value, 
     return ctl_config_set(cfg, "rama-timeout-ms", value, error);
   if (strcmp(key, "refresh-ms") == 0 || strcmp(key, "refresh_ms") == 0)
     return ctl_config_set(cfg, "rama-refresh-ms", value, error);
-  return unknown_key(error, group, key, "cli, timeout-ms, refresh-ms");
+  if (strcmp(key, "internal-hostnames") == 0 || strcmp(key, "internal_hostnames") == 0)
+    return ctl_config_set(cfg, "rama-internal-hostnames", value, error);
+  return unknown_key(error, group, key, "cli, timeout-ms, refresh-ms, internal-hostnames");
 }
 
 /* A Kafka topic name: 1-249 of [A-Za-z0-9._-], not "." or "..". */

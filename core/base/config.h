@@ -54,6 +54,8 @@ typedef struct {
   char        *rama_cli;        /* [rama] cli: the cluster CLI ("rama": on PATH) */
   int          rama_timeout_ms; /* [rama] timeout-ms: a CLI call is killed after this */
   int          rama_refresh_ms; /* [rama] refresh-ms: moduleStatus this often (0: never) */
+  gboolean     rama_internal_hostnames;  /* [rama] internal-hostnames: --useInternalHostnames
+                                            on the commands that take it */
   /* [kafka] and -o kafka.KEY=VALUE: librdkafka properties for both clients,
    * in the order given: key, value, ..., NULL (never NULL itself). */
   char       **kafka_props;

@@ -157,7 +157,7 @@ ctl_engine_create(CtlEngine *e, CtlObject *dir, const char *name, CtlCaller *who
                                              who);
   if (err)
     return err;
-  char *problem = ctl_name_problem(name);
+  char *problem = ctl_model_name_problem(dir, name);
   if (problem) {
     char *request = g_strdup_printf("create %s", name);
     ctl_engine_refuse_request(e, dir->parent, CTL_ACCESS_COMMAND, EINVAL, request, problem, who);

@@ -211,7 +211,7 @@ no_mkdir_reason(CtlEngine *e, CtlObject *parent)
   if (ctl_engine_type(e, parent)->children == CTL_CHILDREN_CREATE)
     return "only files are created here, not directories";
   return "no directory can be made here: mkdir declares objects in runtimes/, in a runtime,"
-         " in modules/ and in a module's topologies/";
+         " in modules/ and in a module's topologies/, depots/ and pstates/";
 }
 
 int
@@ -227,7 +227,7 @@ ctl_engine_mkdir(CtlEngine *e, CtlObject *parent, const char *name, CtlCaller *w
   int err = ctl_engine_authorize_and_resolve(e, CTL_ACCESS_DECLARE, parent, "mkdir", name, who);
   if (err)
     return err;
-  char *problem = ctl_name_problem(name);
+  char *problem = ctl_model_name_problem(parent, name);
   if (problem) {
     turned_down(e, parent, CTL_ACCESS_DECLARE, EINVAL, "mkdir", name, problem, who);
     g_free(problem);
@@ -260,11 +260,13 @@ static int
 remove_object(CtlEngine *e, CtlObject *obj, CtlObject *on, CtlAccess access, const char *verb,
               CtlCaller *who)
 {
-  if (obj->kind == CTL_KIND_TOPOLOGIES || obj->kind == CTL_KIND_OPTIONS)
+  if (ctl_kind_is_own_dir(obj->kind))
     return turned_down(e, on, access, EPERM, verb, obj->name,
-                       "it goes with its module: rmdir the module", who);
+                       obj->parent->kind == CTL_KIND_MODULE
+                       ? "it goes with its module: rmdir the module"
+                       : "it goes with its owner: rmdir that", who);
   if (ctl_model_has_children(obj)) {
-    guint n = g_hash_table_size(obj->children);
+    guint n = ctl_model_members(obj);
     char *why = g_strdup_printf("it still holds %u object%s: remove %s first", n,
                                 n == 1 ? "" : "s", n == 1 ? "it" : "them");
     turned_down(e, on, access, ENOTEMPTY, verb, obj->name, why, who);

@@ -35,7 +35,8 @@ object_new(CtlModel *m, gint64 key, gint64 id, CtlKind kind, const char *name, C
   o->log_size = -1;
   o->desired_offset = -1;
   o->desired_partition = -1;
-  if (!ctl_kind_is_leaf(kind) && kind != CTL_KIND_OPTION)
+  /* a topology is a leaf that holds its options/ */
+  if (kind != CTL_KIND_RESOURCE && kind != CTL_KIND_OPTION)
     o->children = g_hash_table_new(g_str_hash, g_str_equal);
   if (kind == CTL_KIND_RUNTIME) {
     o->command_topic = ctl_config_topic(m->cfg, name, FALSE);
@@ -87,6 +88,54 @@ object_unlink(CtlModel *m, CtlObject *o)
 
 static CtlKind child_kind(CtlObject *parent);
 
+/* The directories an object is made with and that go with it: a module's
+ * topologies/, options/, depots/ and pstates/; the options/ of a topology,
+ * a depot or a PState. */
+typedef struct {
+  CtlKind     kind;
+  const char *name;
+} OwnDir;
+
+static const OwnDir module_dirs[] = {
+  { CTL_KIND_TOPOLOGIES, "topologies" }, { CTL_KIND_OPTIONS, "options" },
+  { CTL_KIND_DEPOTS, "depots" }, { CTL_KIND_PSTATES, "pstates" }, { CTL_KIND_COUNT, NULL },
+};
+static const OwnDir member_dirs[] = { { CTL_KIND_OPTIONS, "options" }, { CTL_KIND_COUNT, NULL } };
+static const OwnDir no_dirs[] = { { CTL_KIND_COUNT, NULL } };
+
+static const OwnDir *
+own_dirs(CtlKind kind)
+{
+  switch (kind) {
+  case CTL_KIND_MODULE:   return module_dirs;
+  case CTL_KIND_TOPOLOGY:
+  case CTL_KIND_DEPOT:
+  case CTL_KIND_PSTATE:   return member_dirs;
+  default:                return no_dirs;
+  }
+}
+
+gboolean
+ctl_kind_is_own_dir(CtlKind kind)
+{
+  for (const OwnDir *d = module_dirs; d->name; d++)
+    if (d->kind == kind)
+      return TRUE;
+  return FALSE;
+}
+
+/* May an object of kind PARENT hold one of KIND (as loaded from the store)? */
+static gboolean
+may_hold(CtlObject *parent, int kind)
+{
+  if ((int) child_kind(parent) == kind)
+    return TRUE;
+  for (const OwnDir *d = own_dirs(parent->kind); d->name; d++)
+    if ((int) d->kind == kind)
+      return TRUE;
+  return FALSE;
+}
+
 static void
 load_object(const CtlObjectRow *row, gpointer user_data)
 {
@@ -94,9 +143,7 @@ load_object(const CtlObjectRow *row, gpointer user_data)
   CtlObject *parent = row->kind == CTL_KIND_RUNTIME  ? m->runtimes
                       : row->kind == CTL_KIND_MODULE ? m->modules
                       : ctl_model_by_key(m, row->parent_id + CTL_KEY_FIRST_STORED - 1);
-  /* A module holds its topologies/ and options/ (made with it). */
-  if (!parent || ((int) child_kind(parent) != row->kind
-                  && !(parent->kind == CTL_KIND_MODULE && row->kind == CTL_KIND_OPTIONS))) {
+  if (!parent || !may_hold(parent, row->kind)) {
     g_warning("store: object %" G_GINT64_FORMAT " (%s) has no valid parent; ignored",
               row->id, row->name);
     return;
@@ -172,29 +219,35 @@ load_placed(gint64 object_id, const char *verb, gint64 offset, const char *id, g
 }
 
 static void on_lost_commit(gpointer data, gboolean ok, const char *reason);
-static CtlObject *insert_dir(CtlModel *m, CtlObject *module, CtlKind kind, const char *name,
+static CtlObject *insert_dir(CtlModel *m, CtlObject *owner, CtlKind kind, const char *name,
                              GError **error);
 
-/* Modules declared before options/ existed get theirs now, so that every
- * module has the same tree. */
+/* Objects stored before one of their own directories existed (a module
+ * before options/, depots/, pstates/; a topology before options/) get it
+ * now, so that every object of a kind has the same tree. */
 static gboolean
-add_missing_options(CtlModel *m, GError **error)
+add_missing_dirs(CtlModel *m, GError **error)
 {
-  GPtrArray *missing = g_ptr_array_new();
+  GPtrArray *owners = g_ptr_array_new();
   GHashTableIter it;
   gpointer value;
-  g_hash_table_iter_init(&it, m->modules->children);
+  g_hash_table_iter_init(&it, m->by_key);
   while (g_hash_table_iter_next(&it, NULL, &value))
-    if (!ctl_model_options(value))
-      g_ptr_array_add(missing, value);
-  gboolean ok = missing->len == 0 || ctl_store_begin(m->store, error);
-  for (guint i = 0; ok && i < missing->len; i++)
-    ok = insert_dir(m, missing->pdata[i], CTL_KIND_OPTIONS, "options", error) != NULL;
-  if (missing->len > 0)
+    for (const OwnDir *d = own_dirs(((CtlObject *) value)->kind); d->name; d++)
+      if (!ctl_model_child(value, d->name)) {
+        g_ptr_array_add(owners, value);
+        break;
+      }
+  gboolean ok = owners->len == 0 || ctl_store_begin(m->store, error);
+  for (guint i = 0; ok && i < owners->len; i++)
+    for (const OwnDir *d = own_dirs(((CtlObject *) owners->pdata[i])->kind); ok && d->name; d++)
+      if (!ctl_model_child(owners->pdata[i], d->name))
+        ok = insert_dir(m, owners->pdata[i], d->kind, d->name, error) != NULL;
+  if (owners->len > 0)
     ok = ok && ctl_store_commit(m->store, error);
-  if (!ok && missing->len > 0)
+  if (!ok && owners->len > 0)
     ctl_store_rollback(m->store);
-  g_ptr_array_free(missing, TRUE);
+  g_ptr_array_free(owners, TRUE);
   return ok;
 }
 
@@ -216,7 +269,7 @@ ctl_model_new(CtlStore *st, const CtlConfig *cfg, GError **error)
     ctl_model_free(m);
     return NULL;
   }
-  if (!add_missing_options(m, error)) {
+  if (!add_missing_dirs(m, error)) {
     ctl_model_free(m);
     return NULL;
   }
@@ -304,19 +357,32 @@ ctl_model_topologies(CtlObject *module)
 }
 
 CtlObject *
-ctl_model_options(CtlObject *module)
+ctl_model_options(CtlObject *owner)
 {
-  return ctl_model_child(module, "options");
+  return ctl_model_child(owner, "options");
+}
+
+guint
+ctl_model_members(CtlObject *obj)
+{
+  const OwnDir *dirs = own_dirs(obj->kind);
+  if (!dirs->name)
+    return obj->children ? g_hash_table_size(obj->children) : 0;
+  /* Options are values remembered, not objects of the cluster: they go
+   * with their owner. Topologies, depots and PStates must be removed first. */
+  guint n = 0;
+  for (const OwnDir *d = dirs; d->name; d++) {
+    CtlObject *dir = ctl_model_child(obj, d->name);
+    if (d->kind != CTL_KIND_OPTIONS && dir)
+      n += g_hash_table_size(dir->children);
+  }
+  return n;
 }
 
 gboolean
 ctl_model_has_children(CtlObject *obj)
 {
-  if (obj->kind == CTL_KIND_MODULE) {
-    CtlObject *topologies = ctl_model_topologies(obj);
-    return topologies && g_hash_table_size(topologies->children) > 0;
-  }
-  return obj->children && g_hash_table_size(obj->children) > 0;
+  return ctl_model_members(obj) > 0;
 }
 
 char *
@@ -400,29 +466,63 @@ child_kind(CtlObject *parent)
   case CTL_KIND_MODULE:     return CTL_KIND_TOPOLOGIES;   /* made with the module only */
   case CTL_KIND_TOPOLOGIES: return CTL_KIND_TOPOLOGY;
   case CTL_KIND_OPTIONS:    return CTL_KIND_OPTION;      /* ctl_model_create_option only */
+  case CTL_KIND_DEPOTS:     return CTL_KIND_DEPOT;
+  case CTL_KIND_PSTATES:    return CTL_KIND_PSTATE;
   default:                  return CTL_KIND_COUNT;
   }
 }
 
-/* A module's own directory (topologies/, options/), inserted in the caller's
+/* Rama's names: modules are Java class names (nested with `$`), topologies
+ * take the same; depots start with `*`, PStates with `$$`. */
+static CtlNameRule
+name_rule(CtlKind kind)
+{
+  switch (kind) {
+  case CTL_KIND_MODULE:
+  case CTL_KIND_TOPOLOGY: return CTL_NAME_JAVA;
+  case CTL_KIND_DEPOT:    return CTL_NAME_DEPOT;
+  case CTL_KIND_PSTATE:   return CTL_NAME_PSTATE;
+  default:                return CTL_NAME_PLAIN;
+  }
+}
+
+char *
+ctl_model_name_problem(CtlObject *parent, const char *name)
+{
+  return ctl_name_problem_as(name_rule(child_kind(parent)), name);
+}
+
+/* An object's own directory (OwnDir), inserted in the caller's
  * transaction; its key is stable like any stored object's. */
 static CtlObject *
-insert_dir(CtlModel *m, CtlObject *module, CtlKind kind, const char *name, GError **error)
+insert_dir(CtlModel *m, CtlObject *owner, CtlKind kind, const char *name, GError **error)
 {
-  gint64 id = ctl_store_object_insert(m->store, module->id, kind, name, ctl_now_ms(), error);
-  CtlObject *dir = id > 0 ? object_new(m, id + CTL_KEY_FIRST_STORED - 1, id, kind, name, module)
+  gint64 id = ctl_store_object_insert(m->store, owner->id, kind, name, ctl_now_ms(), error);
+  CtlObject *dir = id > 0 ? object_new(m, id + CTL_KEY_FIRST_STORED - 1, id, kind, name, owner)
                           : NULL;
   if (dir)
-    dir->made_at = module->made_at;
+    dir->made_at = owner->made_at;
   return dir;
 }
 
-static void
-drop_dir(CtlModel *m, CtlObject *dir)
+static gboolean
+insert_own_dirs(CtlModel *m, CtlObject *owner, GError **error)
 {
-  if (dir) {
-    object_unlink(m, dir);
-    object_free(dir);
+  for (const OwnDir *d = own_dirs(owner->kind); d->name; d++)
+    if (!insert_dir(m, owner, d->kind, d->name, error))
+      return FALSE;
+  return TRUE;
+}
+
+static void
+drop_own_dirs(CtlModel *m, CtlObject *owner)
+{
+  for (const OwnDir *d = own_dirs(owner->kind); d->name; d++) {
+    CtlObject *dir = ctl_model_child(owner, d->name);
+    if (dir) {
+      object_unlink(m, dir);
+      object_free(dir);
+    }
   }
 }
 
@@ -434,7 +534,7 @@ ctl_model_create(CtlModel *m, CtlObject *parent, const char *name, const char *e
                  const char *by, int *errno_out)
 {
   CtlKind kind = child_kind(parent);
-  if (kind == CTL_KIND_COUNT || kind == CTL_KIND_TOPOLOGIES || kind == CTL_KIND_OPTION) {
+  if (kind == CTL_KIND_COUNT || ctl_kind_is_own_dir(kind) || kind == CTL_KIND_OPTION) {
     *errno_out = EPERM;
     return NULL;
   }
@@ -456,7 +556,7 @@ static CtlObject *
 create_in(CtlModel *m, CtlObject *parent, CtlKind kind, const char *name, const char *event,
           const char *by, int *errno_out)
 {
-  if (!ctl_name_valid(name)) {
+  if (!ctl_name_valid_as(name_rule(kind), name)) {
     *errno_out = EINVAL;
     return NULL;
   }
@@ -483,19 +583,16 @@ create_in(CtlModel *m, CtlObject *parent, CtlKind kind, const char *name, const 
       o->desired = g_strdup(parent->kind == CTL_KIND_RUNTIME && parent->desired
                             ? parent->desired : "running");
   }
-  /* A module's topologies/ and options/ are objects of their own (a
-   * directory needs a stable key), stored in the same transaction. */
-  gboolean dirs = !o || kind != CTL_KIND_MODULE
-                  || (insert_dir(m, o, CTL_KIND_TOPOLOGIES, "topologies", &error)
-                      && insert_dir(m, o, CTL_KIND_OPTIONS, "options", &error));
+  /* Its own directories are objects of their own (a directory needs a
+   * stable key), stored in the same transaction. */
+  gboolean dirs = !o || insert_own_dirs(m, o, &error);
   if (!o || !dirs || !ctl_model_save(m, o, &error) || !ctl_model_log(m, o, event, by, &error)
       || !ctl_store_commit(m->store, &error)) {
     g_warning("store: cannot create %s: %s", name, error ? error->message : "?");
     g_clear_error(&error);
     ctl_model_rollback(m);
     if (o) {
-      drop_dir(m, ctl_model_topologies(o));
-      drop_dir(m, ctl_model_options(o));
+      drop_own_dirs(m, o);
       object_unlink(m, o);
       object_free(o);
     }
@@ -515,31 +612,38 @@ forget_object(CtlModel *m, CtlObject *o)
   object_free(o);
 }
 
+/* Everything under OBJ, children before their parents (the order in which
+ * they are forgotten). */
+static void
+collect_descendants(CtlObject *obj, GPtrArray *out)
+{
+  GPtrArray *children = ctl_model_children_array(obj);
+  for (guint i = 0; children && i < children->len; i++) {
+    collect_descendants(children->pdata[i], out);
+    g_ptr_array_add(out, children->pdata[i]);
+  }
+}
+
 int
 ctl_model_remove(CtlModel *m, CtlObject *obj, const char *by)
 {
-  if (obj->key < CTL_KEY_FIRST_STORED || obj->kind == CTL_KIND_TOPOLOGIES
-      || obj->kind == CTL_KIND_OPTIONS)
+  if (obj->key < CTL_KEY_FIRST_STORED || ctl_kind_is_own_dir(obj->kind))
     return EPERM;
   if (ctl_model_has_children(obj))
     return ENOTEMPTY;
-  CtlObject *topologies = obj->kind == CTL_KIND_MODULE ? ctl_model_topologies(obj) : NULL;
-  CtlObject *options = obj->kind == CTL_KIND_MODULE ? ctl_model_options(obj) : NULL;
   if (obj->inflight > 0)
     return EBUSY;
-  /* A module's options go with it: they are values remembered, not objects
-   * of the cluster. */
-  GPtrArray *opts = options ? g_ptr_array_copy(ctl_model_children_array(options), NULL, NULL)
-                            : NULL;
+  /* What is left under it is its own directories and their options: they go
+   * with it (values remembered, not objects of the cluster). */
+  GPtrArray *under = g_ptr_array_new();
+  collect_descendants(obj, under);
   GError *error = NULL;
   gboolean ok = ctl_store_begin(m->store, &error);
   ok = ok && ctl_model_log(m, obj, obj->kind == CTL_KIND_OPTION ? "option-forgotten" : "removed",
                            by, &error);
   ok = ok && ctl_store_object_delete(m->store, obj->id, &error);
-  ok = ok && (!topologies || ctl_store_object_delete(m->store, topologies->id, &error));
-  for (guint i = 0; ok && opts && i < opts->len; i++)
-    ok = ctl_store_object_delete(m->store, ((CtlObject *) opts->pdata[i])->id, &error);
-  ok = ok && (!options || ctl_store_object_delete(m->store, options->id, &error));
+  for (guint i = 0; ok && i < under->len; i++)
+    ok = ctl_store_object_delete(m->store, ((CtlObject *) under->pdata[i])->id, &error);
   if (ok && obj->kind == CTL_KIND_RUNTIME)
     ok = ctl_store_offset_delete(m->store, obj->feedback_topic, &error)
          && ctl_store_offset_delete(m->store, obj->command_topic, &error);
@@ -548,19 +652,13 @@ ctl_model_remove(CtlModel *m, CtlObject *obj, const char *by)
     ctl_model_rollback(m);
     g_warning("store: cannot remove %s: %s", obj->name, error ? error->message : "?");
     g_clear_error(&error);
-    if (opts)
-      g_ptr_array_free(opts, TRUE);
+    g_ptr_array_free(under, TRUE);
     return EIO;
   }
   CtlObject *parent = obj->parent;
-  for (guint i = 0; opts && i < opts->len; i++)
-    forget_object(m, opts->pdata[i]);
-  if (opts)
-    g_ptr_array_free(opts, TRUE);
-  if (options)
-    forget_object(m, options);
-  if (topologies)
-    forget_object(m, topologies);
+  for (guint i = 0; i < under->len; i++)
+    forget_object(m, under->pdata[i]);
+  g_ptr_array_free(under, TRUE);
   ctl_model_changed(m, obj, CTL_CHANGE_REMOVED);
   object_unlink(m, obj);
   object_free(obj);

@@ -18,8 +18,13 @@ typedef enum {
   CTL_KIND_MODULE = 5,
   CTL_KIND_TOPOLOGIES = 6, /* a module's topologies/: stored with the module */
   CTL_KIND_TOPOLOGY = 7,
-  CTL_KIND_OPTIONS = 8,    /* a module's options/: stored with the module */
+  CTL_KIND_OPTIONS = 8,    /* options/ of a module, topology, depot or PState: stored
+                              with its owner */
   CTL_KIND_OPTION = 9,     /* a dynamic option: a file, its value a setting */
+  CTL_KIND_DEPOTS = 10,    /* a module's depots/: stored with the module */
+  CTL_KIND_DEPOT = 11,     /* a Rama depot (`*name`): holds its options/ */
+  CTL_KIND_PSTATES = 12,   /* a module's pstates/: stored with the module */
+  CTL_KIND_PSTATE = 13,    /* a Rama PState (`$$name`): holds its options/ */
   CTL_KIND_COUNT
 } CtlKind;
 /* Kinds are stored in the objects table: their numbers never change. A
@@ -117,11 +122,19 @@ gboolean   ctl_kind_is_group(CtlKind kind);
 gboolean   ctl_kind_is_leaf(CtlKind kind);
 /* A module's topologies/ directory. */
 CtlObject *ctl_model_topologies(CtlObject *module);
-/* A module's options/ directory. */
-CtlObject *ctl_model_options(CtlObject *module);
-/* Does OBJ hold objects that rmdir must not take with it? (A module's own
- * topologies/ does not count: it goes with the module.) */
+/* The options/ directory of a module, topology, depot or PState. */
+CtlObject *ctl_model_options(CtlObject *owner);
+/* Is KIND a directory made with its owner and gone with it (a module's
+ * topologies/, depots/, pstates/; anyone's options/)? */
+gboolean   ctl_kind_is_own_dir(CtlKind kind);
+/* Why NAME cannot be the name of a new child of PARENT (by the rule of the
+ * child's kind: name.h), or NULL (g_free). */
+char      *ctl_model_name_problem(CtlObject *parent, const char *name);
+/* Does OBJ hold objects that rmdir must not take with it? (Topologies,
+ * depots and PStates do; options do not: they go with their owner.) */
 gboolean   ctl_model_has_children(CtlObject *obj);
+/* How many such objects OBJ holds. */
+guint      ctl_model_members(CtlObject *obj);
 /* "runtimes/rt1/svc" (g_free); "" for the root. */
 char      *ctl_model_path(CtlObject *obj);
 /* Children sorted by name, as an array the model keeps until the children
@@ -141,7 +154,7 @@ void       ctl_model_changed(CtlModel *m, CtlObject *obj, CtlChange what);
  * "feedback offset=17"). Returns NULL with *ERRNO_OUT set. */
 CtlObject *ctl_model_create(CtlModel *m, CtlObject *parent, const char *name,
                             const char *event, const char *by, int *errno_out);
-/* Declares the option NAME under a module's options/ (an object that is a
+/* Declares the option NAME under an options/ (an object that is a
  * file, not a directory): errors as ctl_model_create(). */
 CtlObject *ctl_model_create_option(CtlModel *m, CtlObject *options, const char *name,
                                    const char *by, int *errno_out);

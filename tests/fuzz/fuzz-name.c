@@ -1,4 +1,5 @@
 /* libFuzzer target: ctl_name_valid_len() and ctl_name_valid() (core/name.h),
+ * and the Rama rules of ctl_name_valid_len_as(),
  * which guard every name that becomes a directory: mkdir, feedback, topics.
  * Checked against the rule as SPEC.md states it, written out independently
  * here: 1-128 bytes of [A-Za-z0-9._-], not "." or "..". */
@@ -43,6 +44,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   CHECK(valid == spec_name(data, size));
   if (valid)
     check_safe_component(data, size);
+  /* Rama's rules (modules with `$`, `*depot`, `$$pstate`) widen the plain
+   * one, and anything they take is still one safe path component. */
+  const CtlNameRule rama[] = { CTL_NAME_JAVA, CTL_NAME_DEPOT, CTL_NAME_PSTATE };
+  for (size_t i = 0; i < G_N_ELEMENTS(rama); i++)
+    if (ctl_name_valid_len_as(rama[i], (const char *) data, size))
+      check_safe_component(data, size);
+  if (valid)
+    CHECK(ctl_name_valid_len_as(CTL_NAME_JAVA, (const char *) data, size));
 
   /* The NUL-terminated form sees the bytes up to the first NUL, and agrees
    * with the _len form on them. */

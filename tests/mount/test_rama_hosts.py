@@ -12,7 +12,7 @@ import time
 
 from conftest import (RUNTIME_FILES, hostname, kcat_consume, kv, read, wait_until,
                       write_state)
-from test_rama import FAKE, calls, module_status
+from test_rama import BACKGROUND, FAKE, calls, module_status
 from test_rama_options import set_option
 
 TREE = "ctlfs.tree"
@@ -47,8 +47,9 @@ def log_events(d, rel, event):
 
 
 def changing_calls(fake):
-    """Calls that change the cluster (everything but moduleStatus)."""
-    return [c["argv"] for c in calls(fake) if c["argv"][0] != "moduleStatus"]
+    """Calls that change the cluster (everything but moduleStatus and
+    taskGroupsStatus)."""
+    return [c["argv"] for c in calls(fake) if c["argv"][0] not in BACKGROUND]
 
 
 def test_declared_set_and_scaled_on_one_host_shows_on_another(broker, ctlfs, tmp_path):
@@ -203,3 +204,29 @@ def test_option_value_propagation_latency(broker, ctlfs, tmp_path):
     print(f"FIGURES rama_option_cross_host_ms p50={statistics.median(delays):.1f} "
           f"p98={delays[48]:.1f} max={delays[-1]:.1f} n=50 (write returns, CLI included: "
           f"p50={statistics.median(writes):.1f} max={writes[-1]:.1f})")
+
+
+def test_every_option_level_and_rama_names_show_on_another_host(broker, ctlfs, tmp_path):
+    """Depots, PStates and the options of topologies, depots and PStates (and
+    a nested module's name with `$`) travel like a module's own options."""
+    (a, fa), (b, fb) = (host(ctlfs, broker, tmp_path, n) for n in ("a", "b"))
+    mod = "com.example.Mod$Inner"
+    base = a.path("modules", mod)
+    os.mkdir(base)
+    os.mkdir(base / "topologies" / "t1")
+    os.mkdir(base / "depots" / "*depot")
+    os.mkdir(base / "pstates" / "$$p")
+    set_option(base / "topologies" / "t1" / "options" / "topology.combiner.limit", "99")
+    set_option(base / "depots" / "*depot" / "options" / "depot.max.fetch", "251")
+    set_option(base / "pstates" / "$$p" / "options" / "pstate.reactivity.queue.limit", "499")
+    reads(b, f"modules/{mod}/topologies/t1/options/topology.combiner.limit", "99\n")
+    reads(b, f"modules/{mod}/depots/*depot/options/depot.max.fetch", "251\n")
+    reads(b, f"modules/{mod}/pstates/$$p/options/pstate.reactivity.queue.limit", "499\n")
+    assert changing_calls(fb) == []
+    assert [c[:2] for c in changing_calls(fa)] == [["setOption", "topology"],
+                                                   ["setOption", "depot"],
+                                                   ["setOption", "pstate"]]
+    # a depot removed on b (with its option) goes on a
+    os.rmdir(b.path("modules", mod, "depots", "*depot"))
+    gone(a, "modules", mod, "depots", "*depot")
+    assert os.listdir(a.path("modules", mod, "depots")) == []

@@ -14,7 +14,8 @@ import threading
 import pytest
 
 from conftest import command_lines, kv, read, wait_until, write_state
-from test_rama import FAKE, calls, module_status, rama, write_errno  # noqa: F401 (fixture)
+from test_rama import (BACKGROUND, FAKE, MODULE_FILES, calls, module_status, rama,  # noqa: F401 (fixture)
+                       write_errno)
 
 
 def set_option(path, value):
@@ -88,7 +89,7 @@ def test_set_options_run_setoption_with_the_value_as_given(rama):
     n = len(calls(fake))
     set_option(mod / "x", "1")
     os.unlink(mod / "x")
-    assert not [c for c in calls(fake)[n:] if c["argv"][0] != "moduleStatus"]
+    assert not [c for c in calls(fake)[n:] if c["argv"][0] not in BACKGROUND]
 
 
 def test_bad_values_and_names_are_einval_and_run_nothing(rama):
@@ -176,7 +177,7 @@ def test_values_survive_a_restart_and_unlink_forgets(rama):
     n = len(calls(fake))
     os.unlink(opts / "b")
     assert os.listdir(opts) == ["a"]
-    assert not [c for c in calls(fake)[n:] if c["argv"][0] != "moduleStatus"], "unlink ran the CLI"
+    assert not [c for c in calls(fake)[n:] if c["argv"][0] not in BACKGROUND], "unlink ran the CLI"
     assert " modules/m1/options/b option-forgotten " in read(mod / "log")
     with pytest.raises(OSError) as ei:
         os.unlink(mod / "scale")
@@ -193,12 +194,18 @@ def test_a_database_from_before_options_gets_them(rama):
     os.mkdir(mod / "topologies" / "t1")
     d.stop()
     db = sqlite3.connect(d.db)
-    db.execute("DELETE FROM objects WHERE kind = 8")     # options/ did not exist
+    # options/ did not exist, nor depots/ and pstates/ (kinds 10, 12)
+    db.execute("DELETE FROM objects WHERE kind IN (8, 10, 12)")
     db.commit()
     db.close()
     d2, _ = rama(db=d.db, mnt=d.mnt)
-    assert sorted(os.listdir(mod)) == ["log", "options", "scale", "status", "topologies"]
+    assert sorted(os.listdir(mod)) == MODULE_FILES
     assert os.listdir(mod / "topologies") == ["t1"]
+    assert os.listdir(mod / "topologies" / "t1" / "options") == []
+    os.mkdir(mod / "depots" / "*d")
+    set_option(mod / "depots" / "*d" / "options" / "depot.max.fetch", "2")
+    assert calls(fake, "setOption")[-1]["argv"] == ["setOption", "depot", "m1", "*d",
+                                                     "depot.max.fetch", "2"]
     set_option(mod / "options" / "o", "false")
     assert read(mod / "options" / "o") == "false\n"
 

@@ -24,7 +24,7 @@ import pytest
 
 from conftest import (RESOURCE_FILES, SLOW, _fusermount, command_lines, declare, kcat_consume, kv, mounted,
                       read, read_word, sh, status_dict, wait_until)
-from test_rama import calls, rama  # noqa: F401 (fixture)
+from test_rama import MODULE_FILES, calls, rama  # noqa: F401 (fixture)
 
 MAX_BYTES = 64 * 1024
 MAX_FILES = 16
@@ -469,4 +469,4 @@ def test_options_and_scale_take_a_scratch_file(rama):
     os.replace(scratch(mod, "workers=2\n"), mod / "scale")
     assert read(mod / "scale") == "workers=2\n"
     assert calls(fake, "scaleExecutors")
-    assert sorted(os.listdir(mod)) == ["log", "options", "scale", "status", "topologies"]
+    assert sorted(os.listdir(mod)) == MODULE_FILES

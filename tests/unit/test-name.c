@@ -83,6 +83,29 @@ test_problem(void)
   g_assert_nonnull(strstr(why, "129 bytes long"));
 }
 
+/* Rama's names: Java class names with `$`, depots `*name`, PStates `$$name`. */
+static void
+test_rules(void)
+{
+  g_assert_true(ctl_name_valid_as(CTL_NAME_JAVA, "com.example.MyModule$Inner"));
+  g_assert_false(ctl_name_valid("com.example.MyModule$Inner"));
+  g_assert_false(ctl_name_valid_as(CTL_NAME_JAVA, "a/b"));
+  g_assert_false(ctl_name_valid_as(CTL_NAME_JAVA, ".."));
+  g_assert_true(ctl_name_valid_as(CTL_NAME_DEPOT, "*depot"));
+  g_assert_false(ctl_name_valid_as(CTL_NAME_DEPOT, "*"));
+  g_assert_false(ctl_name_valid_as(CTL_NAME_DEPOT, "depot"));
+  g_assert_false(ctl_name_valid_as(CTL_NAME_DEPOT, "**d"));
+  g_assert_true(ctl_name_valid_as(CTL_NAME_PSTATE, "$$p"));
+  g_assert_true(ctl_name_valid_as(CTL_NAME_PSTATE, "$$$p"));
+  g_assert_false(ctl_name_valid_as(CTL_NAME_PSTATE, "$p"));
+  g_assert_false(ctl_name_valid_as(CTL_NAME_PSTATE, "$$"));
+  g_assert_false(ctl_name_valid_as(CTL_NAME_PSTATE, "$$a/b"));
+  g_autofree char *why = ctl_name_problem_as(CTL_NAME_DEPOT, "depot");
+  g_assert_nonnull(strstr(why, "does not start with *"));
+  g_autofree char *only = ctl_name_problem_as(CTL_NAME_PSTATE, "$$");
+  g_assert_nonnull(strstr(only, "only $$"));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -92,5 +115,6 @@ main(int argc, char **argv)
   g_test_add_func("/name/length", test_length);
   g_test_add_func("/name/len-form", test_len_form);
   g_test_add_func("/name/problem", test_problem);
+  g_test_add_func("/name/rules", test_rules);
   return g_test_run();
 }

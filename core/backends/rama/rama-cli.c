@@ -149,6 +149,18 @@ ctl_rama_runs_end(CtlRamaCli *cli)
     g_warning("rama: %u CLI calls did not end", g_hash_table_size(cli->runs));
 }
 
+/* The commands that take --useInternalHostnames (seed 002's CLI reference;
+ * scaleExecutors does not). */
+static gboolean
+takes_internal_hostnames(const char *command)
+{
+  static const char *const takers[] = {
+    "destroy", "moduleStatus", "pauseTopology", "resumeTopology", "setOption",
+    "taskGroupsStatus", NULL,
+  };
+  return g_strv_contains(takers, command);
+}
+
 char **
 ctl_rama_cli_argv(CtlRamaCli *cli, const char *first, ...)
 {
@@ -159,6 +171,8 @@ ctl_rama_cli_argv(CtlRamaCli *cli, const char *first, ...)
   for (const char *s = first; s; s = va_arg(ap, const char *))
     g_ptr_array_add(a, g_strdup(s));
   va_end(ap);
+  if (cli->internal_hostnames && takes_internal_hostnames(first))
+    g_ptr_array_add(a, g_strdup("--useInternalHostnames"));
   g_ptr_array_add(a, NULL);
   return (char **) g_ptr_array_free(a, FALSE);
 }

@@ -11,6 +11,7 @@ typedef struct CtlRama CtlRama;
 typedef struct {
   const char *path;         /* [rama] cli */
   int         timeout_ms;   /* [rama] timeout-ms, 0: none */
+  gboolean    internal_hostnames;   /* [rama] internal-hostnames */
   GHashTable *runs;         /* CtlRamaRun* running */
 } CtlRamaCli;
 
@@ -47,7 +48,9 @@ char    *ctl_rama_run_failure(CtlRamaRun *run);
  * their DONEs run now and not after the backend is gone. */
 void     ctl_rama_runs_end(CtlRamaCli *cli);
 
-/* [rama] cli= followed by the arguments, up to a NULL; for ctl_rama_run_start(). */
+/* [rama] cli= followed by the arguments, up to a NULL, and
+ * --useInternalHostnames when asked for and the command (FIRST) takes it;
+ * for ctl_rama_run_start(). */
 char   **ctl_rama_cli_argv(CtlRamaCli *cli, const char *first, ...) G_GNUC_NULL_TERMINATED;
 /* A CLI's OUTPUT as an `output=` field of a log line, cut to a readable length
  * (the whole of it goes to status or last_error). */

@@ -9,6 +9,7 @@ typedef struct CtlRama CtlRama;
 struct CtlRama {
   CtlEngine  *e;
   GHashTable *checks;       /* gint64* module key -> its last moduleStatus (rama-status.c) */
+  GHashTable *groups;       /* gint64* module key -> its last taskGroupsStatus (rama-groups.c) */
   CtlRamaCli  cli;          /* running the CLI (rama-cli.c) */
   guint       refresh;      /* the moduleStatus timer (rama-status.c) */
   gboolean    stopping;
@@ -30,5 +31,17 @@ void ctl_rama_check_module(CtlRama *r, CtlObject *module);
 /* rama-status.c: a module's `status`, the last `rama moduleStatus MOD`,
  * never run on read. */
 void ctl_rama_show_module(CtlEngine *e, CtlObject *module, GString *out);
+/* rama-groups.c: each module's last `rama taskGroupsStatus MOD INSTANCE`.
+ * check() takes the output of a moduleStatus just run (NULL: it failed, and
+ * nothing is run), keeps the instance id it names and lists that instance's task groups
+ * unless a listing runs (then once more after it). */
+void  ctl_rama_groups_init(CtlRama *r);
+void  ctl_rama_groups_free(CtlRama *r);
+void  ctl_rama_groups_check(CtlRama *r, CtlObject *module, const char *status_output);
+void  ctl_rama_groups_forget(CtlRama *r, CtlObject *module);
+/* The instance id in a moduleStatus output, or NULL (g_free). */
+char *ctl_rama_instance_id(const char *output);
+/* A module's `task-groups` file, never run on read. */
+void  ctl_rama_show_groups(CtlEngine *e, CtlObject *module, GString *out);
 /* rama.c: the last scale applied (`workers=2 threads=4`), or NULL. */
 const char *ctl_rama_scale_value(CtlObject *module);

@@ -71,6 +71,7 @@ on_checked(CtlRamaRun *run)
    * script can wait for a fresh status after a command. */
   ctl_model_changed(ctl_engine_model(r->e), module, CTL_CHANGE_STATE);
   g_free(why);
+  ctl_rama_groups_check(r, module, run->exit_status == 0 ? run->output : NULL);
   if (c->again) {
     c->again = FALSE;
     ctl_rama_check_module(r, module);
@@ -118,8 +119,10 @@ static void
 on_model_change(CtlObject *obj, CtlChange what, gpointer data)
 {
   CtlRama *r = data;
-  if ((what & CTL_CHANGE_REMOVED) && obj->kind == CTL_KIND_MODULE)
+  if ((what & CTL_CHANGE_REMOVED) && obj->kind == CTL_KIND_MODULE) {
     g_hash_table_remove(r->checks, &obj->key);
+    ctl_rama_groups_forget(r, obj);
+  }
   else if ((what & CTL_CHANGE_CHILDREN) && obj->kind == CTL_KIND_MODULES)
     check_new_modules(r);
 }
@@ -131,6 +134,7 @@ ctl_rama_status_init(CtlRama *r)
 {
   r->checks = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free,
                                     (GDestroyNotify) check_free);
+  ctl_rama_groups_init(r);
   ctl_model_add_listener(ctl_engine_model(r->e), on_model_change, r);
 }
 
@@ -153,6 +157,7 @@ void
 ctl_rama_status_free(CtlRama *r)
 {
   g_hash_table_unref(r->checks);
+  ctl_rama_groups_free(r);
 }
 
 /* ---- the module's `status` file ---- */

@@ -20,8 +20,13 @@
  * the outbox can run it again after a restart). */
 #define SCALE_SETTING        "scale"
 #define SCALE_QUEUED_SETTING "scale.queued"
+/* A scale that changes no number (Rama's "no-op scaling": the module moves
+ * onto the isolation scheduler's nodes), as the command's args. */
+#define SCALE_NOOP           "noop"
 /* An option's last value applied (a setting of the option object), and a
- * module's queued setOption ("NAME VALUE", for the outbox). */
+ * module's queued setOption ("PATH VALUE", PATH the option's below the
+ * module: `NAME` for options/NAME, else `topologies/T/options/NAME`, ...;
+ * for the outbox). */
 #define OPTION_VALUE_SETTING  "value"
 #define OPTION_QUEUED_SETTING "option.queued"
 #define SET_OPTION_VERB       "setOption"
@@ -35,6 +40,9 @@ typedef struct {
   CtlRama       *rama;
   char          *id, *verb, *args, *by;
   char          *option;    /* setOption: the option's name (args: its JSON value) */
+  gint64         option_key;  /* ... the option (rm may forget it meanwhile) */
+  char          *level;     /* ... module, topology, depot or pstate */
+  char          *object;    /* ... the topology, depot or PState; NULL for the module */
   gint64         key;       /* the object (it stays: rmdir is EBUSY meanwhile) */
   CtlCommandDone done;      /* the durable writer, NULL once answered */
   gpointer       user_data;
@@ -51,20 +59,84 @@ command_free(Command *c)
   g_free(c->args);
   g_free(c->by);
   g_free(c->option);
+  g_free(c->level);
+  g_free(c->object);
   g_free(c);
 }
 
 static CtlObject *
 module_of(CtlObject *obj)
 {
-  return obj->kind == CTL_KIND_TOPOLOGY ? obj->parent->parent : obj;
+  return ctl_model_group_of(obj);
 }
 
 /* The option C set, if it is still declared (rm may have forgotten it). */
 static CtlObject *
-option_of(CtlObject *module, const Command *c)
+option_of(CtlEngine *e, const Command *c)
 {
-  return c->option ? ctl_model_child(ctl_model_options(module), c->option) : NULL;
+  return c->option_key ? ctl_model_by_key(ctl_engine_model(e), c->option_key) : NULL;
+}
+
+/* setOption's level for the owner of an options/. */
+static const char *
+option_level(CtlObject *owner)
+{
+  switch (owner->kind) {
+  case CTL_KIND_TOPOLOGY: return "topology";
+  case CTL_KIND_DEPOT:    return "depot";
+  case CTL_KIND_PSTATE:   return "pstate";
+  default:                return "module";
+  }
+}
+
+/* C sets OPTION: what its argv and log lines name. */
+static void
+command_set_option(Command *c, CtlObject *option)
+{
+  CtlObject *owner = option->parent->parent;
+  c->option = g_strdup(option->name);
+  c->option_key = option->key;
+  c->level = g_strdup(option_level(owner));
+  c->object = owner->kind == CTL_KIND_MODULE ? NULL : g_strdup(owner->name);
+}
+
+/* OPTION's path below its module, as the outbox stores it: `NAME` for the
+ * module's own (as before other levels existed), else
+ * `topologies/T/options/NAME` and the like. Names hold neither `/` nor ` `. */
+static char *
+option_path(CtlObject *module, CtlObject *option)
+{
+  CtlObject *owner = option->parent->parent;
+  if (owner == module)
+    return g_strdup(option->name);
+  return g_strdup_printf("%s/%s/options/%s", owner->parent->name, owner->name, option->name);
+}
+
+static CtlObject *
+option_at(CtlObject *module, const char *path)
+{
+  if (!strchr(path, '/'))
+    return ctl_model_child(ctl_model_options(module), path);
+  char **parts = g_strsplit(path, "/", -1);
+  CtlObject *o = module;
+  for (char **p = parts; o && *p; p++)
+    o = ctl_model_child(o, *p);
+  g_strfreev(parts);
+  return o && o->kind == CTL_KIND_OPTION ? o : NULL;
+}
+
+/* A setOption's fields of a log line: `option=NAME`, and for a topology's,
+ * depot's or PState's `level=topology object=T` too. */
+static void
+append_option(GString *d, const Command *c)
+{
+  if (!c->option)
+    return;
+  ctl_kv_append(d, "option", c->option);
+  if (c->object) {
+    ctl_kv_append(d, "level", c->level);
+    ctl_kv_append(d, "object", c->object);
+  }
 }
 
 /* What an applied command leaves to show: the scale, or the option's value. */
@@ -72,10 +144,12 @@ option_of(CtlObject *module, const Command *c)
 static gboolean
 remember_applied(CtlEngine *e, CtlObject *module, Command *c, GError **error)
 {
+  if (!c->option && strcmp(c->args, SCALE_NOOP) == 0)
+    return TRUE;   /* no number changed: the last scale applied stands */
   if (!c->option)
     return ctl_model_set_setting(ctl_engine_model(e), module, SCALE_SETTING, c->args, error)
            && ctl_engine_announce_settings(e, module, c->by, error);
-  CtlObject *option = option_of(module, c);
+  CtlObject *option = option_of(e, c);
   if (!option)
     return TRUE;
   if (!ctl_model_set_setting(ctl_engine_model(e), option, OPTION_VALUE_SETTING, c->args, error)
@@ -94,8 +168,7 @@ record(CtlEngine *e, CtlObject *obj, Command *c, const char *result, const char 
   GString *d = g_string_new(NULL);
   ctl_kv_append(d, "id", c->id);
   ctl_kv_append(d, "verb", c->verb);
-  if (c->option)
-    ctl_kv_append(d, "option", c->option);
+  append_option(d, c);
   if (c->args)
     ctl_kv_append(d, "args", c->args);
   if (c->by)
@@ -216,12 +289,15 @@ command_argv(CtlRama *r, CtlObject *obj, const Command *c)
     return ctl_rama_cli_argv(&r->cli,
                              strcmp(c->verb, "pause") == 0 ? "pauseTopology" : "resumeTopology",
                              module_of(obj)->name, obj->name, NULL);
+  if (c->option && c->object)
+    return ctl_rama_cli_argv(&r->cli, "setOption", c->level, obj->name, c->object, c->option,
+                             c->args, NULL);
   if (c->option)
     return ctl_rama_cli_argv(&r->cli, "setOption", "module", obj->name, c->option, c->args, NULL);
-  /* scale: `workers=2 threads=4` -> --workers 2 --threads 4 */
+  /* scale: `workers=2 threads=4` -> --workers 2 --threads 4; no-op: no flag */
   GStrvBuilder *b = g_strv_builder_new();
   g_strv_builder_add_many(b, r->cli.path, "scaleExecutors", "--module", obj->name, NULL);
-  char **pairs = g_strsplit(c->args, " ", -1);
+  char **pairs = g_strsplit(strcmp(c->args, SCALE_NOOP) == 0 ? "" : c->args, " ", 0);
   for (char **p = pairs; *p; p++) {
     char *eq = strchr(*p, '=');
     char *flag = g_strdup_printf("--%.*s", (int) (eq - *p), *p);
@@ -297,8 +373,7 @@ store_command(CtlEngine *e, CtlObject *obj, Command *c, const CtlCaller *who, GE
   GString *d = g_string_new(NULL);
   ctl_kv_append(d, "id", c->id);
   ctl_kv_append(d, "verb", c->verb);
-  if (c->option)
-    ctl_kv_append(d, "option", c->option);
+  append_option(d, c);
   if (c->args)
     ctl_kv_append(d, "args", c->args);
   g_string_append_printf(d, " %s", c->by);
@@ -308,8 +383,11 @@ store_command(CtlEngine *e, CtlObject *obj, Command *c, const CtlCaller *who, GE
   /* The outbox needs a queued scale's values after a restart. */
   if (ok && c->args && c->queued && !c->option)
     ok = ctl_model_set_setting(ctl_engine_model(e), obj, SCALE_QUEUED_SETTING, c->args, error);
-  if (ok && c->queued && c->option) {
-    char *queued = g_strdup_printf("%s %s", c->option, c->args);
+  CtlObject *option = c->option ? option_of(e, c) : NULL;
+  if (ok && c->queued && option) {
+    char *path = option_path(obj, option);
+    char *queued = g_strdup_printf("%s %s", path, c->args);
+    g_free(path);
     ok = ctl_model_set_setting(ctl_engine_model(e), obj, OPTION_QUEUED_SETTING, queued, error);
     g_free(queued);
   }
@@ -323,7 +401,7 @@ store_command(CtlEngine *e, CtlObject *obj, Command *c, const CtlCaller *who, GE
 /* A valid, allowed command: EBUSY while the object has one, else stored and
  * run once stored. */
 static void
-submit(CtlEngine *e, CtlObject *obj, const char *verb, const char *option, const char *args,
+submit(CtlEngine *e, CtlObject *obj, const char *verb, CtlObject *option, const char *args,
        const char *input, gsize len, const CtlCaller *who, CtlCommandDone done,
        gpointer user_data)
 {
@@ -337,7 +415,8 @@ submit(CtlEngine *e, CtlObject *obj, const char *verb, const char *option, const
   ctl_uuid7(id);
   char *by = ctl_caller_describe(who);
   Command *c = command_new(ctl_rama_of(e), id, verb, args, by, obj->key);
-  c->option = g_strdup(option);
+  if (option)
+    command_set_option(c, option);
   g_free(by);
   c->queued = ctl_engine_config(e)->write_mode == CTL_WRITE_QUEUED;
   GError *error = NULL;
@@ -419,6 +498,9 @@ scale_parse(const char *input, gsize len, char **reason)
   static const char *const keys[] = { "workers", "threads", "replicationFactor" };
   if (len > 0 && input[len - 1] == '\n')
     len--;
+  /* An empty line or `noop`: Rama's no-op scaling (every number as it is). */
+  if (len == 0 || (len == strlen(SCALE_NOOP) && memcmp(input, SCALE_NOOP, len) == 0))
+    return g_strdup(SCALE_NOOP);
   char *text = g_strndup(input, len);
   char **tokens = g_strsplit(text, " ", -1);
   char *values[G_N_ELEMENTS(keys)] = { NULL };
@@ -491,11 +573,15 @@ collect(const CtlCommandRow *row, gpointer data)
                            ? ctl_model_setting(obj, SCALE_QUEUED_SETTING) : NULL,
                            NULL, obj->key);
   c->queued = strcmp(row->mode, "queued") == 0;
-  /* "NAME VALUE": a name has no space, a JSON value may. */
+  /* "PATH VALUE": a path has no space, a JSON value may. An option
+   * forgotten meanwhile is not set again. */
   const char *queued = set_option ? ctl_model_setting(obj, OPTION_QUEUED_SETTING) : NULL;
   const char *space = queued ? strchr(queued, ' ') : NULL;
-  if (space) {
-    c->option = g_strndup(queued, space - queued);
+  char *path = space ? g_strndup(queued, space - queued) : NULL;
+  CtlObject *option = path ? option_at(obj, path) : NULL;
+  g_free(path);
+  if (option) {
+    command_set_option(c, option);
     c->args = g_strdup(space + 1);
   }
   g_ptr_array_add(s->rows, c);
@@ -548,6 +634,7 @@ start(CtlEngine *e)
   r->e = e;
   r->cli.path = ctl_engine_config(e)->rama_cli;
   r->cli.timeout_ms = ctl_engine_config(e)->rama_timeout_ms;
+  r->cli.internal_hostnames = ctl_engine_config(e)->rama_internal_hostnames;
   r->cli.runs = g_hash_table_new(NULL, NULL);
   ctl_engine_set_backend_data(e, &ctl_backend_rama, r);
   ctl_rama_status_init(r);
@@ -630,7 +717,7 @@ ctl_rama_set_option(CtlEngine *e, CtlObject *option, const char *input, gsize le
                     gpointer user_data)
 {
   ctl_engine_time_write(e, &done, &user_data);
-  CtlObject *module = option->parent->parent;
+  CtlObject *module = module_of(option);
   char *reason = option_problem(input, len, offset);
   if (reason) {
     char *why = g_strdup_printf("option %s: %s", option->name, reason);
@@ -647,7 +734,7 @@ ctl_rama_set_option(CtlEngine *e, CtlObject *option, const char *input, gsize le
   if (input[len - 1] == '\n')
     len--;
   char *value = g_strndup(input, len);
-  submit(e, module, SET_OPTION_VERB, option->name, value, input, len, who, done, user_data);
+  submit(e, module, SET_OPTION_VERB, option, value, input, len, who, done, user_data);
   g_free(value);
 }
 
@@ -681,6 +768,9 @@ static const CtlAttr module_attrs[] = {
   /* set once the CLI is done (queued mode too) */
   { .name = "scale",  .mode = S_IFREG | 0664, .show = show_scale, .store = ctl_rama_scale,
     .wakes = CTL_CHANGE_STATE },
+  /* rama taskGroupsStatus, after each moduleStatus that names an instance */
+  { .name = "task-groups", .mode = S_IFREG | 0444, .show = ctl_rama_show_groups,
+    .wakes = CTL_CHANGE_STATE },
 };
 
 static const CtlAttr topology_attrs[] = {
@@ -707,6 +797,12 @@ static const CtlType types[CTL_KIND_COUNT] = {
   [CTL_KIND_TOPOLOGY]   = { .attrs = topology_attrs, .n_attrs = G_N_ELEMENTS(topology_attrs) },
   [CTL_KIND_OPTIONS]    = { .children = CTL_CHILDREN_CREATE },
   [CTL_KIND_OPTION]     = { .self = &option_self, .shared = option_shared },
+  /* a depot or a PState is declared for its options/ only: Rama has no
+   * command on one but setOption */
+  [CTL_KIND_DEPOTS]     = { .children = CTL_CHILDREN_MKDIR },
+  [CTL_KIND_DEPOT]      = { 0 },
+  [CTL_KIND_PSTATES]    = { .children = CTL_CHILDREN_MKDIR },
+  [CTL_KIND_PSTATE]     = { 0 },
 };
 
 static const CtlType *
@@ -722,7 +818,9 @@ static const CtlUnderway underway[] = { { NULL, NULL } };
 const CtlBackend ctl_backend_rama = {
   .name = "rama",
   .kinds = 1u << CTL_KIND_MODULES | 1u << CTL_KIND_MODULE | 1u << CTL_KIND_TOPOLOGIES
-         | 1u << CTL_KIND_TOPOLOGY | 1u << CTL_KIND_OPTIONS | 1u << CTL_KIND_OPTION,
+         | 1u << CTL_KIND_TOPOLOGY | 1u << CTL_KIND_OPTIONS | 1u << CTL_KIND_OPTION
+         | 1u << CTL_KIND_DEPOTS | 1u << CTL_KIND_DEPOT | 1u << CTL_KIND_PSTATES
+         | 1u << CTL_KIND_PSTATE,
   .verbs = verbs,
   .underway = underway,
   .type = type,
