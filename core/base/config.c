@@ -349,10 +349,7 @@ ctl_config_set(CtlConfig *cfg, const char *key, const char *value, GError **erro
   } else if (strcmp(k, "rama-timeout-ms") == 0) {
     return set_int(&cfg->rama_timeout_ms, k, value, error);
   } else if (strcmp(k, "rama-refresh-ms") == 0) {
-    gint64 n;
-    if (!g_ascii_string_to_signed(value, 10, 0, G_MAXINT, &n, NULL))
-      return bad_value(error, k, value, "expected an integer >= 0 (0: never)");
-    cfg->rama_refresh_ms = (int) n;
+    return set_count(&cfg->rama_refresh_ms, k, value, "never", error);
   } else if (strcmp(k, "rama-internal-hostnames") == 0) {
     if (strcmp(value, "true") == 0)
       cfg->rama_internal_hostnames = TRUE;
