@@ -91,6 +91,7 @@ count_writer(CtlFs *fs, fuse_ino_t ino, int delta)
 static void
 handle_free(CtlFs *fs, Handle *h)
 {
+  g_hash_table_remove(fs->open_files, h);
   if (h->writer)
     count_writer(fs, h->ino, -1);
   ctl_notify_untrack(fs->notify, h->ino, h);
@@ -114,6 +115,7 @@ ctl_fs_reply_open(CtlFs *fs, fuse_req_t req, CtlObject *obj, guint slot,
   h->writer = (fi->flags & O_ACCMODE) != O_RDONLY;
   if (h->writer)
     count_writer(fs, h->ino, +1);
+  g_hash_table_add(fs->open_files, h);
   ctl_notify_track(fs->notify, h->ino, h);
   fi->fh = (uint64_t) (uintptr_t) h;
   fi->direct_io = 1;
@@ -127,6 +129,15 @@ ctl_fs_reply_open(CtlFs *fs, fuse_req_t req, CtlObject *obj, guint slot,
   }
   if (rc != 0)   /* the caller is gone (interrupted): no release will come */
     handle_free(fs, h);
+}
+
+void
+ctl_fs_files_forget(CtlFs *fs)
+{
+  GList *left = g_hash_table_get_keys(fs->open_files);
+  for (GList *l = left; l; l = l->next)
+    handle_free(fs, l->data);
+  g_list_free(left);
 }
 
 static void

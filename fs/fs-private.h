@@ -39,6 +39,11 @@ struct CtlFs {
    * or closed yet: they read as size 0 meanwhile (file.c). */
   GHashTable          *emptied;
   GHashTable          *writers;   /* ino -> open handles for writing */
+  /* Open files' and directories' handles (sets): the kernel's RELEASE is
+   * sent after close() returns, and one still on its way when the session
+   * ends never comes; ctl_fs_free() frees what is left. */
+  GHashTable          *open_files;
+  GHashTable          *open_dirs;
 };
 
 /* Inode numbers: key * 16 + slot + 1, where slot 0 is the object's directory and
@@ -49,6 +54,10 @@ CtlObject  *ctl_ino_object(CtlFs *fs, fuse_ino_t ino, guint *slot);
 /* tree.c: directory operations; file.c: file operations. */
 void ctl_fs_tree_ops(struct fuse_lowlevel_ops *ops);
 void ctl_fs_file_ops(struct fuse_lowlevel_ops *ops);
+/* Frees the handles of files (file.c) and directories (tree.c) whose
+ * release never came: at the end of the session only. */
+void ctl_fs_files_forget(CtlFs *fs);
+void ctl_fs_dirs_forget(CtlFs *fs);
 /* file.c: is INO a value file truncated by a writer not done yet? */
 gboolean   ctl_fs_emptied(CtlFs *fs, fuse_ino_t ino);
 /* Fills ST for inode (OBJ, SLOT). */

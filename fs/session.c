@@ -199,6 +199,8 @@ ctl_fs_serve(CtlFs *fs, CtlEngine *engine, GMainLoop *loop, GError **error)
   fs->scratch = ctl_scratch_new(fs);
   fs->emptied = g_hash_table_new(NULL, NULL);
   fs->writers = g_hash_table_new(NULL, NULL);
+  fs->open_files = g_hash_table_new(NULL, NULL);
+  fs->open_dirs = g_hash_table_new(NULL, NULL);
   int fd = fuse_session_fd(fs->se);
   if (!g_unix_set_fd_nonblocking(fd, TRUE, error))
     return FALSE;
@@ -214,6 +216,11 @@ ctl_fs_free(CtlFs *fs)
   ctl_notify_stop(fs->notify);   /* no-op when ctl_fs_stop() did it */
   if (fs->source)
     g_source_remove(fs->source);
+  /* No request is read any more: releases still on their way never come. */
+  if (fs->open_files)
+    ctl_fs_files_forget(fs);
+  if (fs->open_dirs)
+    ctl_fs_dirs_forget(fs);
   if (fs->se) {
     if (fs->mounted)
       fuse_session_unmount(fs->se);
@@ -223,6 +230,8 @@ ctl_fs_free(CtlFs *fs)
   ctl_scratch_free(fs->scratch);
   g_clear_pointer(&fs->emptied, g_hash_table_unref);
   g_clear_pointer(&fs->writers, g_hash_table_unref);
+  g_clear_pointer(&fs->open_files, g_hash_table_unref);
+  g_clear_pointer(&fs->open_dirs, g_hash_table_unref);
   free(fs->buf.mem);
   g_free(fs->mountpoint);
   g_free(fs);

@@ -239,6 +239,24 @@ listing_add_scratch(gpointer data, const char *name, fuse_ino_t ino, mode_t mode
 }
 
 static void
+listing_free(CtlFs *fs, Listing *l)
+{
+  g_hash_table_remove(fs->open_dirs, l);
+  g_byte_array_unref(l->data);
+  g_array_unref(l->ends);
+  g_free(l);
+}
+
+void
+ctl_fs_dirs_forget(CtlFs *fs)
+{
+  GList *left = g_hash_table_get_keys(fs->open_dirs);
+  for (GList *l = left; l; l = l->next)
+    listing_free(fs, l->data);
+  g_list_free(left);
+}
+
+static void
 op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
   CtlFs *fs = fuse_req_userdata(req);
@@ -263,7 +281,9 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
   ListingCtx lc = { l, req };
   ctl_scratch_list(fs, dir, listing_add_scratch, &lc);
   fi->fh = (uint64_t) (uintptr_t) l;
-  fuse_reply_open(req, fi);
+  g_hash_table_add(fs->open_dirs, l);
+  if (fuse_reply_open(req, fi) != 0)   /* the caller is gone: no release will come */
+    listing_free(fs, l);
 }
 
 static void
@@ -286,10 +306,7 @@ op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_f
 static void
 op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-  Listing *l = (Listing *) (uintptr_t) fi->fh;
-  g_byte_array_unref(l->data);
-  g_array_unref(l->ends);
-  g_free(l);
+  listing_free(fuse_req_userdata(req), (Listing *) (uintptr_t) fi->fh);
   fuse_reply_err(req, 0);
 }
 
