@@ -242,16 +242,35 @@ def _mountinfo_entry(path):
 
 def _abort_fuse_connection(path):
     """Best effort: aborts the FUSE connection of the mount at PATH, which
-    makes every pending request fail with ENOTCONN."""
+    makes every pending request fail with ENOTCONN. Through fusectl (mounted
+    here when it is not), else `umount -f` (FUSE aborts the connection when a
+    forced unmount begins)."""
     fields = _mountinfo_entry(path)
     if not fields:
         return
     minor = fields[2].split(":")[1]
+    abort = Path(f"/sys/fs/fuse/connections/{minor}/abort")
+    if not abort.exists():
+        subprocess.run(["mount", "-t", "fusectl", "fusectl", "/sys/fs/fuse/connections"],
+                       capture_output=True, timeout=10)
     try:
-        with open(f"/sys/fs/fuse/connections/{minor}/abort", "w") as f:
-            f.write("1")
+        abort.write_text("1")
     except OSError:
-        pass
+        subprocess.run(["umount", "-f", str(path)], capture_output=True, timeout=10)
+
+
+def kill_and_reap(proc, mnt, timeout=10):
+    """SIGKILL PROC, a ctlfs serving MNT, and wait for it. A thread of the
+    daemon blocked in a request to its own mount (the notify helper's kick,
+    fs/notify.c) waits for an answer nobody will give once the main thread is
+    gone, and keeps the dead process, and its mount, from ending: the
+    connection is then aborted, as an operator would (`umount -f`)."""
+    proc.kill()
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _abort_fuse_connection(mnt)
+        return proc.wait(timeout=timeout)
 
 
 def _fusermount(args, path, timeout=10):
@@ -515,8 +534,7 @@ class Daemon:
         try:
             self.proc.wait(timeout=EXIT_TIMEOUT)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+            kill_and_reap(self.proc, self.mnt)
             if mounted(self.mnt):
                 _fusermount(["-uz"], self.mnt)
             raise AssertionError(f"ctlfs did not exit within {EXIT_TIMEOUT:.0f}s after "
@@ -539,8 +557,7 @@ class Daemon:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=EXIT_TIMEOUT)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+            kill_and_reap(self.proc, self.mnt)
         finally:
             if mounted(self.mnt):
                 _fusermount(["-uz"], self.mnt)

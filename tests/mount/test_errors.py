@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (RUNTIME_FILES, RESOURCE_FILES, CTLFS_BIN, SLOW, START_TIMEOUT, _fusermount, command_lines, declare,
+from conftest import (kill_and_reap, RUNTIME_FILES, RESOURCE_FILES, CTLFS_BIN, SLOW, START_TIMEOUT, _fusermount, command_lines, declare,
                       kcat_consume, mounted, read, sh, start_expecting_failure, status_dict,
                       wait_until, write_state)
 
@@ -451,8 +451,7 @@ def test_a_waiting_write_does_not_block_other_requests(broker, ctlfs):
 def test_start_on_a_stale_mount_says_how_to_clear_it(broker, ctlfs, tmp_path):
     d = ctlfs(f"--brokers={broker.bootstrap}")
     declare(d)
-    d.proc.kill()                      # kill -9: the mount stays, its daemon gone
-    d.proc.wait(timeout=10)
+    kill_and_reap(d.proc, d.mnt)       # kill -9: the mount stays, its daemon gone
     d.checked = True
     try:
         with pytest.raises(OSError) as e:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (SLOW, UUID, _fusermount, command_lines,
+from conftest import (SLOW, UUID, _fusermount, command_lines, kill_and_reap,
                       declare, kcat_consume, kv, mounted, read, read_word, status_dict,
                       wait_until, write_state)
 
@@ -94,8 +94,7 @@ def pending(d):
 def kill9(d, cleanup=True):
     """kill -9 of the daemon; with CLEANUP, what a user does next:
     fusermount3 -u of the dead mount."""
-    d.proc.kill()
-    d.proc.wait(timeout=10)
+    kill_and_reap(d.proc, d.mnt)
     d.checked = True
     d._close()
     if cleanup:

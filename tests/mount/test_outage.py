@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import (SLOW, UUID, _fusermount, command_lines, declare, kcat_consume, kv,
+from conftest import (kill_and_reap, SLOW, UUID, _fusermount, command_lines, declare, kcat_consume, kv,
                       mounted, read, read_word, status_dict, wait_until, write_state)
 
 DELIVERY_TIMEOUT = 30.0 * SLOW
@@ -70,8 +70,7 @@ def db_integrity(db):
 def kill9(d):
     """kill -9 of the daemon, then the cleanup a user does: fusermount3 -uz of
     the dead mount. The fixture is told not to expect exit status 0."""
-    d.proc.kill()
-    d.proc.wait(timeout=10)
+    kill_and_reap(d.proc, d.mnt)
     _fusermount(["-uz"], d.mnt)
     assert not mounted(d.mnt), f"{d.mnt} still mounted after fusermount3 -uz"
     d.checked = True

@@ -45,7 +45,7 @@ import time
 
 import pytest
 
-from conftest import (SLOW, Broker, Daemon, _fusermount, handled, kv, mounted, read,
+from conftest import (kill_and_reap, SLOW, Broker, Daemon, _fusermount, handled, kv, mounted, read,
                       status_dict, wait_until, write_state)
 from test_faults import AgentLog
 
@@ -283,8 +283,7 @@ def run_trial(tmp, n, form, rng, agent_factory):
         if "wait_up" in locals():
             wait_up.join()
         if d.proc is not None and d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait(timeout=10)
+            kill_and_reap(d.proc, d.mnt)
         if mounted(d.mnt):
             _fusermount(["-uz"], d.mnt)
         d._close()
