@@ -88,9 +88,10 @@ count_writer(CtlFs *fs, fuse_ino_t ino, int delta)
   g_hash_table_remove(fs->emptied, key);
 }
 
-static void
-handle_free(CtlFs *fs, Handle *h)
+void
+ctl_fs_handle_free(CtlFs *fs, gpointer handle)
 {
+  Handle *h = handle;
   g_hash_table_remove(fs->open_files, h);
   if (h->writer)
     count_writer(fs, h->ino, -1);
@@ -128,23 +129,14 @@ ctl_fs_reply_open(CtlFs *fs, fuse_req_t req, CtlObject *obj, guint slot,
     rc = fuse_reply_open(req, fi);
   }
   if (rc != 0)   /* the caller is gone (interrupted): no release will come */
-    handle_free(fs, h);
-}
-
-void
-ctl_fs_files_forget(CtlFs *fs)
-{
-  GList *left = g_hash_table_get_keys(fs->open_files);
-  for (GList *l = left; l; l = l->next)
-    handle_free(fs, l->data);
-  g_list_free(left);
+    ctl_fs_handle_free(fs, h);
 }
 
 static void
 op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
   CtlFs *fs = fuse_req_userdata(req);
-  handle_free(fs, handle_of(fi));
+  ctl_fs_handle_free(fs, handle_of(fi));
   fuse_reply_err(req, 0);
 }
 

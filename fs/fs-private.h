@@ -54,10 +54,11 @@ CtlObject  *ctl_ino_object(CtlFs *fs, fuse_ino_t ino, guint *slot);
 /* tree.c: directory operations; file.c: file operations. */
 void ctl_fs_tree_ops(struct fuse_lowlevel_ops *ops);
 void ctl_fs_file_ops(struct fuse_lowlevel_ops *ops);
-/* Frees the handles of files (file.c) and directories (tree.c) whose
- * release never came: at the end of the session only. */
-void ctl_fs_files_forget(CtlFs *fs);
-void ctl_fs_dirs_forget(CtlFs *fs);
+/* Free an open file's handle (file.c) or a directory's listing (tree.c)
+ * and take it out of its set (open_files, open_dirs): at its release, or at
+ * the end of the session for those whose release never came. */
+void ctl_fs_handle_free(CtlFs *fs, gpointer handle);
+void ctl_fs_listing_free(CtlFs *fs, gpointer listing);
 /* file.c: is INO a value file truncated by a writer not done yet? */
 gboolean   ctl_fs_emptied(CtlFs *fs, fuse_ino_t ino);
 /* Fills ST for inode (OBJ, SLOT). */

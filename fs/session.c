@@ -208,6 +208,18 @@ ctl_fs_serve(CtlFs *fs, CtlEngine *engine, GMainLoop *loop, GError **error)
   return TRUE;
 }
 
+/* Frees what is left in OPEN, a set of handles FREE_ONE removes from it. */
+static void
+forget_left(CtlFs *fs, GHashTable *open, void (*free_one)(CtlFs *, gpointer))
+{
+  if (!open)
+    return;
+  GList *left = g_hash_table_get_keys(open);
+  for (GList *l = left; l; l = l->next)
+    free_one(fs, l->data);
+  g_list_free(left);
+}
+
 void
 ctl_fs_free(CtlFs *fs)
 {
@@ -217,10 +229,8 @@ ctl_fs_free(CtlFs *fs)
   if (fs->source)
     g_source_remove(fs->source);
   /* No request is read any more: releases still on their way never come. */
-  if (fs->open_files)
-    ctl_fs_files_forget(fs);
-  if (fs->open_dirs)
-    ctl_fs_dirs_forget(fs);
+  forget_left(fs, fs->open_files, ctl_fs_handle_free);
+  forget_left(fs, fs->open_dirs, ctl_fs_listing_free);
   if (fs->se) {
     if (fs->mounted)
       fuse_session_unmount(fs->se);

@@ -238,22 +238,14 @@ listing_add_scratch(gpointer data, const char *name, fuse_ino_t ino, mode_t mode
   listing_add(lc->l, lc->req, name, ino, mode);
 }
 
-static void
-listing_free(CtlFs *fs, Listing *l)
+void
+ctl_fs_listing_free(CtlFs *fs, gpointer listing)
 {
+  Listing *l = listing;
   g_hash_table_remove(fs->open_dirs, l);
   g_byte_array_unref(l->data);
   g_array_unref(l->ends);
   g_free(l);
-}
-
-void
-ctl_fs_dirs_forget(CtlFs *fs)
-{
-  GList *left = g_hash_table_get_keys(fs->open_dirs);
-  for (GList *l = left; l; l = l->next)
-    listing_free(fs, l->data);
-  g_list_free(left);
 }
 
 static void
@@ -283,7 +275,7 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
   fi->fh = (uint64_t) (uintptr_t) l;
   g_hash_table_add(fs->open_dirs, l);
   if (fuse_reply_open(req, fi) != 0)   /* the caller is gone: no release will come */
-    listing_free(fs, l);
+    ctl_fs_listing_free(fs, l);
 }
 
 static void
@@ -306,7 +298,7 @@ op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_f
 static void
 op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-  listing_free(fuse_req_userdata(req), (Listing *) (uintptr_t) fi->fh);
+  ctl_fs_listing_free(fuse_req_userdata(req), (Listing *) (uintptr_t) fi->fh);
   fuse_reply_err(req, 0);
 }
 
