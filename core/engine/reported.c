@@ -70,9 +70,19 @@ on_removed(CtlObject *obj, CtlChange what, gpointer data)
 void
 ctl_engine_reported_init(CtlEngine *e)
 {
-  e->reported = g_hash_table_new(NULL, NULL);
   e->reported_refusals = g_hash_table_new_full(NULL, NULL, NULL, g_free);
-  /* What the store kept: once, at start. */
+  ctl_model_add_listener(e->model, on_removed, e);
+}
+
+/* The set of resources with metrics, made from what the store kept when it
+ * is first needed (a report, a read of `metrics`) rather than at start: a
+ * walk of every resource has no place on the way to the mount. */
+static GHashTable *
+reported_set(CtlEngine *e)
+{
+  if (e->reported)
+    return e->reported;
+  e->reported = g_hash_table_new(NULL, NULL);
   GHashTableIter rts, ress;
   gpointer rt, res;
   g_hash_table_iter_init(&rts, ctl_model_runtimes(e->model)->children);
@@ -84,7 +94,7 @@ ctl_engine_reported_init(CtlEngine *e)
       if (count_metrics(res) > 0)
         g_hash_table_add(e->reported, res);
   }
-  ctl_model_add_listener(e->model, on_removed, e);
+  return e->reported;
 }
 
 void
@@ -187,7 +197,7 @@ ctl_engine_reported(CtlEngine *e, CtlObject *res, const char *metrics_json, gint
   g_string_free(why, TRUE);
   json_decref(metrics);
   if (changed) {
-    g_hash_table_add(e->reported, res);
+    g_hash_table_add(reported_set(e), res);
     ctl_model_changed(e->model, res, CTL_CHANGE_METRICS);
   }
 }
@@ -240,7 +250,7 @@ ctl_engine_reported_foreach(CtlEngine *e, CtlReportedFn fn, gpointer user_data)
   GPtrArray *objs = g_ptr_array_new();
   GHashTableIter it;
   gpointer obj;
-  g_hash_table_iter_init(&it, e->reported);
+  g_hash_table_iter_init(&it, reported_set(e));
   while (g_hash_table_iter_next(&it, &obj, NULL))
     g_ptr_array_add(objs, obj);
   g_ptr_array_sort(objs, by_path);   /* the same series are cut every time */
