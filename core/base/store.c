@@ -351,8 +351,28 @@ prepare_all(CtlStore *st, GError **error)
  * 1,000 pages, with an fsync: a write that lands there waits for the disk
  * (the p99 of durable writes). Here a thread of its own, with its own
  * connection, checkpoints every second instead, next to the writer (PASSIVE
- * never blocks it), and the main connection never does. */
+ * never blocks it), and the main connection never does.
+ *
+ * A PASSIVE checkpoint copies the frames but never rewinds the WAL: the next
+ * writer does that, when it finds every frame copied. Under a sustained load
+ * a new commit always lands first and the file grows for as long as the load
+ * lasts (tens of MB per second). Past CHECKPOINT_RESTART_FRAMES, the thread
+ * follows the PASSIVE one with a RESTART, which makes the writer wait (its
+ * busy timeout) while it copies the few frames written meanwhile, so that the
+ * next commit starts the WAL over. */
 #define CHECKPOINT_INTERVAL_US G_USEC_PER_SEC
+#define CHECKPOINT_RESTART_FRAMES 16384     /* 64 MiB of 4 KiB pages */
+
+static void
+checkpoint(sqlite3 *db)
+{
+  int frames = 0, copied = 0;
+  int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames, &copied);
+  if (rc == SQLITE_OK && frames >= CHECKPOINT_RESTART_FRAMES)
+    rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+  if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+    g_warning("store: checkpoint: %s", sqlite3_errmsg(db));
+}
 
 static gpointer
 checkpointer(gpointer data)
@@ -365,6 +385,11 @@ checkpointer(gpointer data)
     sqlite3_close(db);
     return NULL;
   }
+  /* A connection learns that the database is in WAL mode when it first reads
+   * it; until then a checkpoint does nothing and says it succeeded. */
+  if (sqlite3_exec(db, "PRAGMA busy_timeout=100; SELECT count(*) FROM sqlite_schema",
+                   NULL, NULL, NULL) != SQLITE_OK)
+    g_warning("store: checkpoint connection: %s", sqlite3_errmsg(db));
   g_mutex_lock(&st->cp_lock);
   while (!st->cp_stop) {
     gint64 until = g_get_monotonic_time() + CHECKPOINT_INTERVAL_US;
@@ -373,9 +398,7 @@ checkpointer(gpointer data)
     if (st->cp_stop)
       break;
     g_mutex_unlock(&st->cp_lock);
-    int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-      g_warning("store: checkpoint: %s", sqlite3_errmsg(db));
+    checkpoint(db);
     g_mutex_lock(&st->cp_lock);
   }
   g_mutex_unlock(&st->cp_lock);
@@ -415,7 +438,9 @@ ctl_store_open(const char *path, GError **error)
   /* The first statement that touches the file tells a database from garbage. */
   ok = ok && exec(st, "PRAGMA journal_mode=WAL", error);
   ok = ok && exec(st, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
-                      " PRAGMA busy_timeout=2000; PRAGMA wal_autocheckpoint=0", error);
+                      " PRAGMA busy_timeout=2000; PRAGMA wal_autocheckpoint=0;"
+                      /* the WAL file is cut back to this when it starts over */
+                      " PRAGMA journal_size_limit=67108864", error);
   ok = ok && migrate(st, error);
   ok = ok && exec(st, "SELECT count(*) FROM objects", error);
   ok = ok && prepare_all(st, error);

@@ -136,6 +136,25 @@ def test_sigterm_unmounts_and_exits_0(broker, ctlfs):
         d2.path("runtimes", "rt1", "svc"))
 
 
+def test_database_file_takes_the_commands_while_the_daemon_runs(broker, ctlfs):
+    """The write-ahead log is copied into the database file while the daemon
+    runs (every second), not only at exit: a daemon that runs for weeks must
+    not keep every change in a WAL that only grows. Seen from outside: the
+    database file itself grows with the commands, and the WAL stays small."""
+    d = ctlfs(f"--brokers={broker.bootstrap}", "--write-mode=queued")
+    declare(d, "rt1", None)
+    for i in range(20):
+        os.mkdir(d.path("runtimes", "rt1", f"r{i}"))
+    db = str(d.db)
+    before = os.path.getsize(db)
+    for i in range(200):
+        write_state(d.path("runtimes", "rt1", f"r{i % 20}", "state"),
+                    "pause\n" if i % 2 == 0 else "resume\n")
+    wait_until(lambda: os.path.getsize(db) > before + 64 * 1024, 15 * SLOW,
+               what=f"the database file never grew past {before} bytes while the daemon ran "
+               f"(WAL: {os.path.getsize(db + '-wal')} bytes)")
+
+
 # ------------------------------------------------------------------ bad databases
 
 def _refused(tmp_path, db):
