@@ -47,10 +47,9 @@ user_name(uid_t uid)
 }
 
 /* /proc/PID/comm; the process may already be gone, which is not an error.
- * Read on every command (a pid's comm changes with exec), in three system
- * calls: the file is at most 16 bytes. */
+ * Three system calls (open, read, close: the file is at most 16 bytes). */
 static char *
-comm_of(pid_t pid)
+comm_read(pid_t pid)
 {
   char path[64], buf[64];
   g_snprintf(path, sizeof path, "/proc/%d/comm", (int) pid);
@@ -62,6 +61,34 @@ comm_of(pid_t pid)
     return g_strdup("?");
   buf[n] = '\0';
   return g_strchomp(g_strdup(buf));
+}
+
+/* A script issuing commands in a loop is one pid writing hundreds of times a
+ * second: its comm is read at most once per COMM_CACHE_US. What that costs:
+ * a process that exec()s and writes again within that time is recorded
+ * under the name it had before (the pid is the same, and the audit keeps it
+ * too). The table is emptied whenever it is older than that. */
+#define COMM_CACHE_US (100 * 1000)
+
+static char *
+comm_of(pid_t pid)
+{
+  static GHashTable *cache;   /* main thread only; pid -> comm */
+  static gint64 filled_at;
+  gint64 now = g_get_monotonic_time();
+  if (!cache)
+    cache = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
+  if (now - filled_at >= COMM_CACHE_US) {
+    g_hash_table_remove_all(cache);
+    filled_at = now;
+  }
+  const char *known = g_hash_table_lookup(cache, GINT_TO_POINTER(pid));
+  if (known)
+    return g_strdup(known);
+  char *comm = comm_read(pid);
+  if (pid > 0 && strcmp(comm, "?") != 0)
+    g_hash_table_insert(cache, GINT_TO_POINTER(pid), g_strdup(comm));
+  return comm;
 }
 
 void
