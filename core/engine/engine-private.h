@@ -43,9 +43,16 @@ void ctl_acked_free(gpointer acked);
 
 /* Commands handed to librdkafka at once, at most. Past librdkafka's in-flight
  * limit for an idempotent producer (5 requests), its broker thread spins on
- * the queued rest (seen with 16 writers: one core busy, throughput down 4x);
- * the rest wait in order in the engine's own queue instead. */
-#define CTL_PRODUCE_WINDOW 4
+ * the queued rest (seen with 16 writers when every message was handed over:
+ * one core busy, throughput down 4x); the rest wait in order in the engine's
+ * own queue instead. The commands handed over in one main-loop iteration
+ * travel together, so 16 of them make far fewer than 5 requests. A window of
+ * 4 was the other bottleneck: the broker then has at most 4 commands between
+ * two delivery reports, which reach the main thread once per iteration:
+ * 16 writers made 3,100-3,800 durable commands/s with 4, 5,400-5,700 with 64
+ * (the producer thread then 58 us of CPU per message, against 36 with 4) and
+ * 6,300-6,600 with 16 (25 us) (docs/performance.md). */
+#define CTL_PRODUCE_WINDOW 16
 
 /* metrics.c: how long `state` writes took, from their arrival in
  * ctl_engine_command() to their answer; upper bounds in microseconds. */
