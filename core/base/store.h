@@ -108,9 +108,10 @@ gboolean ctl_store_command_insert(CtlStore *st, const CtlCommandRow *row, GError
 /* Sets result, and offset/error when OFFSET >= 0 / ERROR_TEXT != NULL. */
 gboolean ctl_store_command_update(CtlStore *st, const char *id, const char *result,
                                   gint64 offset, const char *error_text, GError **error);
-/* Commands with RESULT in MODE, oldest first (the outbox, the unacknowledged). */
-gboolean ctl_store_commands_by_result(CtlStore *st, const char *mode, const char *result,
-                                      CtlCommandRowFn fn, gpointer user_data, GError **error);
+/* Commands of MODE whose result is still "queued", oldest first (the outbox,
+ * the unacknowledged). Indexed: only such commands are in the index. */
+gboolean ctl_store_queued_commands(CtlStore *st, const char *mode,
+                                   CtlCommandRowFn fn, gpointer user_data, GError **error);
 /* The newest command of every object. */
 gboolean ctl_store_last_commands(CtlStore *st, CtlCommandRowFn fn, gpointer user_data, GError **error);
 /* Per object, the command with the highest topic offset known: its verb, id,

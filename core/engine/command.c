@@ -1045,12 +1045,12 @@ ctl_engine_outbox_restart(CtlEngine *e)
 {
   GError *error = NULL;
   GPtrArray *rows = g_ptr_array_new_with_free_func((GDestroyNotify) saved_free);
-  if (ctl_store_commands_by_result(e->store, "durable", "queued", collect, rows, &error))
+  if (ctl_store_queued_commands(e->store, "durable", collect, rows, &error))
     fail_unacknowledged(e, rows);
   else
     g_clear_error(&error);
   g_ptr_array_set_size(rows, 0);
-  if (ctl_store_commands_by_result(e->store, "queued", "queued", collect, rows, &error))
+  if (ctl_store_queued_commands(e->store, "queued", collect, rows, &error))
     resend_queued(e, rows);
   if (error) {
     g_warning("outbox: %s", error->message);

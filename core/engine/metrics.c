@@ -78,7 +78,7 @@ outbox_size(CtlEngine *e)
   gint64 n = 0;
   gpointer ctx[2] = { e, &n };
   GError *error = NULL;
-  if (!ctl_store_commands_by_result(e->store, "queued", "queued", count_outbox_row, ctx, &error)) {
+  if (!ctl_store_queued_commands(e->store, "queued", count_outbox_row, ctx, &error)) {
     g_warning("metrics: cannot count the outbox: %s", error->message);
     g_error_free(error);
     return -1;

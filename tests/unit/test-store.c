@@ -206,7 +206,7 @@ test_commands(Fixture *f, gconstpointer data)
   g_clear_error(&error);
   g_assert_true(ctl_store_command_update(f->st, "a", "sent", 17, NULL, &error));
   GString *out = g_string_new(NULL);
-  g_assert_true(ctl_store_commands_by_result(f->st, "queued", "queued", count_row, out, &error));
+  g_assert_true(ctl_store_queued_commands(f->st, "queued", count_row, out, &error));
   g_assert_cmpstr(out->str, ==, "b:resume:queued:-1;");
   g_string_truncate(out, 0);
   g_assert_true(ctl_store_last_commands(f->st, count_row, out, &error));

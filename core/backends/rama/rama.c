@@ -595,8 +595,8 @@ outbox_restart(CtlRama *r)
   CtlEngine *e = r->e;
   Saved s = { r, g_ptr_array_new() };
   GError *error = NULL;
-  if (!ctl_store_commands_by_result(ctl_engine_store(e), "durable", "queued", collect, &s, &error)
-      || !ctl_store_commands_by_result(ctl_engine_store(e), "queued", "queued", collect, &s, &error)) {
+  if (!ctl_store_queued_commands(ctl_engine_store(e), "durable", collect, &s, &error)
+      || !ctl_store_queued_commands(ctl_engine_store(e), "queued", collect, &s, &error)) {
     g_warning("rama outbox: %s", error->message);
     g_clear_error(&error);
   }
