@@ -14,39 +14,59 @@ typedef struct {
   gpointer         user_data;
 } Listener;
 
+G_STATIC_ASSERT(G_STRUCT_OFFSET(CtlObject, key) == 0);   /* by_key below */
+
 struct CtlModel {
   CtlStore   *store;
   const CtlConfig *cfg;    /* runtimes' topic names (not owned) */
-  GHashTable *by_key;        /* gint64* key -> CtlObject* */
+  /* Every object, as a set: an entry is the object itself, hashed and compared
+   * as the gint64 it starts with (its key), so a lookup passes &key. One
+   * pointer per entry instead of a key and a value. */
+  GHashTable *by_key;
   CtlObject  *root, *runtimes, *modules;
   GArray     *listeners;
   guint       counts[CTL_KIND_COUNT];
 };
 
+/* A parent's children are a set of the child objects, hashed and compared
+ * by name: one pointer per entry instead of a name and an object. */
+static guint
+child_hash(gconstpointer o)
+{
+  return g_str_hash(((const CtlObject *) o)->name);
+}
+
+static gboolean
+child_equal(gconstpointer a, gconstpointer b)
+{
+  return strcmp(((const CtlObject *) a)->name, ((const CtlObject *) b)->name) == 0;
+}
+
 static CtlObject *
 object_new(CtlModel *m, gint64 key, gint64 id, CtlKind kind, const char *name, CtlObject *parent)
 {
-  CtlObject *o = g_new0(CtlObject, 1);
+  gsize len = strlen(name);
+  CtlObject *o = g_malloc0(MAX(sizeof(CtlObject), G_STRUCT_OFFSET(CtlObject, name) + len + 1));
+  memcpy(o->name, name, len + 1);
   o->key = key;
   o->id = id;
   o->kind = kind;
-  o->name = g_strdup(name);
   o->parent = parent;
   o->log_size = -1;
   o->desired_offset = -1;
   o->desired_partition = -1;
   /* a topology is a leaf that holds its options/ */
   if (kind != CTL_KIND_RESOURCE && kind != CTL_KIND_OPTION)
-    o->children = g_hash_table_new(g_str_hash, g_str_equal);
+    o->children = g_hash_table_new(child_hash, child_equal);
   if (kind == CTL_KIND_RUNTIME) {
     o->command_topic = ctl_config_topic(m->cfg, name, FALSE);
     o->feedback_topic = ctl_config_topic(m->cfg, name, TRUE);
   }
   if (parent) {
-    g_hash_table_insert(parent->children, o->name, o);
+    g_hash_table_add(parent->children, o);
     g_clear_pointer(&parent->sorted, g_ptr_array_unref);
   }
-  g_hash_table_insert(m->by_key, &o->key, o);
+  g_hash_table_add(m->by_key, o);
   m->counts[kind]++;
   return o;
 }
@@ -58,11 +78,10 @@ object_free(CtlObject *o)
     g_hash_table_unref(o->children);
   if (o->sorted)
     g_ptr_array_unref(o->sorted);
-  g_free(o->name);
-  g_free(o->desired);
+  ctl_str_free(o->desired);
   g_free(o->desired_verb);
   g_free(o->desired_id);
-  g_free(o->observed);
+  ctl_str_free(o->observed);
   g_free(o->pending);
   g_free(o->last_error);
   g_free(o->last_cmd_id);
@@ -79,10 +98,10 @@ static void
 object_unlink(CtlModel *m, CtlObject *o)
 {
   if (o->parent) {
-    g_hash_table_remove(o->parent->children, o->name);
+    g_hash_table_remove(o->parent->children, o);
     g_clear_pointer(&o->parent->sorted, g_ptr_array_unref);
   }
-  g_hash_table_remove(m->by_key, &o->key);
+  g_hash_table_remove(m->by_key, o);
   m->counts[o->kind]--;
 }
 
@@ -150,8 +169,8 @@ load_object(const CtlObjectRow *row, gpointer user_data)
   }
   CtlObject *o = object_new(m, row->id + CTL_KEY_FIRST_STORED - 1, row->id, row->kind,
                             row->name, parent);
-  o->desired = g_strdup(row->desired);
-  o->observed = g_strdup(row->observed);
+  o->desired = ctl_str_share(row->desired);
+  o->observed = ctl_str_share(row->observed);
   o->observed_at = row->observed_at;
   o->feedback_at = row->feedback_at;
   o->pending = g_strdup(row->pending);
@@ -283,8 +302,12 @@ ctl_model_free(CtlModel *m)
   if (!m)
     return;
   ctl_store_on_lost_commit(m->store, NULL, NULL);
-  GList *all = g_hash_table_get_values(m->by_key);
-  g_list_free_full(all, (GDestroyNotify) object_free);
+  /* The tables hold no destroy functions: objects can go while they are walked. */
+  GHashTableIter it;
+  gpointer o;
+  g_hash_table_iter_init(&it, m->by_key);
+  while (g_hash_table_iter_next(&it, &o, NULL))
+    object_free(o);
   g_hash_table_unref(m->by_key);
   g_array_unref(m->listeners);
   g_free(m);
@@ -317,7 +340,18 @@ ctl_model_by_key(CtlModel *m, gint64 key)
 CtlObject *
 ctl_model_child(CtlObject *parent, const char *name)
 {
-  return parent && parent->children ? g_hash_table_lookup(parent->children, name) : NULL;
+  if (!parent || !parent->children || !name)
+    return NULL;
+  /* The set's entries are objects: NAME is looked up as one that holds it
+   * (on the stack; names are short: CTL_NAME_MAX). */
+  gsize size = G_STRUCT_OFFSET(CtlObject, name) + strlen(name) + 1;
+  gint64 stack[(sizeof(CtlObject) + CTL_NAME_MAX + 1 + sizeof(gint64) - 1) / sizeof(gint64)];
+  CtlObject *probe = size <= sizeof stack ? (CtlObject *) stack : g_malloc(size);
+  strcpy(probe->name, name);
+  CtlObject *found = g_hash_table_lookup(parent->children, probe);
+  if (probe != (CtlObject *) stack)
+    g_free(probe);
+  return found;
 }
 
 CtlObject *
