@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "arena.h"
 #include "log.h"
 #include "message.h"
 #include "name.h"
@@ -25,6 +26,11 @@ struct CtlModel {
   GHashTable *by_key;
   CtlObject  *root, *runtimes, *modules;
   GArray     *listeners;
+  /* Objects loaded at start are allocated here, all at once; one removed
+   * later leaves its bytes until the model goes (never more than the load
+   * took). Used only while loading: later objects are g_malloc'ed. */
+  CtlArena   *arena;
+  gboolean    loading;
   guint       counts[CTL_KIND_COUNT];
 };
 
@@ -46,7 +52,9 @@ static CtlObject *
 object_new(CtlModel *m, gint64 key, gint64 id, CtlKind kind, const char *name, CtlObject *parent)
 {
   gsize len = strlen(name);
-  CtlObject *o = g_malloc0(MAX(sizeof(CtlObject), G_STRUCT_OFFSET(CtlObject, name) + len + 1));
+  gsize size = MAX(sizeof(CtlObject), G_STRUCT_OFFSET(CtlObject, name) + len + 1);
+  CtlObject *o = m->loading ? ctl_arena_alloc0(m->arena, size) : g_malloc0(size);
+  o->in_arena = m->loading;
   memcpy(o->name, name, len + 1);
   o->key = key;
   o->id = id;
@@ -91,7 +99,8 @@ object_free(CtlObject *o)
   g_free(o->feedback_topic);
   if (o->settings)
     g_hash_table_unref(o->settings);
-  g_free(o);
+  if (!o->in_arena)
+    g_free(o);
 }
 
 static void
@@ -281,7 +290,11 @@ ctl_model_new(CtlStore *st, const CtlConfig *cfg, GError **error)
   m->root = object_new(m, CTL_KEY_ROOT, 0, CTL_KIND_ROOT, "", NULL);
   m->runtimes = object_new(m, CTL_KEY_RUNTIMES, 0, CTL_KIND_RUNTIMES, "runtimes", m->root);
   m->modules = object_new(m, CTL_KEY_MODULES, 0, CTL_KIND_MODULES, "modules", m->root);
-  if (!ctl_store_objects_foreach(st, load_object, m, error)
+  m->arena = ctl_arena_new();
+  m->loading = TRUE;
+  gboolean loaded = ctl_store_objects_foreach(st, load_object, m, error);
+  m->loading = FALSE;
+  if (!loaded
       || !ctl_store_last_commands(st, load_last_command, m, error)
       || !ctl_store_settings_foreach(st, load_setting, m, error)
       || !ctl_store_placed_commands(st, load_placed, m, error)) {
@@ -309,6 +322,7 @@ ctl_model_free(CtlModel *m)
   while (g_hash_table_iter_next(&it, &o, NULL))
     object_free(o);
   g_hash_table_unref(m->by_key);
+  ctl_arena_free(m->arena);
   g_array_unref(m->listeners);
   g_free(m);
 }

@@ -89,6 +89,7 @@ struct CtlObject {
   int         desired_partition;  /* desired_offset's partition (-1 unknown: not stored) */
   gboolean    desired_ours;
   guint       unplaced;      /* local commands whose place in that topic is not known yet */
+  guint8      in_arena;      /* loaded at start: its memory is the model's arena's */
   char        name[];        /* last: held in the object's own allocation */
 };
 
