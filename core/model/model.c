@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "key-index.h"
 #include "log.h"
 #include "message.h"
 #include "name.h"
@@ -15,15 +16,12 @@ typedef struct {
   gpointer         user_data;
 } Listener;
 
-G_STATIC_ASSERT(G_STRUCT_OFFSET(CtlObject, key) == 0);   /* by_key below */
+G_STATIC_ASSERT(G_STRUCT_OFFSET(CtlObject, key) == 0);   /* key-index.h */
 
 struct CtlModel {
   CtlStore   *store;
   const CtlConfig *cfg;    /* runtimes' topic names (not owned) */
-  /* Every object, as a set: an entry is the object itself, hashed and compared
-   * as the gint64 it starts with (its key), so a lookup passes &key. One
-   * pointer per entry instead of a key and a value. */
-  GHashTable *by_key;
+  CtlKeyIndex *by_key;       /* every object */
   CtlObject  *root, *runtimes, *modules;
   GArray     *listeners;
   /* Objects loaded at start are allocated here, all at once; one removed
@@ -74,7 +72,7 @@ object_new(CtlModel *m, gint64 key, gint64 id, CtlKind kind, const char *name, C
     g_hash_table_add(parent->children, o);
     g_clear_pointer(&parent->sorted, g_ptr_array_unref);
   }
-  g_hash_table_add(m->by_key, o);
+  ctl_key_index_add(m->by_key, o);
   m->counts[kind]++;
   return o;
 }
@@ -110,7 +108,7 @@ object_unlink(CtlModel *m, CtlObject *o)
     g_hash_table_remove(o->parent->children, o);
     g_clear_pointer(&o->parent->sorted, g_ptr_array_unref);
   }
-  g_hash_table_remove(m->by_key, o);
+  ctl_key_index_remove(m->by_key, o);
   m->counts[o->kind]--;
 }
 
@@ -253,19 +251,21 @@ static CtlObject *insert_dir(CtlModel *m, CtlObject *owner, CtlKind kind, const 
 /* Objects stored before one of their own directories existed (a module
  * before options/, depots/, pstates/; a topology before options/) get it
  * now, so that every object of a kind has the same tree. */
+static void
+find_missing_dirs(gpointer obj, gpointer owners)
+{
+  for (const OwnDir *d = own_dirs(((CtlObject *) obj)->kind); d->name; d++)
+    if (!ctl_model_child(obj, d->name)) {
+      g_ptr_array_add(owners, obj);
+      return;
+    }
+}
+
 static gboolean
 add_missing_dirs(CtlModel *m, GError **error)
 {
   GPtrArray *owners = g_ptr_array_new();
-  GHashTableIter it;
-  gpointer value;
-  g_hash_table_iter_init(&it, m->by_key);
-  while (g_hash_table_iter_next(&it, NULL, &value))
-    for (const OwnDir *d = own_dirs(((CtlObject *) value)->kind); d->name; d++)
-      if (!ctl_model_child(value, d->name)) {
-        g_ptr_array_add(owners, value);
-        break;
-      }
+  ctl_key_index_foreach(m->by_key, find_missing_dirs, owners);
   gboolean ok = owners->len == 0 || ctl_store_begin(m->store, error);
   for (guint i = 0; ok && i < owners->len; i++)
     for (const OwnDir *d = own_dirs(((CtlObject *) owners->pdata[i])->kind); ok && d->name; d++)
@@ -285,7 +285,7 @@ ctl_model_new(CtlStore *st, const CtlConfig *cfg, GError **error)
   CtlModel *m = g_new0(CtlModel, 1);
   m->store = st;
   m->cfg = cfg;
-  m->by_key = g_hash_table_new(g_int64_hash, g_int64_equal);
+  m->by_key = ctl_key_index_new();
   m->listeners = g_array_new(FALSE, FALSE, sizeof(Listener));
   m->root = object_new(m, CTL_KEY_ROOT, 0, CTL_KIND_ROOT, "", NULL);
   m->runtimes = object_new(m, CTL_KEY_RUNTIMES, 0, CTL_KIND_RUNTIMES, "runtimes", m->root);
@@ -309,19 +309,20 @@ ctl_model_new(CtlStore *st, const CtlConfig *cfg, GError **error)
   return m;
 }
 
+static void
+free_one(gpointer obj, gpointer unused)
+{
+  object_free(obj);
+}
+
 void
 ctl_model_free(CtlModel *m)
 {
   if (!m)
     return;
   ctl_store_on_lost_commit(m->store, NULL, NULL);
-  /* The tables hold no destroy functions: objects can go while they are walked. */
-  GHashTableIter it;
-  gpointer o;
-  g_hash_table_iter_init(&it, m->by_key);
-  while (g_hash_table_iter_next(&it, &o, NULL))
-    object_free(o);
-  g_hash_table_unref(m->by_key);
+  ctl_key_index_foreach(m->by_key, free_one, NULL);
+  ctl_key_index_free(m->by_key);
   ctl_arena_free(m->arena);
   g_array_unref(m->listeners);
   g_free(m);
@@ -348,7 +349,7 @@ ctl_model_modules(CtlModel *m)
 CtlObject *
 ctl_model_by_key(CtlModel *m, gint64 key)
 {
-  return g_hash_table_lookup(m->by_key, &key);
+  return ctl_key_index_lookup(m->by_key, key);
 }
 
 CtlObject *
@@ -716,13 +717,15 @@ ctl_model_remove(CtlModel *m, CtlObject *obj, const char *by)
 
 /* Cached log sizes may count lines that were never committed: forget them. */
 static void
+forget_log_size(gpointer obj, gpointer unused)
+{
+  ((CtlObject *) obj)->log_size = -1;
+}
+
+static void
 forget_log_sizes(CtlModel *m)
 {
-  GHashTableIter it;
-  gpointer value;
-  g_hash_table_iter_init(&it, m->by_key);
-  while (g_hash_table_iter_next(&it, NULL, &value))
-    ((CtlObject *) value)->log_size = -1;
+  ctl_key_index_foreach(m->by_key, forget_log_size, NULL);
 }
 
 /* ---- a lost group commit ----
@@ -740,6 +743,7 @@ typedef struct {
   GHashTable *with_cmd;    /* CtlObject* with a stored command */
   GPtrArray  *changed;     /* CtlObject* that moved back */
   GArray     *what;        /* CtlChange for each of .changed */
+  GPtrArray  *phantoms;    /* CtlObject* not in the objects table */
 } Resync;
 
 static void
@@ -789,6 +793,26 @@ resync_command(const CtlCommandRow *row, gpointer data)
     resync_mark(r, o, CTL_CHANGE_STATE);
 }
 
+/* One object after the tables were read: a phantom, or a command it lost. */
+static void
+resync_check(gpointer obj, gpointer data)
+{
+  Resync *r = data;
+  CtlObject *o = obj;
+  if (o->id == 0)
+    return;
+  if (!g_hash_table_contains(r->stored, o))
+    g_ptr_array_add(r->phantoms, o);
+  else if (o->last_cmd_id && !g_hash_table_contains(r->with_cmd, o)) {
+    g_clear_pointer(&o->last_cmd_id, g_free);
+    g_clear_pointer(&o->last_cmd_verb, g_free);
+    g_clear_pointer(&o->last_cmd_result, g_free);
+    resync_mark(r, o, CTL_CHANGE_STATE);
+  }
+  if (o->settings)   /* read again below */
+    g_hash_table_remove_all(o->settings);
+}
+
 static gint
 by_id_desc(gconstpointer a, gconstpointer b)
 {
@@ -816,24 +840,8 @@ on_lost_commit(gpointer data, gboolean ok, const char *reason)
     goto out;
   }
   GPtrArray *phantoms = g_ptr_array_new();
-  GHashTableIter it;
-  gpointer value;
-  g_hash_table_iter_init(&it, m->by_key);
-  while (g_hash_table_iter_next(&it, NULL, &value)) {
-    CtlObject *o = value;
-    if (o->id == 0)
-      continue;
-    if (!g_hash_table_contains(r.stored, o))
-      g_ptr_array_add(phantoms, o);
-    else if (o->last_cmd_id && !g_hash_table_contains(r.with_cmd, o)) {
-      g_clear_pointer(&o->last_cmd_id, g_free);
-      g_clear_pointer(&o->last_cmd_verb, g_free);
-      g_clear_pointer(&o->last_cmd_result, g_free);
-      resync_mark(&r, o, CTL_CHANGE_STATE);
-    }
-    if (o->settings)   /* read again below */
-      g_hash_table_remove_all(o->settings);
-  }
+  r.phantoms = phantoms;
+  ctl_key_index_foreach(m->by_key, resync_check, &r);
   if (!ctl_store_settings_foreach(m->store, load_setting, m, &error)) {
     g_warning("store: cannot re-read settings after a lost commit: %s", error->message);
     g_clear_error(&error);
