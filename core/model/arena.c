@@ -5,6 +5,12 @@
 
 #include <sys/mman.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/lsan_interface.h>
+#define SANITIZED 1
+#endif
+
 #define BLOCK_SIZE ((gsize) 8 << 20)
 #define ALIGN      ((gsize) 8)
 
@@ -37,6 +43,10 @@ add_block(CtlArena *a, gsize need)
 #ifdef MADV_HUGEPAGE
   (void) madvise(base, size, MADV_HUGEPAGE);   /* a hint: 4 KiB pages do as well */
 #endif
+#ifdef SANITIZED
+  /* What the objects here point to is reachable, not leaked. */
+  __lsan_register_root_region(base, size);
+#endif
   Block b = { base, size };
   g_array_append_val(a->blocks, b);
   a->next = base;
@@ -57,12 +67,27 @@ ctl_arena_alloc0(CtlArena *a, gsize size)
 }
 
 void
+ctl_arena_release(gpointer p, gsize size)
+{
+#ifdef SANITIZED
+  ASAN_POISON_MEMORY_REGION(p, size);
+#else
+  (void) p;
+  (void) size;
+#endif
+}
+
+void
 ctl_arena_free(CtlArena *a)
 {
   if (!a)
     return;
   for (guint i = 0; i < a->blocks->len; i++) {
     Block *b = &g_array_index(a->blocks, Block, i);
+#ifdef SANITIZED
+    ASAN_UNPOISON_MEMORY_REGION(b->base, b->size);
+    __lsan_unregister_root_region(b->base, b->size);
+#endif
     munmap(b->base, b->size);
   }
   g_array_free(a->blocks, TRUE);

@@ -11,4 +11,8 @@ CtlArena *ctl_arena_new(void);
 /* SIZE zeroed bytes, aligned for any field of a struct (8 bytes). They stay
  * until ctl_arena_free(). */
 gpointer  ctl_arena_alloc0(CtlArena *a, gsize size);
+/* SIZE bytes at P (from ctl_arena_alloc0) are no longer used: they stay
+ * until ctl_arena_free(), but a sanitized build (ASan) reports any use of
+ * them, as it does for freed memory. */
+void      ctl_arena_release(gpointer p, gsize size);
 void      ctl_arena_free(CtlArena *a);

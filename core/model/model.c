@@ -46,14 +46,20 @@ child_equal(gconstpointer a, gconstpointer b)
   return strcmp(((const CtlObject *) a)->name, ((const CtlObject *) b)->name) == 0;
 }
 
+/* Bytes of an object named NAME: its name is in the same allocation. */
+static gsize
+object_size(const char *name)
+{
+  return MAX(sizeof(CtlObject), G_STRUCT_OFFSET(CtlObject, name) + strlen(name) + 1);
+}
+
 static CtlObject *
 object_new(CtlModel *m, gint64 key, gint64 id, CtlKind kind, const char *name, CtlObject *parent)
 {
-  gsize len = strlen(name);
-  gsize size = MAX(sizeof(CtlObject), G_STRUCT_OFFSET(CtlObject, name) + len + 1);
+  gsize size = object_size(name);
   CtlObject *o = m->loading ? ctl_arena_alloc0(m->arena, size) : g_malloc0(size);
   o->in_arena = m->loading;
-  memcpy(o->name, name, len + 1);
+  strcpy(o->name, name);
   o->key = key;
   o->id = id;
   o->kind = kind;
@@ -97,7 +103,9 @@ object_free(CtlObject *o)
   g_free(o->feedback_topic);
   if (o->settings)
     g_hash_table_unref(o->settings);
-  if (!o->in_arena)
+  if (o->in_arena)
+    ctl_arena_release(o, object_size(o->name));
+  else
     g_free(o);
 }
 
@@ -248,9 +256,6 @@ static void on_lost_commit(gpointer data, gboolean ok, const char *reason);
 static CtlObject *insert_dir(CtlModel *m, CtlObject *owner, CtlKind kind, const char *name,
                              GError **error);
 
-/* Objects stored before one of their own directories existed (a module
- * before options/, depots/, pstates/; a topology before options/) get it
- * now, so that every object of a kind has the same tree. */
 static void
 find_missing_dirs(gpointer obj, gpointer owners)
 {
@@ -261,6 +266,9 @@ find_missing_dirs(gpointer obj, gpointer owners)
     }
 }
 
+/* Objects stored before one of their own directories existed (a module
+ * before options/, depots/, pstates/; a topology before options/) get it
+ * now, so that every object of a kind has the same tree. */
 static gboolean
 add_missing_dirs(CtlModel *m, GError **error)
 {

@@ -90,7 +90,9 @@ test_shared_words(void)
   g_assert_cmpstr(a, ==, "running");
   char *c = ctl_str_share("starting");
   g_assert_cmpstr(c, ==, "starting");
-  g_assert_true(c != ctl_str_share("starting"));   /* not a shared word: a copy each */
+  char *d = ctl_str_share("starting");
+  g_assert_true(c != d);   /* not a shared word: a copy each */
+  ctl_str_free(d);
   g_assert_true(ctl_set_str(&a, "paused"));
   g_assert_cmpstr(a, ==, "paused");
   g_assert_false(ctl_set_str(&a, "paused"));
