@@ -111,11 +111,15 @@ ctl_engine_runtime_follow(CtlEngine *e, CtlObject *rt, gboolean elsewhere)
   if (!ctl_engine_runtime_wide(e, rt) || !rt->children)
     return;
   const char *state = ctl_engine_runtime_desired(e, rt);
-  GPtrArray *children = ctl_model_children_array(rt);
+  /* In no particular order: this runs at start for every runtime, and a
+   * sorted listing of a million resources is not needed for it. */
+  GHashTableIter it;
+  gpointer value;
+  g_hash_table_iter_init(&it, rt->children);
   GError *error = NULL;
   gboolean ok = ctl_model_begin(e->model, &error);
-  for (guint i = 0; ok && children && i < children->len; i++) {
-    CtlObject *res = children->pdata[i];
+  while (ok && g_hash_table_iter_next(&it, NULL, &value)) {
+    CtlObject *res = value;
     if (ctl_engine_override(e, res) || !ctl_set_str(&res->desired, state))
       continue;
     ok = ctl_model_save(e->model, res, &error);

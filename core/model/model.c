@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "arena.h"
+#include "key-index.h"
 #include "log.h"
 #include "message.h"
 #include "name.h"
@@ -14,39 +16,69 @@ typedef struct {
   gpointer         user_data;
 } Listener;
 
+G_STATIC_ASSERT(G_STRUCT_OFFSET(CtlObject, key) == 0);   /* key-index.h */
+
 struct CtlModel {
   CtlStore   *store;
   const CtlConfig *cfg;    /* runtimes' topic names (not owned) */
-  GHashTable *by_key;        /* gint64* key -> CtlObject* */
+  CtlKeyIndex *by_key;       /* every object */
   CtlObject  *root, *runtimes, *modules;
   GArray     *listeners;
+  /* Objects loaded at start are allocated here, all at once; one removed
+   * later leaves its bytes until the model goes (never more than the load
+   * took). Used only while loading: later objects are g_malloc'ed. */
+  CtlArena   *arena;
+  gboolean    loading;
   guint       counts[CTL_KIND_COUNT];
 };
+
+/* A parent's children are a set of the child objects, hashed and compared
+ * by name: one pointer per entry instead of a name and an object. */
+static guint
+child_hash(gconstpointer o)
+{
+  return g_str_hash(((const CtlObject *) o)->name);
+}
+
+static gboolean
+child_equal(gconstpointer a, gconstpointer b)
+{
+  return strcmp(((const CtlObject *) a)->name, ((const CtlObject *) b)->name) == 0;
+}
+
+/* Bytes of an object named NAME: its name is in the same allocation. */
+static gsize
+object_size(const char *name)
+{
+  return MAX(sizeof(CtlObject), G_STRUCT_OFFSET(CtlObject, name) + strlen(name) + 1);
+}
 
 static CtlObject *
 object_new(CtlModel *m, gint64 key, gint64 id, CtlKind kind, const char *name, CtlObject *parent)
 {
-  CtlObject *o = g_new0(CtlObject, 1);
+  gsize size = object_size(name);
+  CtlObject *o = m->loading ? ctl_arena_alloc0(m->arena, size) : g_malloc0(size);
+  o->in_arena = m->loading;
+  strcpy(o->name, name);
   o->key = key;
   o->id = id;
   o->kind = kind;
-  o->name = g_strdup(name);
   o->parent = parent;
   o->log_size = -1;
   o->desired_offset = -1;
   o->desired_partition = -1;
   /* a topology is a leaf that holds its options/ */
   if (kind != CTL_KIND_RESOURCE && kind != CTL_KIND_OPTION)
-    o->children = g_hash_table_new(g_str_hash, g_str_equal);
+    o->children = g_hash_table_new(child_hash, child_equal);
   if (kind == CTL_KIND_RUNTIME) {
     o->command_topic = ctl_config_topic(m->cfg, name, FALSE);
     o->feedback_topic = ctl_config_topic(m->cfg, name, TRUE);
   }
   if (parent) {
-    g_hash_table_insert(parent->children, o->name, o);
+    g_hash_table_add(parent->children, o);
     g_clear_pointer(&parent->sorted, g_ptr_array_unref);
   }
-  g_hash_table_insert(m->by_key, &o->key, o);
+  ctl_key_index_add(m->by_key, o);
   m->counts[kind]++;
   return o;
 }
@@ -58,11 +90,10 @@ object_free(CtlObject *o)
     g_hash_table_unref(o->children);
   if (o->sorted)
     g_ptr_array_unref(o->sorted);
-  g_free(o->name);
-  g_free(o->desired);
+  ctl_str_free(o->desired);
   g_free(o->desired_verb);
   g_free(o->desired_id);
-  g_free(o->observed);
+  ctl_str_free(o->observed);
   g_free(o->pending);
   g_free(o->last_error);
   g_free(o->last_cmd_id);
@@ -72,17 +103,20 @@ object_free(CtlObject *o)
   g_free(o->feedback_topic);
   if (o->settings)
     g_hash_table_unref(o->settings);
-  g_free(o);
+  if (o->in_arena)
+    ctl_arena_release(o, object_size(o->name));
+  else
+    g_free(o);
 }
 
 static void
 object_unlink(CtlModel *m, CtlObject *o)
 {
   if (o->parent) {
-    g_hash_table_remove(o->parent->children, o->name);
+    g_hash_table_remove(o->parent->children, o);
     g_clear_pointer(&o->parent->sorted, g_ptr_array_unref);
   }
-  g_hash_table_remove(m->by_key, &o->key);
+  ctl_key_index_remove(m->by_key, o);
   m->counts[o->kind]--;
 }
 
@@ -150,8 +184,8 @@ load_object(const CtlObjectRow *row, gpointer user_data)
   }
   CtlObject *o = object_new(m, row->id + CTL_KEY_FIRST_STORED - 1, row->id, row->kind,
                             row->name, parent);
-  o->desired = g_strdup(row->desired);
-  o->observed = g_strdup(row->observed);
+  o->desired = ctl_str_share(row->desired);
+  o->observed = ctl_str_share(row->observed);
   o->observed_at = row->observed_at;
   o->feedback_at = row->feedback_at;
   o->pending = g_strdup(row->pending);
@@ -222,6 +256,16 @@ static void on_lost_commit(gpointer data, gboolean ok, const char *reason);
 static CtlObject *insert_dir(CtlModel *m, CtlObject *owner, CtlKind kind, const char *name,
                              GError **error);
 
+static void
+find_missing_dirs(gpointer obj, gpointer owners)
+{
+  for (const OwnDir *d = own_dirs(((CtlObject *) obj)->kind); d->name; d++)
+    if (!ctl_model_child(obj, d->name)) {
+      g_ptr_array_add(owners, obj);
+      return;
+    }
+}
+
 /* Objects stored before one of their own directories existed (a module
  * before options/, depots/, pstates/; a topology before options/) get it
  * now, so that every object of a kind has the same tree. */
@@ -229,15 +273,7 @@ static gboolean
 add_missing_dirs(CtlModel *m, GError **error)
 {
   GPtrArray *owners = g_ptr_array_new();
-  GHashTableIter it;
-  gpointer value;
-  g_hash_table_iter_init(&it, m->by_key);
-  while (g_hash_table_iter_next(&it, NULL, &value))
-    for (const OwnDir *d = own_dirs(((CtlObject *) value)->kind); d->name; d++)
-      if (!ctl_model_child(value, d->name)) {
-        g_ptr_array_add(owners, value);
-        break;
-      }
+  ctl_key_index_foreach(m->by_key, find_missing_dirs, owners);
   gboolean ok = owners->len == 0 || ctl_store_begin(m->store, error);
   for (guint i = 0; ok && i < owners->len; i++)
     for (const OwnDir *d = own_dirs(((CtlObject *) owners->pdata[i])->kind); ok && d->name; d++)
@@ -257,12 +293,16 @@ ctl_model_new(CtlStore *st, const CtlConfig *cfg, GError **error)
   CtlModel *m = g_new0(CtlModel, 1);
   m->store = st;
   m->cfg = cfg;
-  m->by_key = g_hash_table_new(g_int64_hash, g_int64_equal);
+  m->by_key = ctl_key_index_new();
   m->listeners = g_array_new(FALSE, FALSE, sizeof(Listener));
   m->root = object_new(m, CTL_KEY_ROOT, 0, CTL_KIND_ROOT, "", NULL);
   m->runtimes = object_new(m, CTL_KEY_RUNTIMES, 0, CTL_KIND_RUNTIMES, "runtimes", m->root);
   m->modules = object_new(m, CTL_KEY_MODULES, 0, CTL_KIND_MODULES, "modules", m->root);
-  if (!ctl_store_objects_foreach(st, load_object, m, error)
+  m->arena = ctl_arena_new();
+  m->loading = TRUE;
+  gboolean loaded = ctl_store_objects_foreach(st, load_object, m, error);
+  m->loading = FALSE;
+  if (!loaded
       || !ctl_store_last_commands(st, load_last_command, m, error)
       || !ctl_store_settings_foreach(st, load_setting, m, error)
       || !ctl_store_placed_commands(st, load_placed, m, error)) {
@@ -277,15 +317,21 @@ ctl_model_new(CtlStore *st, const CtlConfig *cfg, GError **error)
   return m;
 }
 
+static void
+free_one(gpointer obj, gpointer unused)
+{
+  object_free(obj);
+}
+
 void
 ctl_model_free(CtlModel *m)
 {
   if (!m)
     return;
   ctl_store_on_lost_commit(m->store, NULL, NULL);
-  GList *all = g_hash_table_get_values(m->by_key);
-  g_list_free_full(all, (GDestroyNotify) object_free);
-  g_hash_table_unref(m->by_key);
+  ctl_key_index_foreach(m->by_key, free_one, NULL);
+  ctl_key_index_free(m->by_key);
+  ctl_arena_free(m->arena);
   g_array_unref(m->listeners);
   g_free(m);
 }
@@ -311,13 +357,24 @@ ctl_model_modules(CtlModel *m)
 CtlObject *
 ctl_model_by_key(CtlModel *m, gint64 key)
 {
-  return g_hash_table_lookup(m->by_key, &key);
+  return ctl_key_index_lookup(m->by_key, key);
 }
 
 CtlObject *
 ctl_model_child(CtlObject *parent, const char *name)
 {
-  return parent && parent->children ? g_hash_table_lookup(parent->children, name) : NULL;
+  if (!parent || !parent->children || !name)
+    return NULL;
+  /* The set's entries are objects: NAME is looked up as one that holds it
+   * (on the stack; names are short: CTL_NAME_MAX). */
+  gsize size = G_STRUCT_OFFSET(CtlObject, name) + strlen(name) + 1;
+  gint64 stack[(sizeof(CtlObject) + CTL_NAME_MAX + 1 + sizeof(gint64) - 1) / sizeof(gint64)];
+  CtlObject *probe = size <= sizeof stack ? (CtlObject *) stack : g_malloc(size);
+  strcpy(probe->name, name);
+  CtlObject *found = g_hash_table_lookup(parent->children, probe);
+  if (probe != (CtlObject *) stack)
+    g_free(probe);
+  return found;
 }
 
 CtlObject *
@@ -668,13 +725,15 @@ ctl_model_remove(CtlModel *m, CtlObject *obj, const char *by)
 
 /* Cached log sizes may count lines that were never committed: forget them. */
 static void
+forget_log_size(gpointer obj, gpointer unused)
+{
+  ((CtlObject *) obj)->log_size = -1;
+}
+
+static void
 forget_log_sizes(CtlModel *m)
 {
-  GHashTableIter it;
-  gpointer value;
-  g_hash_table_iter_init(&it, m->by_key);
-  while (g_hash_table_iter_next(&it, NULL, &value))
-    ((CtlObject *) value)->log_size = -1;
+  ctl_key_index_foreach(m->by_key, forget_log_size, NULL);
 }
 
 /* ---- a lost group commit ----
@@ -692,6 +751,7 @@ typedef struct {
   GHashTable *with_cmd;    /* CtlObject* with a stored command */
   GPtrArray  *changed;     /* CtlObject* that moved back */
   GArray     *what;        /* CtlChange for each of .changed */
+  GPtrArray  *phantoms;    /* CtlObject* not in the objects table */
 } Resync;
 
 static void
@@ -741,6 +801,26 @@ resync_command(const CtlCommandRow *row, gpointer data)
     resync_mark(r, o, CTL_CHANGE_STATE);
 }
 
+/* One object after the tables were read: a phantom, or a command it lost. */
+static void
+resync_check(gpointer obj, gpointer data)
+{
+  Resync *r = data;
+  CtlObject *o = obj;
+  if (o->id == 0)
+    return;
+  if (!g_hash_table_contains(r->stored, o))
+    g_ptr_array_add(r->phantoms, o);
+  else if (o->last_cmd_id && !g_hash_table_contains(r->with_cmd, o)) {
+    g_clear_pointer(&o->last_cmd_id, g_free);
+    g_clear_pointer(&o->last_cmd_verb, g_free);
+    g_clear_pointer(&o->last_cmd_result, g_free);
+    resync_mark(r, o, CTL_CHANGE_STATE);
+  }
+  if (o->settings)   /* read again below */
+    g_hash_table_remove_all(o->settings);
+}
+
 static gint
 by_id_desc(gconstpointer a, gconstpointer b)
 {
@@ -768,24 +848,8 @@ on_lost_commit(gpointer data, gboolean ok, const char *reason)
     goto out;
   }
   GPtrArray *phantoms = g_ptr_array_new();
-  GHashTableIter it;
-  gpointer value;
-  g_hash_table_iter_init(&it, m->by_key);
-  while (g_hash_table_iter_next(&it, NULL, &value)) {
-    CtlObject *o = value;
-    if (o->id == 0)
-      continue;
-    if (!g_hash_table_contains(r.stored, o))
-      g_ptr_array_add(phantoms, o);
-    else if (o->last_cmd_id && !g_hash_table_contains(r.with_cmd, o)) {
-      g_clear_pointer(&o->last_cmd_id, g_free);
-      g_clear_pointer(&o->last_cmd_verb, g_free);
-      g_clear_pointer(&o->last_cmd_result, g_free);
-      resync_mark(&r, o, CTL_CHANGE_STATE);
-    }
-    if (o->settings)   /* read again below */
-      g_hash_table_remove_all(o->settings);
-  }
+  r.phantoms = phantoms;
+  ctl_key_index_foreach(m->by_key, resync_check, &r);
   if (!ctl_store_settings_foreach(m->store, load_setting, m, &error)) {
     g_warning("store: cannot re-read settings after a lost commit: %s", error->message);
     g_clear_error(&error);

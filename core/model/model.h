@@ -40,16 +40,20 @@ typedef enum {
 #define CTL_KEY_FIRST_STORED 16
 
 typedef struct CtlObject CtlObject;
+/* One allocation per object, its name included: a tree of a million
+ * resources is a million of these (docs/performance.md, "Scale at start"),
+ * so fields are ordered to leave no holes and nothing per object is
+ * allocated that most objects do not need. */
 struct CtlObject {
-  gint64      key;
+  gint64      key;           /* first: the model's index by key hashes the object itself */
   gint64      id;            /* store id, 0 for virtual objects */
-  CtlKind     kind;
-  char       *name;
   CtlObject  *parent;
   GHashTable *children;      /* name -> CtlObject*, NULL for leaves */
   GPtrArray  *sorted;        /* children by name, made on demand (NULL: stale) */
 
-  /* runtime and resource state (see status in SPEC.md) */
+  /* runtime and resource state (see status in SPEC.md). `desired` and
+   * `observed` may hold a shared word (ctl_str_share): change them with
+   * ctl_set_str(), never g_free() them. */
   char       *desired;       /* "running" | "paused" | NULL */
   char       *observed;      /* last reported state, NULL never reported */
   gint64      observed_at;   /* ms (the runtime's timestamp), 0 never */
@@ -57,15 +61,11 @@ struct CtlObject {
   char       *pending;       /* command id awaiting feedback */
   char       *last_error;
   char       *last_cmd_id, *last_cmd_verb, *last_cmd_result;
-  guint       inflight;      /* durable commands awaiting the broker */
   /* The command topic's offset of the command that set `desired`, -1 unknown:
    * commands apply in the topic's order, whichever host issued them (peers.c). */
   gint64      desired_offset;
-  int         desired_partition;  /* ... in this partition (-1 unknown: not stored) */
   char       *desired_verb;  /* ... its verb, its id, and whether it was ours */
   char       *desired_id;
-  gboolean    desired_ours;
-  guint       unplaced;      /* local commands whose place in that topic is not known yet */
   GList      *stale_link;    /* the engine's staleness queue (stale.c) */
 
   /* runtimes: their topics (positions read in them: the store's offsets) */
@@ -83,6 +83,14 @@ struct CtlObject {
   /* Bytes of the object's `log` stream (the root's: every event; a group's:
    * its own and its members'; a leaf's: its own), -1 until first needed. */
   gint64      log_size;
+
+  CtlKind     kind;
+  guint       inflight;      /* durable commands awaiting the broker */
+  int         desired_partition;  /* desired_offset's partition (-1 unknown: not stored) */
+  gboolean    desired_ours;
+  guint       unplaced;      /* local commands whose place in that topic is not known yet */
+  guint8      in_arena;      /* loaded at start: its memory is the model's arena's */
+  char        name[];        /* last: held in the object's own allocation */
 };
 
 /* What changed, for listeners. */

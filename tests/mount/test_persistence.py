@@ -76,6 +76,36 @@ def test_removed_objects_stay_removed_after_remount(broker, ctlfs):
     assert os.listdir(d2.path("runtimes")) == ["rt2"]
 
 
+def test_objects_loaded_at_start_can_be_removed_and_made_again(broker, ctlfs):
+    """Objects read from the database at start live apart from those made
+    later (docs/performance.md, "Scale at start"): removing them, making the
+    same names again and listing must not tell the two apart."""
+    args = [f"--brokers={broker.bootstrap}"]
+    d = ctlfs(*args)
+    declare(d)
+    os.mkdir(d.path("runtimes", "rt1", "other"))
+    os.mkdir(d.path("runtimes", "rt2"))
+    d.stop()
+
+    d2 = ctlfs(*args, db=d.db, mnt=d.mnt)
+    rt1 = d2.path("runtimes", "rt1")
+    os.rmdir(os.path.join(rt1, "svc"))
+    assert "svc" not in os.listdir(rt1) and "other" in os.listdir(rt1)
+    assert not os.path.exists(os.path.join(rt1, "svc", "state"))
+    os.rmdir(d2.path("runtimes", "rt2"))
+    assert os.listdir(d2.path("runtimes")) == ["rt1"]
+    os.mkdir(os.path.join(rt1, "svc"))
+    os.mkdir(d2.path("runtimes", "rt2"))
+    assert sorted(os.listdir(d2.path("runtimes"))) == ["rt1", "rt2"]
+    assert read(os.path.join(rt1, "svc", "state")) == "running\n"
+    before = _snapshot(d2)
+    assert "svc" in before["rt1"] and "other" in before["rt1"]
+    d2.stop()
+
+    d3 = ctlfs(*args, db=d.db, mnt=d.mnt)
+    assert _snapshot(d3) == before
+
+
 def test_queued_write_returns_without_broker_and_is_delivered_later(broker, ctlfs, agent):
     d = ctlfs(f"--brokers={broker.bootstrap}", "--write-mode=queued", "--ack-timeout-ms=1500")
     assert status_dict(d.path("status"))["write_mode"] == "queued"
