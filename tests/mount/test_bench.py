@@ -20,7 +20,13 @@ KEYS = [   # the figures of issue 5, the wake-up delays of issue 4, cross-host o
     "ctlfs1000_write_p50_ms", "mia1000_ratio", "mia1000_cmd_bytes", "ctlfs1000_cmd_bytes",
     "lifecycle_start_running_p50_ms", "lifecycle_overhead_ms", "lifecycle_start_write_p50_ms",
     "lifecycle_mode_write_p50_ms", "rama_write_p50_ms", "rama_cli_direct_p50_ms", "rama_ratio",
+    # throughput against the null FUSE tree, scale at start (issue 17)
+    "throughput_minfs_writes_s", "throughput_durable_ratio", "throughput_queued_ratio",
+    "throughput_queued_sent_cmds_s", "resources_1m_mount_s",
 ]
+THROUGHPUT_KEYS = ["throughput_durable_cmds_s", "throughput_queued_cmds_s",
+                   "throughput_queued_sent_cmds_s", "throughput_minfs_writes_s",
+                   "throughput_durable_ratio", "throughput_queued_ratio"]
 
 
 def test_bench_quick_prints_every_figure():
@@ -33,3 +39,17 @@ def test_bench_quick_prints_every_figure():
     for k in KEYS:
         assert isinstance(out[k], (int, float)) and out[k] >= 0, (k, out[k])
     assert out["roundtrip_p50_ms"] > 0 and out["write_durable_p50_ms"] > 0
+
+
+def test_bench_only_throughput_prints_its_figures():
+    """--only=throughput, the A/B tool of issue 17: the three figures, both
+    runs of each, and the ratios against minfs."""
+    p = subprocess.run([str(REPO / "tools" / "ctlfs-bench"), "--only=throughput", "--quick",
+                        f"--build={BUILD}"], capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.splitlines()[0])
+    for k in THROUGHPUT_KEYS:
+        assert isinstance(out.get(k), (int, float)) and out[k] > 0, (k, out.get(k))
+    assert all(len(v) == 2 for v in out["throughput_runs"].values()), out["throughput_runs"]
+    assert out["throughput_queued_ratio"] == round(out["throughput_queued_cmds_s"]
+                                                   / out["throughput_minfs_writes_s"], 3)

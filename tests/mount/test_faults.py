@@ -609,6 +609,11 @@ def test_stale_mount_after_kill9_is_cleaned_by_fusermount3_and_remounted(broker,
     agent(broker.bootstrap)
     write_state(res / "state", "pause\n")
     wait_until(lambda: read(res / "observed") == "paused\n", what="observed == paused")
+    # The tree shows a feedback batch as soon as it is handled; its commit
+    # follows at the end of the main loop's pass. What must survive the kill
+    # is what was committed: wait for the store itself to say applied.
+    wait_until(lambda: db_rows(d.db, "SELECT result FROM commands ORDER BY seq DESC LIMIT 1")
+               == [("applied",)], what="the command recorded as applied in the store")
     kill9(d, cleanup=False)
     try:
         assert mounted(d.mnt), "the mount vanished with the daemon"
