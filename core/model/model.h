@@ -48,7 +48,7 @@ struct CtlObject {
   gint64      key;           /* first: the model's index by key hashes the object itself */
   gint64      id;            /* store id, 0 for virtual objects */
   CtlObject  *parent;
-  GHashTable *children;      /* name -> CtlObject*, NULL for leaves */
+  GHashTable *children;      /* the child objects, a set hashed by name (ctl_model_child); NULL for leaves */
   GPtrArray  *sorted;        /* children by name, made on demand (NULL: stale) */
 
   /* runtime and resource state (see status in SPEC.md). `desired` and
