@@ -112,6 +112,15 @@ def status_dict(path):
     return dict(parse_status(read(path)))
 
 
+def issued_id(res, verb):
+    """The id of the command a write of VERB to RES's state just issued, as
+    `status` names it. Not the log's last command line: a report settling an
+    older command (superseded=yes) may already follow the new one there."""
+    last_id, last_verb = status_dict(res / "status")["last_command"].split()[:2]
+    assert last_verb == verb, f"last_command is {last_id} {last_verb}, not a {verb}"
+    return last_id
+
+
 def write_state(path, data):
     """One write() of DATA (bytes or str) at offset 0, like `echo` does, without
     O_TRUNC. Returns the number of bytes written; raises OSError."""

@@ -14,8 +14,8 @@ import subprocess
 
 import pytest
 
-from conftest import (SLOW, command_lines, kcat_consume, kcat_produce, kv, read, read_word,
-                      status_dict, wait_until, write_state)
+from conftest import (SLOW, command_lines, issued_id, kcat_consume, kcat_produce, kv, read,
+                      read_word, status_dict, wait_until, write_state)
 from test_watch import InotifyWatch
 
 
@@ -162,7 +162,7 @@ def _observed_states(log_text, command_id):
 
 def _issue(res, verb):
     write_state(res / "state", f"{verb}\n")
-    return kv(command_lines(read(res / "log"))[-1])["id"]
+    return issued_id(res, verb)
 
 
 def _result(res, cid):

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (REPO, SLOW, command_lines, kcat_consume, kv, read, read_word, sh,
-                      status_dict, wait_until, whoami, write_state)
+from conftest import (REPO, SLOW, command_lines, issued_id, kcat_consume, kv, read, read_word,
+                      sh, status_dict, wait_until, whoami, write_state)
 from test_lifecycle import _config, _flows, _observed_lines, _states_after
 
 BRIDGE = REPO / "contrib" / "elastic" / "elastic-bridge"
@@ -37,7 +37,7 @@ def _hook_agent(agent, bootstrap, hook, resources, *extra, runtime="flows"):
 
 def _issue(res, verb):
     sh(f"echo {verb} > state", cwd=res)
-    return kv(command_lines(read(res / "log"))[-1])["id"]
+    return issued_id(res, verb)
 
 
 def _result(res, cid):

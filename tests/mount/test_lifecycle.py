@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (RESOURCE_STATUS_KEYS, RUNTIME_STATUS_KEYS, SLOW, _fusermount,
-                      command_lines, kcat_consume, kv, mounted, parse_status, read,
+                      command_lines, issued_id, kcat_consume, kv, mounted, parse_status, read,
                       read_word, sh, status_dict, wait_until, whoami, write_state)
 
 FLOW_STATUS_KEYS = RESOURCE_STATUS_KEYS + ["mode"]
@@ -69,7 +69,7 @@ def _last_command(res):
 
 def _issue(res, verb):
     sh(f"echo {verb} > state", cwd=res)
-    return _last_command(res)["id"]
+    return issued_id(res, verb)
 
 
 def _mode_events(log_text):
@@ -490,8 +490,9 @@ def test_a_command_during_warm_up_settles_the_one_it_replaces(broker, ctlfs, age
     stop2 = _issue(f1, "stop")
     wait_until(lambda: _final_results(read(f1 / "log")).get(third) == "failed",
                what="the replaced start failed")
-    results = _final_results(read(f1 / "log"))
-    assert results[stop] == "applied" and results[stop2] in ("sent", "applied"), results
+    log = read(f1 / "log")
+    results = _final_results(log)
+    assert results[stop] == "applied" and results[stop2] in ("sent", "applied"), log
     failed = [ln for ln in command_lines(read(f1 / "log")) if kv(ln)["id"] == third
               and kv(ln)["result"] == "failed"]
     assert f"replaced by command {stop2} (stop)" in failed[-1], failed
