@@ -62,11 +62,6 @@ def _states_after(log_text, command_id):
     return [s for s, f in _observed_lines(log_text) if f.get("command") == command_id]
 
 
-def _last_command(res):
-    line = command_lines(read(res / "log"))[-1]
-    return kv(line)
-
-
 def _issue(res, verb):
     sh(f"echo {verb} > state", cwd=res)
     return issued_id(res, verb)
