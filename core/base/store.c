@@ -385,7 +385,11 @@ checkpoint(sqlite3 *db)
 {
   int frames = 0, copied = 0;
   int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames, &copied);
-  if (rc == SQLITE_OK && frames >= CHECKPOINT_RESTART_FRAMES)
+  /* Frames left uncopied: a reader (sqlite3 on the file, a backup) holds an
+   * older snapshot. A RESTART would hold our writer back for its whole busy
+   * timeout, every second, until that reader ends: the WAL grows meanwhile,
+   * as SQLite lets it for any reader. */
+  if (rc == SQLITE_OK && frames >= CHECKPOINT_RESTART_FRAMES && copied == frames)
     rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
   if (rc != SQLITE_OK && rc != SQLITE_BUSY)
     g_warning("store: checkpoint: %s", sqlite3_errmsg(db));
