@@ -12,6 +12,7 @@ tools/install-deps.sh."""
 import json
 import os
 import queue
+import re
 import select
 import shutil
 import signal
@@ -267,3 +268,44 @@ def test_round_trip_kafkajs_beside_ctlfs_agent(broker, ctlfs, kafkajs, agent):
     # the comparison is the point of the figures; a bound only catches a runtime
     # that sat out whole fetch waits or heartbeats
     assert statistics.median(samples["kafkajs"]) < 1.0 * SLOW, samples["kafkajs"]
+
+
+def test_a_burst_from_sixteen_shells_lands_where_the_log_says(broker, ctlfs, kafkajs):
+    """Sixteen shells writing pause and resume to one resource at once (up to
+    16 commands in flight to the broker): every command sent is on the topic
+    exactly once, at the partition and offset its log line names; the
+    kafkajs runtime applies them in that order, so the last one is the one
+    `status` names and observed ends where desired says."""
+    writers, rounds = 16, 10
+    d = ctlfs(f"--brokers={broker.bootstrap}")
+    svc = declare(d, "rt1", off_zero("svc")[0])
+    js = kafkajs(broker.bootstrap, "rt1", ["svc"], heartbeat_ms=1000)
+    wait_observed(svc / "observed", "running")
+    shells = [subprocess.Popen(["sh", "-c", f"for i in $(seq {rounds}); do "
+                                "echo pause > state && echo resume > state || exit 1; done"],
+                               cwd=svc, stderr=subprocess.PIPE, text=True)
+              for _ in range(writers)]
+    for p in shells:
+        _, err = p.communicate(timeout=60 * SLOW)
+        assert p.returncode == 0, err
+    # the line of the broker's acknowledgement names the place: `sent`, or
+    # `applied` when the runtime's answer came first
+    sent = {kv(ln)["id"]: (int(kv(ln)["partition"]), int(kv(ln)["offset"]))
+            for ln in command_lines(read(svc / "log")) if "offset" in kv(ln)}
+    # a write of the state desired and observed already is answered, not sent
+    lines = command_lines(read(svc / "log"))
+    unchanged = [ln for ln in lines if kv(ln)["result"] == "unchanged"]
+    unplaced = [ln for ln in lines if kv(ln)["id"] not in sent and ln not in unchanged]
+    assert not unplaced and len(sent) + len(unchanged) == writers * rounds * 2, unplaced
+    on_topic = {m["value"]["id"]: (m["partition"], m["offset"])
+                for m in kcat_consume(broker.bootstrap, "ctlfs.rt1.commands")}
+    assert on_topic == sent
+    last_id = max(sent, key=lambda i: sent[i][1])
+    st = status_dict(svc / "status")
+    assert st["last_command"].split()[0] == last_id, (st, sent[last_id])
+    desired = st["desired"]
+    wait_until(lambda: read_word(svc / "observed") == desired
+               and status_dict(svc / "status")["pending"] == "-",
+               what=f"observed {desired}, nothing pending")
+    applied = re.findall(r" applied id=(\S+) ", js.stderr())
+    assert applied == sorted(sent, key=lambda i: sent[i][1])
